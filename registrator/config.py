@@ -1,0 +1,130 @@
+"""Every option, parsed once into frozen values that the rest of the program reads."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+DEFAULT_CONSUL_ADDRESS = "127.0.0.1:8500"
+DEFAULT_CONSUL_TLS_PORT = 8501
+DOCKER_SOCKET_IN_CONTAINER = "/tmp/docker.sock"
+DOCKER_SOCKET_DEFAULT = "/var/run/docker.sock"
+
+
+class ConfigError(ValueError):
+    """A bad option or argument: the CLI prints it with the usage and exits 2."""
+
+
+@dataclass(frozen=True)
+class ConsulEndpoint:
+    """Where the local agent answers, from the registry URI."""
+
+    scheme: str = "http"
+    host: str = "127.0.0.1"
+    port: int = 8500
+    socket_path: str = ""
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+    def __str__(self) -> str:
+        if self.socket_path:
+            return f"unix://{self.socket_path}"
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Config:
+    """All of registrator's settings; ``token`` is never printed (see ``__repr__``)."""
+
+    consul: ConsulEndpoint = field(default_factory=ConsulEndpoint)
+    token: str = field(default="", repr=False)
+    docker_host: str = ""
+    hostname: str = ""
+    ip: str = ""
+    internal: bool = False
+    explicit: bool = False
+    force_tags: tuple[str, ...] = ()
+    use_ip_from_label: str = ""
+    deregister: str = "always"
+    cleanup: bool = False
+    resync: float = 0.0
+    retry_attempts: int = 0
+    retry_interval_ms: int = 2000
+    ttl: int = 0
+    ttl_refresh: int = 0
+    allow_script_checks: bool = False
+    dry_run: bool = False
+    deregister_on_shutdown: bool = False
+    agent_poll: float = 2.0
+    consul_timeout: float = 5.0
+    workers: int = 8
+    log_level: str = "INFO"
+
+
+def parse_registry_uri(uri: str, env: Mapping[str, str]) -> ConsulEndpoint:
+    """``consul://host:port``, ``consul-tls://host:port``, ``consul-unix:///path``; an empty
+    host means ``CONSUL_HTTP_ADDR`` or 127.0.0.1:8500, as Consul's own clients default."""
+    parts = urlsplit(uri)
+    tls_files = {
+        "ca_file": env.get("CONSUL_CACERT", ""),
+        "cert_file": env.get("CONSUL_CLIENT_CERT", ""),
+        "key_file": env.get("CONSUL_CLIENT_KEY", ""),
+    }
+    if parts.scheme == "consul-unix":
+        path = (parts.netloc + parts.path) if parts.netloc else parts.path
+        if not path:
+            raise ConfigError(f"registry URI {uri!r}: consul-unix needs a socket path")
+        return ConsulEndpoint(scheme="http", host="", port=0, socket_path=path)
+    if parts.scheme not in ("consul", "consul-tls"):
+        raise ConfigError(
+            f"unrecognized registry backend {parts.scheme or uri!r}: "
+            "use consul://, consul-tls:// or consul-unix://"
+        )
+    tls = parts.scheme == "consul-tls"
+    address = parts.netloc or env.get("CONSUL_HTTP_ADDR", "") or DEFAULT_CONSUL_ADDRESS
+    if "://" in address:  # CONSUL_HTTP_ADDR may carry a scheme
+        address = address.split("://", 1)[1]
+    host, _, port_text = address.rpartition(":") if ":" in address else (address, "", "")
+    host = host.strip("[]") or "127.0.0.1"
+    default_port = DEFAULT_CONSUL_TLS_PORT if tls else 8500
+    try:
+        port = int(port_text) if port_text else default_port
+    except ValueError:
+        raise ConfigError(f"registry URI {uri!r}: port {port_text!r} is not a number") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"registry URI {uri!r}: port {port} out of range")
+    if parts.path not in ("", "/"):
+        raise ConfigError(f"registry URI {uri!r}: unexpected path {parts.path!r}")
+    return ConsulEndpoint(
+        scheme="https" if tls else "http",
+        host=host,
+        port=port,
+        **(tls_files if tls else {}),
+    )
+
+
+def acl_token(env: Mapping[str, str]) -> str:
+    """The ACL token as Consul's clients find it: the file named by CONSUL_HTTP_TOKEN_FILE
+    wins over CONSUL_HTTP_TOKEN when it holds a token."""
+    path = env.get("CONSUL_HTTP_TOKEN_FILE", "")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                from_file = handle.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"CONSUL_HTTP_TOKEN_FILE {path!r}: {exc.strerror}") from None
+        if from_file:
+            return from_file
+    return env.get("CONSUL_HTTP_TOKEN", "").strip()
+
+
+def docker_host(env: Mapping[str, str]) -> str:
+    """DOCKER_HOST, else the socket the container deployment mounts, else the usual one."""
+    if env.get("DOCKER_HOST"):
+        return env["DOCKER_HOST"]
+    if os.path.exists(DOCKER_SOCKET_IN_CONTAINER):
+        return f"unix://{DOCKER_SOCKET_IN_CONTAINER}"
+    return f"unix://{DOCKER_SOCKET_DEFAULT}"

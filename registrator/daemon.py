@@ -1,0 +1,270 @@
+"""The imperative shell: follows Docker, feeds the reconciler, keeps the agent in step.
+
+Threads, each with one job:
+- events: subscribe (before listing, so nothing is missed), list, then read events; on any
+  break reconnect with backoff and list again (dockerd keeps no events across a restart);
+- workers: take a container ID from the keyed queue, inspect it, derive its services and hand
+  them to the reconciler (one container is never processed by two workers at once);
+- agent: every ``agent_poll`` seconds compare the agent with the desired state (one read, no
+  write when in step), which refills an agent that restarted empty and delivers what failed
+  while Consul was down; every ``resync`` seconds re-list Docker too.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from registrator.config import Config
+from registrator.derive import (
+    DeriveOptions,
+    container_label,
+    derive_services,
+    is_running,
+    retained_after_exit,
+)
+from registrator.docker_source import ContainerEvent, DockerSource, DockerUnavailable, EventStream
+from registrator.reconcile import Reconciler
+from registrator.workqueue import Batch, WorkQueue
+
+log = logging.getLogger(__name__)
+
+RECONNECT_MIN = 0.2
+RECONNECT_MAX = 5.0
+UNREACHABLE_REPORT_EVERY = 30.0
+
+
+@dataclass
+class Backoff:
+    """Jittered exponential delays, reset after a success."""
+
+    low: float = RECONNECT_MIN
+    high: float = RECONNECT_MAX
+    current: float = 0.0
+
+    def next(self) -> float:
+        self.current = min(self.high, max(self.low, self.current * 2))
+        return random.uniform(self.current / 2, self.current)
+
+    def reset(self) -> None:
+        self.current = 0.0
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        options: DeriveOptions,
+        reconciler: Reconciler,
+        docker_factory: Callable[[], DockerSource],
+    ) -> None:
+        self.config = config
+        self.options = options
+        self.reconciler = reconciler
+        self._docker_factory = docker_factory
+        self._docker: DockerSource | None = None
+        self._stream: EventStream | None = None
+        self._queue: WorkQueue[str] = WorkQueue()
+        self._stop = threading.Event()
+        self._wake_agent = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._problems: dict[str, tuple[str, ...]] = {}
+        self.synced = threading.Event()  # set once the first full sync has been applied
+        self.last_event_time = 0.0
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.reconciler.sync(remove_stale=False)  # learn what the agent holds before diffing
+        self._spawn("events", self._events_loop)
+        for n in range(max(1, self.config.workers)):
+            self._spawn(f"worker-{n}", self._worker_loop)
+        self._spawn("agent", self._agent_loop)
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self, timeout: float = 1.5) -> None:
+        self._stop.set()
+        self._wake_agent.set()
+        self._queue.shutdown()
+        stream = self._stream
+        if stream is not None:
+            stream.close()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self.config.deregister_on_shutdown:
+            outcome = self.reconciler.deregister_all()
+            log.info("deregistered %d service(s) on shutdown", len(outcome.deregistered))
+
+    def wait(self) -> None:
+        self._stop.wait()
+
+    # --- Docker ------------------------------------------------------------------------
+
+    def _connect(self) -> DockerSource:
+        if self._docker is None:
+            self._docker = self._docker_factory()
+        return self._docker
+
+    def _events_loop(self) -> None:
+        backoff = Backoff()
+        down_since = 0.0
+        last_report = 0.0
+        while not self._stop.is_set():
+            try:
+                docker = self._connect()
+                stream = docker.events(since=self.last_event_time or None)
+                self._stream = stream
+                if self._stop.is_set():
+                    stream.close()
+                    return
+                self._full_docker_sync(docker)
+                if down_since:
+                    log.info(
+                        "Docker reachable again after %.1fs; resynced", time.time() - down_since
+                    )
+                    down_since = 0.0
+                backoff.reset()
+                for event in stream:
+                    self._on_event(event)
+                if self._stop.is_set():
+                    return
+                log.warning("Docker event stream ended (daemon restarting?); reconnecting")
+            except DockerUnavailable as exc:
+                if self._stop.is_set():
+                    return
+                now = time.time()
+                if not down_since:
+                    down_since = now
+                    last_report = now
+                    log.warning("Docker unreachable: %s; retrying", exc)
+                elif now - last_report >= UNREACHABLE_REPORT_EVERY:
+                    last_report = now
+                    log.warning("Docker still unreachable after %.0fs: %s", now - down_since, exc)
+            except Exception:
+                log.exception("unexpected error following Docker; reconnecting")
+            if not down_since:
+                down_since = time.time()
+            self._stream = None
+            self._stop.wait(backoff.next())
+
+    def _full_docker_sync(self, docker: DockerSource) -> Batch[str]:
+        """Queue every running container and every one we track (it may have gone)."""
+        ids = set(docker.container_ids()) | self.reconciler.tracked_containers()
+        return self._queue.add_batch(ids, on_done=self._after_full_sync)
+
+    def _after_full_sync(self) -> None:
+        self.reconciler.stale_removal_allowed = True
+        self._wake_agent.set()
+
+    def _on_event(self, event: ContainerEvent) -> None:
+        if event.time_nano:
+            self.last_event_time = max(self.last_event_time, event.time)
+        log.debug("event %s %s (%s)", event.action, event.name, event.container_id[:12])
+        if event.base_action in ("start", "die", "destroy", "rename"):
+            self._queue.add(event.container_id)
+
+    # --- workers -----------------------------------------------------------------------
+
+    def _worker_loop(self) -> None:
+        while not self._stop.is_set():
+            container_id = self._queue.get()
+            if container_id is None:
+                return
+            try:
+                self.process(container_id)
+            except DockerUnavailable as exc:
+                # The reconnect lists every container again, this one included.
+                log.warning("cannot inspect %s: %s", container_id[:12], exc)
+            except Exception:
+                log.exception("error processing container %s", container_id[:12])
+            finally:
+                self._queue.done(container_id)
+
+    def process(self, container_id: str, write: bool = True) -> None:
+        """Bring one container's services in line with its current state (``write=False``:
+        only record what it wants; a later ``sync`` writes)."""
+        docker = self._connect()
+        container = docker.inspect(container_id)
+        if container is None:
+            if self.reconciler.tracks(container_id):
+                log.info("container %s is gone", container_id[:12])
+            self.reconciler.set_container(container_id, (), write=write)
+            self._problems.pop(container_id, None)
+            return
+        label = container_label(container)
+        if not is_running(container):
+            if retained_after_exit(container, self.config.deregister) and self.reconciler.tracks(
+                container_id
+            ):
+                code = container.get("State", {}).get("ExitCode")
+                log.info("%s exited with %s; services kept (-deregister on-success)", label, code)
+                return
+            self.reconciler.set_container(container_id, (), label, write=write)
+            self._problems.pop(container_id, None)
+            return
+        derivation = derive_services(container, self.options, self._network_peer(docker, container))
+        if self._problems.get(container_id) != tuple(map(str, derivation.problems)):
+            for problem in derivation.problems:
+                log.warning("%s", problem)
+            self._problems[container_id] = tuple(map(str, derivation.problems))
+        if not derivation.services and not self.reconciler.tracks(container_id):
+            log.debug("ignored %s: %s", label, "; ".join(derivation.notes))
+        self.reconciler.set_container(container_id, derivation.services, label, write=write)
+
+    def _network_peer(
+        self, docker: DockerSource, container: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None:
+        mode = str((container.get("HostConfig") or {}).get("NetworkMode") or "")
+        if not mode.startswith("container:"):
+            return None
+        peer = docker.inspect(mode.split(":", 1)[1])
+        if peer is None:
+            log.warning("%s: network container %s not found", container_label(container), mode)
+        return peer
+
+    # --- the agent ---------------------------------------------------------------------
+
+    def _agent_loop(self) -> None:
+        next_resync = time.monotonic() + self.config.resync if self.config.resync else 0.0
+        backoff = Backoff(low=0.2, high=min(2.0, self.config.agent_poll))
+        while not self._stop.is_set():
+            outcome = self.reconciler.sync()
+            if (
+                self.reconciler.stale_removal_allowed
+                and not self.synced.is_set()
+                and outcome.complete
+            ):
+                desired = self.reconciler.desired()
+                log.info(
+                    "synced: %d container(s), %d service(s)",
+                    len(self.reconciler.tracked_containers()),
+                    len(desired),
+                )
+                self.synced.set()
+            if outcome.unavailable:
+                delay = backoff.next()
+            else:
+                backoff.reset()
+                delay = self.config.agent_poll
+            if next_resync and time.monotonic() >= next_resync:
+                next_resync = time.monotonic() + self.config.resync
+                self._resync_docker()
+            self._wake_agent.wait(delay)
+            self._wake_agent.clear()
+
+    def _resync_docker(self) -> None:
+        try:
+            batch = self._full_docker_sync(self._connect())
+            log.debug("resync: %d container(s) queued", len(batch.remaining))
+        except DockerUnavailable as exc:
+            log.warning("resync: %s", exc)

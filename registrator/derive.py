@@ -1,0 +1,453 @@
+"""Pure core: an inspected container (plain dict) plus options -> the services it should have.
+
+No I/O here: whatever needs Docker or DNS (the hostname's IP, the inspect of the container
+whose network a container shares) is looked up by the caller and passed in. That keeps the
+original registrator's many rules cheap to test exhaustively.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from registrator.model import OWNER_META_KEY, Check, Service, freeze_meta
+
+DEFAULT_CHECK_INTERVAL = "10s"
+UNSPECIFIED_ADDRESSES = frozenset({"0.0.0.0", "::", ""})
+DEFAULT_NETWORK_MODES = frozenset({"bridge", "default", "host"})
+
+# Consul's own limits on service Meta (agent/structs: ValidateServiceMetadata).
+META_MAX_PAIRS = 64
+META_KEY_MAX = 128
+META_VALUE_MAX = 512
+META_KEY_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
+META_RESERVED_PREFIX = "consul-"
+
+SCRIPT_CHECK_KEYS = ("check_script", "check_cmd")
+CHECK_STATUSES = frozenset({"passing", "warning", "critical"})
+# Go's time.ParseDuration, which Consul uses for every check duration.
+GO_DURATION_RE = re.compile(r"^[-+]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$")
+
+
+def valid_duration(value: str, positive: bool = True) -> bool:
+    """True when Consul would parse ``value`` (and it is > 0, when ``positive``)."""
+    if not GO_DURATION_RE.match(value):
+        return False
+    return not positive or (not value.startswith("-") and any(c in "123456789" for c in value))
+
+
+@dataclass(frozen=True)
+class DeriveOptions:
+    """The options that change which services a container produces."""
+
+    hostname: str
+    host_ip: str = ""  # the hostname's resolved IP, used for ports published on 0.0.0.0
+    ip: str = ""  # -ip: forces the address of every service
+    internal: bool = False
+    explicit: bool = False
+    force_tags: tuple[str, ...] = ()
+    use_ip_from_label: str = ""
+    allow_script_checks: bool = False
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with a container's metadata, said so an operator can fix it."""
+
+    container: str
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"container {self.container}"
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Derivation:
+    services: tuple[Service, ...] = ()
+    problems: tuple[Problem, ...] = ()
+    notes: tuple[str, ...] = ()  # why ports were skipped: informational, not errors
+
+
+@dataclass(frozen=True)
+class PortCandidate:
+    exposed_port: str
+    protocol: str
+    host_port: str
+    host_ip: str
+    exposed_ip: str
+
+
+@dataclass
+class _Collector:
+    container: str
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(Problem(self.container, key, message))
+
+
+def container_label(container: Mapping[str, Any]) -> str:
+    """``name (shortid)``: how every log line names a container."""
+    return f"{container_name(container)} ({str(container.get('Id', ''))[:12]})"
+
+
+def container_name(container: Mapping[str, Any]) -> str:
+    return str(container.get("Name") or "").lstrip("/")
+
+
+def _d(value: Any) -> Mapping[str, Any]:
+    """Docker returns null for many empty maps; treat null, missing and {} alike."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def default_service_name(image: str) -> str:
+    """Base of the image name without tag or digest: ``example/redis:7`` -> ``redis``."""
+    base = image.rstrip("/").rsplit("/", 1)[-1]
+    return base.split("@", 1)[0].split(":", 1)[0]
+
+
+def split_tags(value: str) -> list[str]:
+    """Split on commas; ``\\,`` keeps a comma in a tag. Blank tags are dropped."""
+    tags: list[str] = []
+    current: list[str] = []
+    i = 0
+    while i < len(value):
+        char = value[i]
+        if char == "\\" and i + 1 < len(value) and value[i + 1] == ",":
+            current.append(",")
+            i += 2
+            continue
+        if char == ",":
+            tags.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        i += 1
+    tags.append("".join(current))
+    return [t.strip() for t in tags if t.strip()]
+
+
+def service_metadata(
+    env: list[str], labels: Mapping[str, str], exposed_port: str
+) -> tuple[dict[str, str], set[str]]:
+    """``SERVICE_*`` keys for one port: env first, then labels (a label wins over an env var
+    of the same key); a ``SERVICE_<port>_<key>`` for this port wins over ``SERVICE_<key>``.
+    Returns the metadata (keys lower-cased, prefix removed) and the keys set per port."""
+    pairs: list[tuple[str, str]] = []
+    for entry in env:
+        if isinstance(entry, str) and "=" in entry:
+            key, value = entry.split("=", 1)
+            pairs.append((key, value))
+    pairs.extend((str(k), str(v)) for k, v in labels.items())
+
+    metadata: dict[str, str] = {}
+    from_port: set[str] = set()
+    for raw_key, value in pairs:
+        if not raw_key.startswith("SERVICE_"):
+            continue
+        key = raw_key[len("SERVICE_") :].lower()
+        if key in from_port:
+            continue
+        first, sep, rest = key.partition("_")
+        if first.isdigit() and sep and rest:
+            if first != exposed_port:
+                continue
+            metadata[rest] = value
+            from_port.add(rest)
+        else:
+            metadata[key] = value
+    return metadata, from_port
+
+
+def port_candidates(container: Mapping[str, Any]) -> list[PortCandidate]:
+    """Exposed ports (host port = exposed port, as with host networking), overridden by
+    the published bindings Docker reports; the first binding of a port wins."""
+    config = _d(container.get("Config"))
+    settings = _d(container.get("NetworkSettings"))
+    network_mode = str(_d(container.get("HostConfig")).get("NetworkMode") or "")
+
+    exposed_ip = str(settings.get("IPAddress") or "")
+    if not exposed_ip:
+        for network in _d(settings.get("Networks")).values():
+            exposed_ip = str(_d(network).get("IPAddress") or "") or exposed_ip
+
+    found: dict[str, tuple[str, str]] = {}
+    for port in _d(config.get("ExposedPorts")):
+        found[str(port)] = (str(port).split("/", 1)[0], "0.0.0.0")
+    for port, bindings in _d(settings.get("Ports")).items():
+        host_port, host_ip = "", ""
+        if isinstance(bindings, list) and bindings and isinstance(bindings[0], Mapping):
+            host_port = str(bindings[0].get("HostPort") or "")
+            host_ip = str(bindings[0].get("HostIp") or "")
+        found[str(port)] = (host_port, host_ip or "0.0.0.0")
+
+    candidates: list[PortCandidate] = []
+    for port, (host_port, host_ip) in found.items():
+        number, _, protocol = port.partition("/")
+        if network_mode and network_mode not in DEFAULT_NETWORK_MODES:
+            network = _d(_d(settings.get("Networks")).get(network_mode))
+            host_ip = str(network.get("IPAddress") or "")
+        candidates.append(
+            PortCandidate(
+                exposed_port=number,
+                protocol=protocol or "tcp",
+                host_port=host_port,
+                host_ip=host_ip,
+                exposed_ip=exposed_ip,
+            )
+        )
+    candidates.sort(key=lambda c: (int(c.exposed_port) if c.exposed_port.isdigit() else 0, c))
+    return candidates
+
+
+def derive_services(
+    container: Mapping[str, Any],
+    options: DeriveOptions,
+    network_peer: Mapping[str, Any] | None = None,
+) -> Derivation:
+    """The services a container should have, whether or not it is running now.
+
+    ``network_peer`` is the inspect of the container named by ``NetworkMode: container:<id>``
+    (its IP is the service address), when there is one.
+    """
+    label = container_label(container)
+    out = _Collector(label)
+    candidates = port_candidates(container)
+    if not candidates:
+        out.notes.append("no published ports")
+        return Derivation((), (), tuple(out.notes))
+
+    published = []
+    for candidate in candidates:
+        if not options.internal and not candidate.host_port:
+            out.notes.append(f"port {candidate.exposed_port} not published on host")
+            continue
+        published.append(candidate)
+    is_group = len(published) > 1
+
+    services: list[Service] = []
+    for candidate in published:
+        service = _service_for_port(container, candidate, is_group, options, network_peer, out)
+        if service is not None:
+            services.append(service)
+    return Derivation(tuple(services), tuple(out.problems), tuple(out.notes))
+
+
+def _service_for_port(
+    container: Mapping[str, Any],
+    port: PortCandidate,
+    is_group: bool,
+    options: DeriveOptions,
+    network_peer: Mapping[str, Any] | None,
+    out: _Collector,
+) -> Service | None:
+    config = _d(container.get("Config"))
+    env = config.get("Env") if isinstance(config.get("Env"), list) else []
+    labels = {str(k): str(v) for k, v in _d(config.get("Labels")).items()}
+    metadata, from_port = service_metadata(env or [], labels, port.exposed_port)
+
+    if metadata.get("ignore", ""):
+        out.notes.append(f"service on port {port.exposed_port} ignored (SERVICE_IGNORE)")
+        return None
+
+    name = metadata.get("name", "")
+    if not name:
+        if options.explicit:
+            out.notes.append(f"port {port.exposed_port} has no SERVICE_NAME (-explicit)")
+            return None
+        name = default_service_name(str(config.get("Image") or ""))
+    if is_group and "name" not in from_port:
+        name = f"{name}-{port.exposed_port}"
+
+    host_ip = port.host_ip
+    if host_ip in UNSPECIFIED_ADDRESSES and options.host_ip:
+        host_ip = options.host_ip
+    if options.ip:
+        host_ip = options.ip
+
+    if options.internal:
+        address, number = port.exposed_ip, port.exposed_port
+    else:
+        address, number = host_ip, port.host_port
+
+    if options.use_ip_from_label:
+        from_label = labels.get(options.use_ip_from_label, "")
+        if from_label:
+            address = from_label.rsplit("/", 1)[0] if "/" in from_label else from_label
+        else:
+            out.notes.append(f"label {options.use_ip_from_label!r} not found")
+
+    network_mode = str(_d(container.get("HostConfig")).get("NetworkMode") or "")
+    if network_mode.startswith("container:") and network_peer is not None:
+        peer_settings = _d(network_peer.get("NetworkSettings"))
+        peer_ip = str(peer_settings.get("IPAddress") or "")
+        if not peer_ip:
+            for network in _d(peer_settings.get("Networks")).values():
+                peer_ip = str(_d(network).get("IPAddress") or "") or peer_ip
+        address = peer_ip
+
+    service_id = f"{options.hostname}:{container_name(container)}:{port.exposed_port}"
+    tags = split_tags(metadata.get("tags", "")) + list(options.force_tags)
+    if port.protocol == "udp":
+        tags.append("udp")
+        service_id += ":udp"
+    if metadata.get("id", ""):
+        service_id = metadata["id"]
+
+    try:
+        port_number = int(number)
+    except ValueError:
+        port_number = 0
+    if address in UNSPECIFIED_ADDRESSES - {""}:
+        out.problem("", f"service {service_id}: address {address} is unusable; left empty")
+        address = ""
+
+    attrs = {k: v for k, v in metadata.items() if k not in ("id", "tags", "name")}
+    check = _build_check(attrs, address, port_number, options, out)
+    meta = _valid_meta(attrs, options, out)
+    meta[OWNER_META_KEY] = options.hostname
+
+    return Service(
+        id=service_id,
+        name=name,
+        address=address,
+        port=port_number,
+        tags=tuple(tags),
+        meta=freeze_meta(meta),
+        check=check,
+        container_id=str(container.get("Id", "")),
+        container_name=container_name(container),
+    )
+
+
+def _valid_meta(
+    attrs: Mapping[str, str], options: DeriveOptions, out: _Collector
+) -> dict[str, str]:
+    """Keep the metadata Consul accepts; drop each bad key with a problem naming it."""
+    meta: dict[str, str] = {}
+    for key, value in sorted(attrs.items()):
+        env_key = f"SERVICE_{key.upper()}"
+        if key in SCRIPT_CHECK_KEYS and not options.allow_script_checks:
+            continue  # refused in _build_check, with its own problem
+        if key == OWNER_META_KEY:
+            out.problem(env_key, "reserved for registrator's ownership mark; dropped")
+        elif not META_KEY_RE.match(key):
+            out.problem(env_key, "Meta key has characters Consul refuses; dropped")
+        elif len(key) > META_KEY_MAX:
+            out.problem(env_key, f"Meta key longer than {META_KEY_MAX} characters; dropped")
+        elif key.startswith(META_RESERVED_PREFIX):
+            out.problem(env_key, "Meta key prefix 'consul-' is reserved by Consul; dropped")
+        elif len(value) > META_VALUE_MAX:
+            out.problem(env_key, f"value longer than {META_VALUE_MAX} characters; dropped")
+        elif len(meta) >= META_MAX_PAIRS - 1:  # one pair is the ownership mark
+            out.problem(env_key, f"more than {META_MAX_PAIRS} Meta pairs; dropped")
+        else:
+            meta[key] = value
+    return meta
+
+
+def _build_check(
+    attrs: Mapping[str, str],
+    address: str,
+    port: int,
+    options: DeriveOptions,
+    out: _Collector,
+) -> Check | None:
+    """The original's check keys; the first present of http, https, tcp, ttl, grpc, script,
+    cmd wins."""
+    timeout = attrs.get("check_timeout", "")
+    check: Check | None = None
+    if attrs.get("check_http"):
+        check = Check(
+            http=f"http://{address}:{port}{attrs['check_http']}",
+            method=attrs.get("check_http_method", ""),
+            timeout=timeout,
+        )
+    elif attrs.get("check_https"):
+        check = Check(
+            http=f"https://{address}:{port}{attrs['check_https']}",
+            method=attrs.get("check_https_method", ""),
+            timeout=timeout,
+            tls_skip_verify=bool(attrs.get("check_tls_skip_verify")),
+        )
+    elif attrs.get("check_tcp"):
+        check = Check(tcp=f"{address}:{port}", timeout=timeout)
+    elif attrs.get("check_ttl"):
+        check = Check(ttl=attrs["check_ttl"])
+    elif attrs.get("check_grpc"):
+        use_tls = bool(attrs.get("check_grpc_use_tls"))
+        check = Check(
+            grpc=f"{address}:{port}",
+            grpc_use_tls=use_tls,
+            tls_skip_verify=use_tls and bool(attrs.get("check_tls_skip_verify")),
+            timeout=timeout,
+        )
+    else:
+        for key in SCRIPT_CHECK_KEYS:
+            if attrs.get(key):
+                if not options.allow_script_checks:
+                    out.problem(
+                        f"SERVICE_{key.upper()}",
+                        "script checks are refused (they run commands on the host); "
+                        "no check registered",
+                    )
+                    return None
+                script = attrs[key].replace("$SERVICE_IP", address)
+                script = script.replace("$SERVICE_PORT", str(port))
+                check = Check(args=("sh", "-c", script))
+                break
+    if check is None:
+        return None
+    if check.ttl and not valid_duration(check.ttl):
+        out.problem(
+            "SERVICE_CHECK_TTL", f"{check.ttl!r} is not a duration > 0; no check registered"
+        )
+        return None
+    if not check.ttl:
+        interval = attrs.get("check_interval") or DEFAULT_CHECK_INTERVAL
+        if not valid_duration(interval):
+            out.problem(
+                "SERVICE_CHECK_INTERVAL",
+                f"{interval!r} is not a duration > 0 (e.g. 10s); using {DEFAULT_CHECK_INTERVAL}",
+            )
+            interval = DEFAULT_CHECK_INTERVAL
+        check = replace(check, interval=interval)
+    if check.timeout and not valid_duration(check.timeout):
+        out.problem("SERVICE_CHECK_TIMEOUT", f"{check.timeout!r} is not a duration > 0; ignored")
+        check = replace(check, timeout="")
+    status = attrs.get("check_initial_status", "")
+    if status and status not in CHECK_STATUSES:
+        out.problem(
+            "SERVICE_CHECK_INITIAL_STATUS",
+            f"{status!r} is not passing, warning or critical; ignored",
+        )
+        status = ""
+    deregister_after = attrs.get("check_deregister_after", "")
+    if deregister_after and not valid_duration(deregister_after):
+        out.problem(
+            "SERVICE_CHECK_DEREGISTER_AFTER", f"{deregister_after!r} is not a duration > 0; ignored"
+        )
+        deregister_after = ""
+    return replace(check, status=status, deregister_critical_service_after=deregister_after)
+
+
+def retained_after_exit(container: Mapping[str, Any], deregister: str) -> bool:
+    """With ``-deregister on-success`` a container that failed keeps its services (so its
+    Consul check shows the failure), as the original does: exit 0 or a signal exit (the 128
+    bit set) deregisters; any other exit code keeps them."""
+    if deregister != "on-success":
+        return False
+    state = _d(container.get("State"))
+    if state.get("Running"):
+        return True
+    code = int(state.get("ExitCode") or 0)
+    return code != 0 and not code & 128
+
+
+def is_running(container: Mapping[str, Any]) -> bool:
+    return bool(_d(container.get("State")).get("Running"))

@@ -1,0 +1,163 @@
+"""Thin adapter over the Docker SDK: list, inspect, and the event stream as plain values.
+
+It knows nothing of Consul. Errors become ``DockerUnavailable`` (the daemon is down or
+broke the connection: reconnect and reconcile) or a ``None`` inspect (the container is gone).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+import docker.errors
+import docker.utils
+import requests
+
+log = logging.getLogger(__name__)
+
+# Container actions registrator reacts to; anything else cannot change a container's services.
+WATCHED_ACTIONS = ("start", "die", "destroy", "rename", "kill", "stop", "health_status")
+
+
+class DockerUnavailable(Exception):
+    """The Docker daemon did not answer or the connection broke."""
+
+
+@dataclass(frozen=True)
+class ContainerEvent:
+    """One Docker event, read by Type/Action/Actor (Engine API 1.52 dropped status/id/from)."""
+
+    action: str
+    container_id: str
+    name: str = ""
+    time_nano: int = 0
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def base_action(self) -> str:
+        """``health_status: healthy`` -> ``health_status``."""
+        return self.action.split(":", 1)[0].strip()
+
+    @property
+    def time(self) -> float:
+        return self.time_nano / 1e9
+
+
+def parse_event(raw: Any) -> ContainerEvent | None:
+    """A container event from the stream, or None for anything else or anything malformed."""
+    if not isinstance(raw, Mapping) or raw.get("Type", "container") != "container":
+        return None
+    actor = _mapping(raw.get("Actor"))
+    attributes = _mapping(actor.get("Attributes"))
+    container_id = str(actor.get("ID") or raw.get("id") or "")
+    action = str(raw.get("Action") or raw.get("status") or "")
+    if not container_id or not action:
+        return None
+    time_nano = raw.get("timeNano")
+    if not isinstance(time_nano, int):
+        seconds = raw.get("time")
+        time_nano = int(seconds * 1_000_000_000) if isinstance(seconds, int | float) else 0
+    return ContainerEvent(
+        action=action,
+        container_id=container_id,
+        name=str(attributes.get("name", "")),
+        time_nano=time_nano,
+        attributes={str(k): str(v) for k, v in attributes.items()},
+    )
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+class EventStream:
+    """An open subscription: iterate for events; ``close()`` from any thread ends it.
+
+    The SDK's generator simply ends when the daemon goes away; iteration here ends the same
+    way, and a broken read raises ``DockerUnavailable``.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def __iter__(self) -> Iterator[ContainerEvent]:
+        try:
+            for item in self._raw:
+                event = parse_event(item)
+                if event is not None:
+                    yield event
+        except (requests.exceptions.RequestException, OSError, ValueError) as exc:
+            raise DockerUnavailable(f"event stream broke: {exc}") from exc
+        except docker.errors.DockerException as exc:
+            raise DockerUnavailable(f"event stream broke: {exc}") from exc
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        except Exception:  # closing a stream whose socket is already gone
+            log.debug("closing the event stream", exc_info=True)
+
+
+class DockerSource:
+    """The Docker daemon, as registrator reads it."""
+
+    def __init__(self, env: Mapping[str, str], base_url: str, timeout: float = 30.0) -> None:
+        kwargs = docker.utils.kwargs_from_env(environment=dict(env))
+        kwargs["base_url"] = base_url
+        self.base_url = base_url
+        try:
+            self._api = docker.APIClient(
+                version="auto", timeout=timeout, max_pool_size=16, **kwargs
+            )
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise DockerUnavailable(f"cannot reach Docker at {base_url}: {_short(exc)}") from exc
+
+    def close(self) -> None:
+        self._api.close()
+
+    def events(self, since: float | None = None) -> EventStream:
+        """Subscribe now (the request is made before returning), so a listing made after this
+        call misses nothing."""
+        try:
+            raw = self._api.events(
+                since=f"{since:.9f}" if since else None,
+                decode=True,
+                filters={"type": ["container"], "event": list(WATCHED_ACTIONS)},
+            )
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise DockerUnavailable(f"cannot subscribe to events: {_short(exc)}") from exc
+        return EventStream(raw)
+
+    def container_ids(self, include_stopped: bool = False) -> list[str]:
+        try:
+            listing = self._api.containers(all=include_stopped, quiet=True)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise DockerUnavailable(f"cannot list containers: {_short(exc)}") from exc
+        return [str(item["Id"]) for item in listing]
+
+    def inspect(self, container_id: str) -> dict[str, Any] | None:
+        """The container's inspect data, or None when it no longer exists."""
+        try:
+            result: dict[str, Any] = self._api.inspect_container(container_id)
+            return result
+        except docker.errors.NotFound:
+            return None
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise DockerUnavailable(f"cannot inspect {container_id[:12]}: {_short(exc)}") from exc
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._api.ping())
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            return False
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    for marker in ("Connection refused", "No such file or directory", "Read timed out"):
+        if marker in text:
+            return marker
+    return text[:200]

@@ -1,0 +1,267 @@
+"""The single writer: what Docker says should exist against what the agent holds.
+
+Every path (an event, start-up, a periodic resync, Consul coming back, the ``resync``
+command) ends here as "these containers now want these services"; the reconciler works out
+the difference and writes only that. It never removes a service it does not own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from registrator.consul_agent import ConsulRejected, ConsulUnavailable
+from registrator.model import Service
+
+log = logging.getLogger(__name__)
+
+
+class Agent(Protocol):
+    def owned_services(self, owner: str) -> dict[str, Service]: ...
+    def register(self, service: Service) -> None: ...
+    def deregister(self, service_id: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The writes that make ``actual`` match ``desired``."""
+
+    register: tuple[Service, ...] = ()
+    deregister: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.register and not self.deregister
+
+
+def make_plan(
+    desired: Mapping[str, Service],
+    actual: Mapping[str, Service],
+    removable: Iterable[str] | None = None,
+) -> Plan:
+    """Register what is missing or different; deregister what is no longer desired, limited
+    to ``removable`` when given (services registrator owns but may not remove stay)."""
+    register = tuple(svc for sid, svc in sorted(desired.items()) if actual.get(sid) != svc)
+    unchanged = tuple(sid for sid, svc in sorted(desired.items()) if actual.get(sid) == svc)
+    stale = set(actual) - set(desired)
+    if removable is not None:
+        stale &= set(removable)
+    return Plan(register, tuple(sorted(stale)), unchanged)
+
+
+@dataclass
+class Outcome:
+    """What one application of a plan did, for logs and the ``resync`` command."""
+
+    registered: list[Service] = field(default_factory=list)
+    deregistered: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    unavailable: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return not self.unavailable and not self.rejected
+
+
+class Reconciler:
+    """Holds the desired services per container and applies differences to the agent.
+
+    ``agent=None`` is a dry run: every write is logged and assumed to succeed.
+    """
+
+    def __init__(self, agent: Agent | None, owner: str, cleanup: bool = False) -> None:
+        self.agent = agent
+        self.owner = owner
+        self.cleanup = cleanup
+        self._lock = threading.RLock()
+        self._by_container: dict[str, dict[str, Service]] = {}
+        self._labels: dict[str, str] = {}
+        self._known: dict[str, Service] = {}  # what the agent holds, as last seen or written
+        self._retired: set[str] = set()  # once desired, no longer, removal not yet confirmed
+        self._rejected: dict[str, Service] = {}  # refused by the agent: not retried unchanged
+        self.healthy = True
+        self.stale_removal_allowed = False
+
+    # --- reading the state -------------------------------------------------------------
+
+    def desired(self) -> dict[str, Service]:
+        with self._lock:
+            merged: dict[str, Service] = {}
+            for services in self._by_container.values():
+                merged.update(services)
+            return merged
+
+    def tracked_containers(self) -> set[str]:
+        with self._lock:
+            return set(self._by_container)
+
+    def tracks(self, container_id: str) -> bool:
+        with self._lock:
+            return container_id in self._by_container
+
+    def known(self) -> dict[str, Service]:
+        with self._lock:
+            return dict(self._known)
+
+    # --- changing it -------------------------------------------------------------------
+
+    def set_container(
+        self, container_id: str, services: Iterable[Service], label: str = "", write: bool = True
+    ) -> Outcome:
+        """The container now wants exactly ``services`` (none: it is gone or stopped).
+        With ``write=False`` the change is only recorded, for a later ``sync``."""
+        wanted = {svc.id: svc for svc in services}
+        with self._lock:
+            label = label or self._labels.get(container_id, container_id[:12])
+            old = self._by_container.pop(container_id, {})
+            self._labels.pop(container_id, None)
+            if wanted:
+                self._by_container[container_id] = wanted
+                self._labels[container_id] = label
+            still_desired = self.desired()
+            gone = [sid for sid in old if sid not in wanted and sid not in still_desired]
+            self._retired.update(gone)
+            self._retired.difference_update(wanted)
+            if not write:
+                return Outcome()
+            if not self.healthy:
+                return Outcome(unavailable="Consul unavailable: change kept for later")
+            plan = Plan(
+                register=tuple(
+                    svc
+                    for sid, svc in sorted(wanted.items())
+                    if self._known.get(sid) != svc and self._rejected.get(sid) != svc
+                ),
+                deregister=tuple(gone),
+            )
+            return self._apply(plan, {sid: label for sid in [*wanted, *gone]})
+
+    def sync(self, remove_stale: bool | None = None) -> Outcome:
+        """Compare everything desired with what the agent holds now and apply the difference.
+
+        Cheap when in step: one read, no writes. This is how a Consul that restarted empty is
+        refilled and how changes made while it was down are delivered.
+        """
+        with self._lock:
+            if self.agent is None:
+                actual = dict(self._known)
+            else:
+                try:
+                    actual = self.agent.owned_services(self.owner)
+                except ConsulUnavailable as exc:
+                    self._mark_unhealthy(str(exc))
+                    return Outcome(unavailable=str(exc))
+                except ConsulRejected as exc:
+                    log.error("cannot list services on the agent: %s", exc)
+                    return Outcome(unavailable=str(exc))
+            self._known = dict(actual)
+            self._retired &= set(actual)
+            desired = self.desired()
+            allow_stale = self.stale_removal_allowed if remove_stale is None else remove_stale
+            if not allow_stale:
+                removable: set[str] = set()
+            elif self.cleanup:
+                removable = set(actual)
+            else:
+                removable = set(self._retired)
+            retry_desired = {
+                sid: svc for sid, svc in desired.items() if self._rejected.get(sid) != svc
+            }
+            plan = make_plan(retry_desired, actual, removable)
+            labels = {
+                sid: self._labels.get(svc.container_id, svc.container_id[:12])
+                for sid, svc in desired.items()
+            }
+            outcome = self._apply(plan, labels)
+            outcome.unchanged = list(plan.unchanged)
+            if outcome.unavailable:
+                return outcome
+            if not self.healthy:
+                self.healthy = True
+                log.info(
+                    "Consul reachable again: %d registered, %d removed, %d unchanged",
+                    len(outcome.registered),
+                    len(outcome.deregistered),
+                    len(outcome.unchanged),
+                )
+            elif outcome.registered:
+                log.info(
+                    "agent was missing %d service(s); registered again", len(outcome.registered)
+                )
+            return outcome
+
+    def deregister_all(self) -> Outcome:
+        """Remove every service this process wants (used at shutdown when asked to)."""
+        with self._lock:
+            desired = self.desired()
+            plan = Plan(deregister=tuple(sorted(desired)))
+            return self._apply(plan, {})
+
+    # --- writing -----------------------------------------------------------------------
+
+    def _apply(self, plan: Plan, labels: Mapping[str, str]) -> Outcome:
+        outcome = Outcome()
+        for service in plan.register:
+            who = labels.get(service.id, service.container_name)
+            if self.agent is None:
+                log.info(
+                    "dry-run: would register %s: service %s %s", who, service.id, _desc(service)
+                )
+                self._known[service.id] = service
+                outcome.registered.append(service)
+                continue
+            try:
+                self.agent.register(service)
+            except ConsulUnavailable as exc:
+                self._mark_unhealthy(str(exc))
+                outcome.unavailable = str(exc)
+                return outcome
+            except ConsulRejected as exc:
+                log.error("%s: service %s not registered: %s", who, service.id, exc)
+                self._rejected[service.id] = service
+                outcome.rejected.append((service.id, str(exc)))
+                continue
+            self._rejected.pop(service.id, None)
+            self._known[service.id] = service
+            outcome.registered.append(service)
+            log.info("registered %s: service %s %s", who, service.id, _desc(service))
+        for service_id in plan.deregister:
+            who = labels.get(service_id, "")
+            prefix = f"{who}: " if who else ""
+            if self.agent is None:
+                log.info("dry-run: would deregister %sservice %s", prefix, service_id)
+            else:
+                try:
+                    existed = self.agent.deregister(service_id)
+                except ConsulUnavailable as exc:
+                    self._mark_unhealthy(str(exc))
+                    outcome.unavailable = str(exc)
+                    return outcome
+                except ConsulRejected as exc:
+                    log.error("%sservice %s not deregistered: %s", prefix, service_id, exc)
+                    outcome.rejected.append((service_id, str(exc)))
+                    continue
+                note = "" if existed else " (already gone)"
+                log.info("deregistered %sservice %s%s", prefix, service_id, note)
+            self._known.pop(service_id, None)
+            self._retired.discard(service_id)
+            self._rejected.pop(service_id, None)
+            outcome.deregistered.append(service_id)
+        return outcome
+
+    def _mark_unhealthy(self, reason: str) -> None:
+        if self.healthy:
+            log.warning(
+                "Consul unavailable (%s); changes are kept and applied when it answers", reason
+            )
+        self.healthy = False
+
+
+def _desc(service: Service) -> str:
+    tags = ",".join(service.tags)
+    return f"(name {service.name}, {service.address or '-'}:{service.port}, tags [{tags}])"

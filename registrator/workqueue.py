@@ -1,0 +1,109 @@
+"""A keyed work queue (after Kubernetes' client-go workqueue).
+
+A key is never handed to two workers at once, so one container's events apply in order; a
+key added again while it is queued is coalesced (the worker reads the container's current
+state anyway: level-triggered), and one added while it is being processed is queued again
+when that processing ends, so no change is lost.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+
+
+class Batch(Generic[K]):
+    """Completes once every key it was made with has been processed after it was made."""
+
+    def __init__(self, keys: Iterable[K], on_done: Callable[[], None] | None = None) -> None:
+        self.remaining = set(keys)
+        self._done = threading.Event()
+        self._on_done = on_done
+
+    def _finish(self, key: K) -> bool:
+        self.remaining.discard(key)
+        return not self.remaining
+
+    def _complete(self) -> None:
+        self._done.set()
+        if self._on_done is not None:
+            self._on_done()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+
+class WorkQueue(Generic[K]):
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._order: deque[K] = deque()
+        self._dirty: set[K] = set()
+        self._processing: set[K] = set()
+        self._batches: list[Batch[K]] = []
+        self._shut = False
+
+    def add(self, key: K) -> None:
+        with self._cond:
+            if self._shut or key in self._dirty:
+                return
+            self._dirty.add(key)
+            if key not in self._processing:
+                self._order.append(key)
+                self._cond.notify()
+
+    def add_batch(self, keys: Iterable[K], on_done: Callable[[], None] | None = None) -> Batch[K]:
+        """Queue every key; the batch completes when all of them were processed since."""
+        batch = Batch(keys, on_done)
+        if not batch.remaining:
+            batch._complete()
+            return batch
+        with self._cond:
+            self._batches.append(batch)
+        for key in list(batch.remaining):
+            self.add(key)
+        return batch
+
+    def get(self, timeout: float | None = None) -> K | None:
+        """The next key to process, or None when shut down (or on timeout)."""
+        with self._cond:
+            while not self._order and not self._shut:
+                if not self._cond.wait(timeout):
+                    return None
+            if self._shut:
+                return None
+            key = self._order.popleft()
+            self._dirty.discard(key)
+            self._processing.add(key)
+            return key
+
+    def done(self, key: K) -> None:
+        completed: list[Batch[K]] = []
+        with self._cond:
+            self._processing.discard(key)
+            if key in self._dirty:
+                self._order.append(key)  # changed while processing: go again
+                self._cond.notify()
+            else:
+                for batch in self._batches:
+                    if key in batch.remaining and batch._finish(key):
+                        completed.append(batch)
+                self._batches = [b for b in self._batches if b not in completed]
+        for batch in completed:
+            batch._complete()
+
+    def shutdown(self) -> None:
+        with self._cond:
+            self._shut = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._order) + len(self._processing)

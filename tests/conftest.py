@@ -1,0 +1,174 @@
+"""Fixtures for end-to-end tests: the real Docker engine, the Consul double, and the real
+``registrator`` process. Everything a test starts is removed when it ends."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import pytest
+
+from tests.consul_double import ConsulDouble
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_IMAGE = "rtest/busybox:latest"
+HOSTNAME = socket.gethostname()
+SESSION_LABEL = f"registrator-test={uuid.uuid4().hex[:8]}"
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    client = docker.from_env()
+    client.ping()
+    if not client.images.list(name=TEST_IMAGE.split(":")[0]):
+        subprocess.run(["bash", str(REPO / "tests/images/build-busybox.sh")], check=True)
+    yield client
+    for container in client.containers.list(all=True, filters={"label": SESSION_LABEL}):
+        container.remove(force=True)
+    client.close()
+
+
+class Containers:
+    """Starts test containers (labelled for cleanup) through the docker CLI, as a user would."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.names: list[str] = []
+
+    def run(
+        self, name: str, *args: str, command: str | list[str] = "sleep 600", detach: bool = True
+    ) -> str:
+        argv = ["docker", "run", "--pull=never", "--label", SESSION_LABEL, "--name", name]
+        if detach:
+            argv.append("-d")
+        argv += [*args, TEST_IMAGE, *(command.split() if isinstance(command, str) else command)]
+        self.names.append(name)
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    def exec(self, name: str, script: str) -> None:
+        subprocess.run(["docker", "exec", name, "sh", "-c", script], timeout=60, check=True)
+
+    def rm(self, *names: str) -> None:
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True, timeout=60, check=True)
+
+    def cleanup(self) -> None:
+        for container in self.client.containers.list(all=True, filters={"label": SESSION_LABEL}):
+            with contextlib.suppress(docker.errors.APIError):  # already gone
+                container.remove(force=True)
+
+
+@pytest.fixture
+def containers(docker_client: Any) -> Iterator[Containers]:
+    helper = Containers(docker_client)
+    yield helper
+    helper.cleanup()
+
+
+@pytest.fixture
+def consul() -> Iterator[ConsulDouble]:
+    with ConsulDouble() as double:
+        yield double
+
+
+class Registrator:
+    """The real registrator process, with its log captured to a file."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - open while the process runs
+            prefix="registrator-", suffix=".log", delete=False
+        )
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "registrator", *args],
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=REPO,
+        )
+
+    def logs(self) -> str:
+        return Path(self.log_file.name).read_text(errors="replace")
+
+    def wait_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        compiled = re.compile(pattern)
+
+        def found() -> re.Match[str] | None:
+            if self.proc.poll() is not None and not compiled.search(self.logs()):
+                raise AssertionError(f"registrator exited {self.proc.returncode}:\n{self.logs()}")
+            return compiled.search(self.logs())
+
+        try:
+            return wait_until(found, timeout, f"log line /{pattern}/")  # type: ignore[no-any-return]
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- registrator log ---\n{self.logs()}") from None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def close(self) -> None:
+        self.stop()
+        self.log_file.close()
+        os.unlink(self.log_file.name)
+
+
+@pytest.fixture
+def registrator() -> Iterator[Callable[..., Registrator]]:
+    started: list[Registrator] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Registrator:
+        proc = Registrator(list(args), env)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.close()
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "registrator", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+    )

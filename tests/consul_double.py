@@ -1,0 +1,1941 @@
+"""A Consul agent test double: a real HTTP server on 127.0.0.1 that answers like a Consul agent.
+
+Why it exists: Consul cannot be installed where these tests run, and a loose mock would accept
+whatever the code under test sends. This double decodes and validates requests the way a Consul
+1.16 agent does (strict JSON decoding with case-insensitive field names, Go durations, Consul's
+status codes and plain-text error messages), so code that passes against it also passes against a
+real agent. Tests drive it in-process: they read its state, record every request, inject faults
+and restart it on the same port.
+
+Standard library only. It never listens on anything but 127.0.0.1.
+
+Typical use::
+
+    with ConsulDouble() as agent:  # or ConsulDouble(acl_token="secret", ...)
+        run_code_under_test(consul_url=agent.url)
+        agent.wait_for(lambda services: "web-1" in services)
+        assert [r.path for r in agent.writes()] == [...]
+        agent.fail("error", paths="/v1/agent/service/register")  # inject faults
+        agent.restart()  # same port, empty state: an agent that lost it
+
+Deliberate simplifications: checks are never run and TTLs never expire (use set_check_status);
+DeregisterCriticalServiceAfter never reaps; Proxy/Connect/Locality bodies are accepted without deep
+validation; ?filter= and other unknown query parameters are ignored; the catalog is exactly the
+agent's state (one node); with acl_token set every endpoint demands the token (a real agent
+filters some reads instead of refusing them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import ipaddress
+import json
+import math
+import re
+import socket
+import ssl
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+__all__ = [
+    "ConsulDouble",
+    "GoDurationError",
+    "RecordedRequest",
+    "format_go_duration",
+    "parse_go_duration",
+]
+
+CONSUL_VERSION = "1.16.0"
+DATACENTER = "dc1"
+DEFAULT_LEADER = "127.0.0.1:8300"
+NODE_ADDRESS = "127.0.0.1"
+
+VALID_STATUSES = ("passing", "warning", "critical")
+FAULT_MODES = ("error", "hang", "reset", "reset_after")
+DEREGISTER_MODES = ("404", "200", "500")
+
+# Texts copied from Consul's sources (agent/agent_endpoint.go, agent/agent.go, agent/structs).
+MSG_MISSING_NAME = "Missing service name"
+MSG_BAD_ADDRESS = "Invalid service address"
+MSG_BAD_CHECK_STATUS = "Status for checks must 'passing', 'warning', 'critical'"
+MSG_SCRIPTS_DISABLED = (
+    "Scripts are disabled on this agent from remote calls; "
+    "to enable, configure 'enable_script_checks' to true"
+)
+MSG_NOT_FOUND_PATH = "Invalid URL path: not a recognized HTTP API endpoint\n"
+MSG_NOT_FOUND_ROOT = (
+    "Invalid URL path: if attempting to use the HTTP API, ensure the path starts with '/v1/'\n"
+)
+MSG_PERMISSION_DENIED = "Permission denied"
+MSG_ACL_NOT_FOUND = "ACL not found"
+MSG_NO_LEADER = "No cluster leader"
+CHECK_OUTPUT_MAX = 4096
+
+_TEXT = "text/plain; charset=utf-8"
+_JSON = "application/json"
+
+
+# --------------------------------------------------------------------------------------------
+# Go durations (time.ParseDuration / Duration.String), because Consul parses check intervals
+# with Go's rules and reports Go's error texts.
+# --------------------------------------------------------------------------------------------
+
+_UNIT_NS: dict[str, int] = {
+    "ns": 1,
+    "us": 1_000,
+    "\u00b5s": 1_000,  # micro sign
+    "\u03bcs": 1_000,  # Greek mu
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
+_MAX_U63 = 1 << 63
+
+
+class GoDurationError(ValueError):
+    """A string Go's time.ParseDuration rejects; str() is Go's exact message."""
+
+
+def _go_time_quote(text: str) -> str:
+    """Quote like Go's time.quote: non-ASCII and control characters become \\xNN bytes."""
+    out = ['"']
+    for ch in text:
+        if ord(ch) >= 0x80 or ch < " ":
+            out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8", "surrogatepass"))
+        else:
+            if ch in '"\\':
+                out.append("\\")
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def parse_go_duration(text: str) -> int:
+    """Parse a Go duration ("10s", "1m30s", "2.5s", "0") into nanoseconds, exactly like Go."""
+    invalid = GoDurationError("time: invalid duration " + _go_time_quote(text))
+    s = text
+    neg = False
+    if s and s[0] in "+-":
+        neg = s[0] == "-"
+        s = s[1:]
+    if s == "0":
+        return 0
+    if not s:
+        raise invalid
+    total = 0
+    while s:
+        if not (s[0] == "." or "0" <= s[0] <= "9"):
+            raise invalid
+        i = 0
+        while i < len(s) and "0" <= s[i] <= "9":
+            i += 1
+        pre = i > 0
+        whole = int(s[:i]) if pre else 0
+        if whole > _MAX_U63:
+            raise invalid
+        s = s[i:]
+        frac, scale, post = 0, 1.0, False
+        if s and s[0] == ".":
+            s = s[1:]
+            i = 0
+            overflow = False
+            while i < len(s) and "0" <= s[i] <= "9":
+                if not overflow:
+                    nxt = frac * 10 + int(s[i])
+                    if frac > (_MAX_U63 - 1) // 10 or nxt > _MAX_U63:
+                        overflow = True
+                    else:
+                        frac = nxt
+                        scale *= 10
+                i += 1
+            post = i > 0
+            s = s[i:]
+        if not pre and not post:
+            raise invalid
+        i = 0
+        while i < len(s) and not (s[i] == "." or "0" <= s[i] <= "9"):
+            i += 1
+        if i == 0:
+            raise GoDurationError("time: missing unit in duration " + _go_time_quote(text))
+        unit_text, s = s[:i], s[i:]
+        unit = _UNIT_NS.get(unit_text)
+        if unit is None:
+            raise GoDurationError(
+                "time: unknown unit "
+                + _go_time_quote(unit_text)
+                + " in duration "
+                + _go_time_quote(text)
+            )
+        if whole > _MAX_U63 // unit:
+            raise invalid
+        value = whole * unit
+        if frac > 0:
+            value += int(float(frac) * (float(unit) / scale))
+            if value > _MAX_U63:
+                raise invalid
+        total += value
+        if total > _MAX_U63:
+            raise invalid
+    if neg:
+        return -total
+    if total > _MAX_U63 - 1:
+        raise invalid
+    return total
+
+
+def _fmt_frac(value: int, prec: int) -> str:
+    """Go's fmtFrac+fmtInt: value/10**prec with trailing zeros of the fraction dropped."""
+    whole, frac = divmod(value, 10**prec)
+    digits = f"{frac:0{prec}d}".rstrip("0")
+    return f"{whole}.{digits}" if digits else str(whole)
+
+
+def format_go_duration(ns: int) -> str:
+    """Render nanoseconds like Go's Duration.String() ("1m30s", "500ms", "1h0m0s")."""
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    u = abs(ns)
+    if u < 1_000_000_000:
+        if u < 1_000:
+            return f"{sign}{u}ns"
+        if u < 1_000_000:
+            return f"{sign}{_fmt_frac(u, 3)}\u00b5s"
+        return f"{sign}{_fmt_frac(u, 6)}ms"
+    whole, frac = divmod(u, 1_000_000_000)
+    digits = f"{frac:09d}".rstrip("0")
+    out = f"{whole % 60}" + (f".{digits}" if digits else "") + "s"
+    minutes = whole // 60
+    if minutes > 0:
+        out = f"{minutes % 60}m{out}"
+        hours = minutes // 60
+        if hours > 0:
+            out = f"{hours}h{out}"
+    return sign + out
+
+
+# --------------------------------------------------------------------------------------------
+# Go encoding/json emulation. Consul decodes request bodies with Go's encoding/json and
+# DisallowUnknownFields; field names match case-insensitively; the first error wins.
+# --------------------------------------------------------------------------------------------
+
+
+class _GoError(Exception):
+    """A decode failure whose str() is the Go error text Consul prints after 'Request decode failed: '."""
+
+
+class _GoTypeError(_GoError):
+    """Go's *json.UnmarshalTypeError, whose field context an outer decoder may rewrite."""
+
+    def __init__(self, value: str, go_type: str, struct_name: str = "", field: str = "") -> None:
+        super().__init__(value)
+        self.value = value
+        self.go_type = go_type
+        self.struct_name = struct_name
+        self.field = field
+
+    def __str__(self) -> str:
+        if self.struct_name or self.field:
+            return (
+                f"json: cannot unmarshal {self.value} into Go struct field "
+                f"{self.struct_name}.{self.field} of type {self.go_type}"
+            )
+        return f"json: cannot unmarshal {self.value} into Go value of type {self.go_type}"
+
+
+class _Num(str):
+    """A JSON number kept as its literal, so Go's int/float rules can be applied to it."""
+
+    __slots__ = ()
+
+
+class _Obj(list[tuple[str, Any]]):
+    """A JSON object as its (key, value) pairs in document order, duplicates kept, as Go sees it."""
+
+
+class _BadConstant(ValueError):
+    """NaN/Infinity, which Python's json accepts and Go's rejects."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise _BadConstant(name)
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_Obj, parse_float=_Num, parse_int=_Num, parse_constant=_reject_constant
+)
+_SKIP = (
+    object()
+)  # "leave the Go field as it was" (JSON null into a non-nillable field, or an error)
+_INT_RE = re.compile(r"-?[0-9]+")
+_GO_ESCAPES = {
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+}
+
+
+def _go_q(text: str) -> str:
+    """Quote like Go's %q / strconv.Quote (good enough for identifiers and messages)."""
+    out = ['"']
+    for ch in text:
+        if ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch in '"\\':
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) <= 0xFFFF:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def _go_quote_char(ch: str) -> str:
+    """Go's encoding/json quoteChar, used in syntax error messages."""
+    if ch == "'":
+        return "'\\''"
+    if ch == '"':
+        return "'\"'"
+    if ch == "\\":
+        return "'\\\\'"
+    if ch in _GO_ESCAPES:
+        return f"'{_GO_ESCAPES[ch]}'"
+    code = ch.encode("utf-8", "surrogatepass")[0]
+    if code < 0x20 or code == 0x7F:
+        return f"'\\x{code:02x}'"
+    if code >= 0x80:
+        return f"'\\u{code:04x}'" if code < 0xA0 else f"'{chr(code)}'"
+    return f"'{ch}'"
+
+
+def _innermost_container(text: str, pos: int) -> str:
+    """Which bracket ('{' or '[') encloses pos, ignoring string contents."""
+    stack: list[str] = []
+    in_str = escaped = False
+    for ch in text[:pos]:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            stack.append(ch)
+        elif ch in "]}" and stack:
+            stack.pop()
+    return stack[-1] if stack else ""
+
+
+def _go_syntax_message(text: str, exc: json.JSONDecodeError) -> str:
+    """Translate Python's JSON syntax error into Go's wording (approximately, same spirit)."""
+    pos = exc.pos
+    if exc.msg.startswith("Unterminated string") or pos >= len(text):
+        return "unexpected EOF"
+    ch = _go_quote_char(text[pos])
+    msg = exc.msg
+    if msg.startswith("Expecting property name"):
+        return f"invalid character {ch} looking for beginning of object key string"
+    if msg.startswith("Expecting ':'"):
+        return f"invalid character {ch} after object key"
+    if msg.startswith("Expecting ','"):
+        where = (
+            "object key:value pair" if _innermost_container(text, pos) == "{" else "array element"
+        )
+        return f"invalid character {ch} after {where}"
+    if msg.startswith("Invalid control character"):
+        return f"invalid character {ch} in string literal"
+    if msg.startswith("Invalid \\escape") and pos + 1 < len(text):
+        return f"invalid character {_go_quote_char(text[pos + 1])} in string escape code"
+    if msg.startswith("Invalid \\uXXXX"):
+        return "invalid character in \\u hexadecimal character escape"
+    literal = {"n": "null", "t": "true", "f": "false"}.get(text[pos])
+    if literal is not None:  # Go reads a literal letter by letter
+        for j, expected in enumerate(literal):
+            if pos + j >= len(text):
+                return "unexpected EOF"
+            if text[pos + j] != expected:
+                return (
+                    f"invalid character {_go_quote_char(text[pos + j])} in literal {literal} "
+                    f"(expecting {_go_quote_char(expected)})"
+                )
+    if text[pos] == "-":
+        if pos + 1 >= len(text):
+            return "unexpected EOF"
+        return f"invalid character {_go_quote_char(text[pos + 1])} in numeric literal"
+    return f"invalid character {ch} looking for beginning of value"
+
+
+def _go_json_load(text: str) -> Any:
+    """Decode the first JSON value of text as Go's json.Decoder does (trailing data is ignored)."""
+    i = 0
+    while i < len(text) and text[i] in " \t\r\n":
+        i += 1
+    if i >= len(text):
+        raise _GoError("EOF")
+    try:
+        value, _end = _DECODER.raw_decode(text, i)
+    except _BadConstant as exc:
+        name = str(exc)
+        if name.startswith("-"):
+            raise _GoError("invalid character 'I' in numeric literal") from None
+        raise _GoError(f"invalid character '{name[0]}' looking for beginning of value") from None
+    except json.JSONDecodeError as exc:
+        raise _GoError(_go_syntax_message(text, exc)) from None
+    return value
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON kind name Go uses in UnmarshalTypeError ("string", "number", ...)."""
+    if isinstance(value, _Obj):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, _Num):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "bool"
+    return "null"
+
+
+def _plain(value: Any) -> Any:
+    """Convert decoded JSON (with _Obj/_Num) to plain Python values."""
+    if isinstance(value, _Obj):
+        return {k: _plain(v) for k, v in value}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, _Num):
+        return int(value) if _INT_RE.fullmatch(value) else float(value)
+    return value
+
+
+class _Ctx:
+    """Go's decodeState error bookkeeping: first saved error, current struct and field path."""
+
+    def __init__(self) -> None:
+        self.saved: _GoError | None = None
+        self.struct_name: str | None = None
+        self.stack: list[str] = []
+
+    def save(self, err: _GoError) -> None:
+        if self.saved is None:
+            self.saved = err
+
+    def type_error(self, value: str, go_type: str) -> _GoTypeError:
+        if self.struct_name is None and not self.stack:
+            return _GoTypeError(value, go_type)
+        return _GoTypeError(value, go_type, self.struct_name or "", ".".join(self.stack))
+
+    def mismatch(self, value: Any, go_type: str) -> object:
+        self.save(self.type_error(_json_kind(value), go_type))
+        return _SKIP
+
+
+# Field specs: JSON name -> kind, in Go's field order (first case-insensitive match wins).
+_SPEC = dict[str, str]
+_WEIGHTS_SPEC: _SPEC = {"Passing": "int", "Warning": "int"}
+_SERVICE_ADDRESS_SPEC: _SPEC = {"Address": "string", "Port": "int"}
+_SERVICE_SPEC: _SPEC = {
+    # ServiceDefinition.UnmarshalJSON aux fields, then the embedded ServiceDefinition fields.
+    "enable_tag_override": "bool",
+    "tagged_addresses": "tagged",
+    "Kind": "string",
+    "ID": "string",
+    "Name": "string",
+    "Tags": "strlist",
+    "Address": "string",
+    "TaggedAddresses": "tagged",
+    "Meta": "strmap",
+    "Port": "int",
+    "SocketPath": "string",
+    "Check": "check",
+    "Checks": "checks",
+    "Weights": "weights",
+    "Token": "string",
+    "EnableTagOverride": "bool",
+    "Proxy": "opaque:structs.ConnectProxyConfig",
+    "Connect": "opaque:structs.ServiceConnect",
+    "Locality": "opaque:structs.Locality",
+}
+_CHECK_SPEC: _SPEC = {
+    # CheckType.UnmarshalJSON aux fields (durations as interface{}, snake_case aliases) ...
+    "Interval": "duration",
+    "Timeout": "duration",
+    "TTL": "duration",
+    "DeregisterCriticalServiceAfter": "duration",
+    "args": "strlist",
+    "script_args": "strlist",
+    "deregister_critical_service_after": "duration",
+    "docker_container_id": "string",
+    "tls_server_name": "string",
+    "tls_skip_verify": "bool",
+    "grpc_use_tls": "bool",
+    "h2ping_use_tls": "bool",
+    "ServiceID": "string",
+    "service_id": "string",
+    # ... then the embedded CheckType fields.
+    "CheckID": "string",
+    "Name": "string",
+    "Status": "string",
+    "Notes": "string",
+    "ScriptArgs": "strlist",
+    "HTTP": "string",
+    "H2PING": "string",
+    "H2PingUseTLS": "bool",
+    "Header": "headers",
+    "Method": "string",
+    "Body": "string",
+    "DisableRedirects": "bool",
+    "TCP": "string",
+    "UDP": "string",
+    "AliasNode": "string",
+    "AliasService": "string",
+    "DockerContainerID": "string",
+    "Shell": "string",
+    "GRPC": "string",
+    "GRPCUseTLS": "bool",
+    "OSService": "string",
+    "TLSServerName": "string",
+    "TLSSkipVerify": "bool",
+    "SuccessBeforePassing": "int",
+    "FailuresBeforeWarning": "int",
+    "FailuresBeforeCritical": "int",
+    "ProxyHTTP": "string",
+    "ProxyGRPC": "string",
+    "OutputMaxSize": "int",
+}
+_CHECK_UPDATE_SPEC: _SPEC = {"Status": "string", "Output": "string"}
+
+
+def _decode_struct(obj: Any, spec: _SPEC, struct_name: str, go_type: str, ctx: _Ctx) -> Any:
+    """Decode a JSON object into a Go struct described by spec (unknown fields rejected)."""
+    if obj is None:
+        return _SKIP
+    if not isinstance(obj, _Obj):
+        return ctx.mismatch(obj, go_type)
+    folded: dict[str, str] = {}
+    for name in spec:
+        folded.setdefault(name.lower(), name)
+    out: dict[str, Any] = {}
+    for key, value in obj:
+        field = key if key in spec else folded.get(key.lower())
+        if field is None:
+            ctx.save(_GoError(f"json: unknown field {_go_q(key)}"))
+            continue
+        saved_struct, depth = ctx.struct_name, len(ctx.stack)
+        ctx.stack.append(field)
+        ctx.struct_name = struct_name
+        try:
+            decoded = _decode_value(value, spec[field], ctx)
+        finally:
+            del ctx.stack[depth:]
+            ctx.struct_name = saved_struct
+        if decoded is not _SKIP:
+            out[field] = decoded
+    return out
+
+
+def _decode_string_list(value: Any, ctx: _Ctx) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, list) or isinstance(value, _Obj):
+        return ctx.mismatch(value, "[]string")
+    out: list[str] = []
+    for item in value:
+        if item is None or (isinstance(item, str) and not isinstance(item, _Num)):
+            out.append(str(item or ""))
+        else:
+            ctx.mismatch(item, "string")
+            out.append("")
+    return out
+
+
+def _decode_map(value: Any, ctx: _Ctx, go_type: str, elem: Callable[[Any], Any]) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, _Obj):
+        return ctx.mismatch(value, go_type)
+    out: dict[str, Any] = {}
+    for key, item in value:
+        decoded = elem(item)
+        out[key] = decoded
+    return out
+
+
+def _decode_check_value(value: Any, ctx: _Ctx) -> dict[str, Any]:
+    """A nested CheckType: its own decoder; its type errors get the outer field name, abort now."""
+    try:
+        return _decode_check(value)
+    except _GoTypeError as err:
+        err.struct_name = ctx.struct_name or ""
+        err.field = ".".join(ctx.stack)
+        raise
+
+
+def _decode_value(value: Any, kind: str, ctx: _Ctx) -> Any:
+    """Decode one JSON value into the Go type named by kind, saving Go's first error."""
+    if kind == "string":
+        if value is None:
+            return _SKIP
+        if isinstance(value, str) and not isinstance(value, _Num):
+            return str(value)
+        return ctx.mismatch(value, "string")
+    if kind == "int":
+        if value is None:
+            return _SKIP
+        if isinstance(value, _Num):
+            if _INT_RE.fullmatch(value) and -_MAX_U63 <= int(value) < _MAX_U63:
+                return int(value)
+            ctx.save(ctx.type_error(f"number {value}", "int"))
+            return _SKIP
+        return ctx.mismatch(value, "int")
+    if kind == "bool":
+        if value is None:
+            return _SKIP
+        if isinstance(value, bool):
+            return value
+        return ctx.mismatch(value, "bool")
+    if kind == "strlist":
+        return _decode_string_list(value, ctx)
+    if kind == "strmap":
+
+        def str_elem(item: Any) -> str:
+            if item is None or (isinstance(item, str) and not isinstance(item, _Num)):
+                return str(item or "")
+            ctx.mismatch(item, "string")
+            return ""
+
+        return _decode_map(value, ctx, "map[string]string", str_elem)
+    if kind == "headers":
+
+        def list_elem(item: Any) -> Any:
+            decoded = _decode_string_list(item, ctx)
+            return None if decoded is _SKIP else decoded
+
+        return _decode_map(value, ctx, "map[string][]string", list_elem)
+    if kind == "duration":  # interface{}: anything goes, numbers must fit a float64
+        if isinstance(value, _Num) and math.isinf(float(value)):
+            ctx.save(ctx.type_error(f"number {value}", "float64"))
+            return _SKIP
+        return value
+    if kind == "weights":
+        decoded = _decode_struct(value, _WEIGHTS_SPEC, "Weights", "structs.Weights", ctx)
+        return None if value is None else decoded
+    if kind == "tagged":
+
+        def address_elem(item: Any) -> Any:
+            decoded = _decode_struct(
+                item, _SERVICE_ADDRESS_SPEC, "ServiceAddress", "structs.ServiceAddress", ctx
+            )
+            return {} if decoded is _SKIP else decoded
+
+        return _decode_map(value, ctx, "map[string]structs.ServiceAddress", address_elem)
+    if kind.startswith("opaque:"):
+        if value is None or isinstance(value, _Obj):
+            return _plain(value)
+        return ctx.mismatch(value, kind.split(":", 1)[1])
+    if kind == "check":
+        if value is None:
+            return _SKIP
+        return _decode_check_value(value, ctx)
+    if kind == "checks":
+        if value is None:
+            return None
+        if not isinstance(value, list) or isinstance(value, _Obj):
+            return ctx.mismatch(value, "structs.CheckTypes")
+        return [_decode_check_value(item, ctx) for item in value if item is not None]
+    raise AssertionError(f"unknown kind {kind}")
+
+
+def _duration_of(raw: Any) -> int:
+    """CheckType.UnmarshalJSON: a string is a Go duration, a number is nanoseconds, else 0."""
+    if isinstance(raw, _Num):
+        return int(float(raw))
+    if isinstance(raw, str):
+        try:
+            return parse_go_duration(raw)
+        except GoDurationError as exc:
+            raise _GoError(str(exc)) from None
+    return 0
+
+
+_CHECK_STRING_FIELDS = (
+    "CheckID",
+    "Name",
+    "Status",
+    "Notes",
+    "HTTP",
+    "H2PING",
+    "Method",
+    "Body",
+    "TCP",
+    "UDP",
+    "AliasNode",
+    "AliasService",
+    "DockerContainerID",
+    "Shell",
+    "GRPC",
+    "OSService",
+    "TLSServerName",
+    "ProxyHTTP",
+    "ProxyGRPC",
+)
+_CHECK_BOOL_FIELDS = ("H2PingUseTLS", "DisableRedirects", "GRPCUseTLS", "TLSSkipVerify")
+_CHECK_INT_FIELDS = (
+    "SuccessBeforePassing",
+    "FailuresBeforeWarning",
+    "FailuresBeforeCritical",
+    "OutputMaxSize",
+)
+_CHECK_DURATIONS = ("Interval", "Timeout", "TTL", "DeregisterCriticalServiceAfter")
+
+
+def _decode_check(raw: Any) -> dict[str, Any]:
+    """Decode one check definition like structs.CheckType.UnmarshalJSON, into a normalised dict."""
+    ctx = _Ctx()
+    if raw is not None and not isinstance(raw, _Obj):
+        raise _GoTypeError(_json_kind(raw), "structs.CheckType")
+    fields = _decode_struct(raw, _CHECK_SPEC, "", "structs.CheckType", ctx)
+    if ctx.saved is not None:
+        raise ctx.saved
+    f: dict[str, Any] = {} if fields is _SKIP else fields
+    check: dict[str, Any] = {name: f.get(name, "") for name in _CHECK_STRING_FIELDS}
+    check.update({name: bool(f.get(name, False)) for name in _CHECK_BOOL_FIELDS})
+    check.update({name: int(f.get(name, 0)) for name in _CHECK_INT_FIELDS})
+    script_args = f.get("ScriptArgs")
+    if not script_args:
+        script_args = f.get("args")
+    if not script_args:
+        script_args = f.get("script_args")
+    check["ScriptArgs"] = script_args
+    check["Header"] = f.get("Header")
+    if not check["DockerContainerID"]:
+        check["DockerContainerID"] = f.get("docker_container_id", "")
+    if not check["TLSServerName"]:
+        check["TLSServerName"] = f.get("tls_server_name", "")
+    if f.get("tls_skip_verify"):
+        check["TLSSkipVerify"] = True
+    if f.get("grpc_use_tls"):
+        check["GRPCUseTLS"] = True
+    deregister = f.get("DeregisterCriticalServiceAfter")
+    if deregister is None:
+        deregister = f.get("deregister_critical_service_after")
+    raws = {
+        "Interval": f.get("Interval"),
+        "Timeout": f.get("Timeout"),
+        "TTL": f.get("TTL"),
+        "DeregisterCriticalServiceAfter": deregister,
+    }
+    for name in _CHECK_DURATIONS:
+        check[name] = _duration_of(raws[name])
+    check["_empty"] = (
+        not any(check[name] for name in (*_CHECK_STRING_FIELDS, *_CHECK_BOOL_FIELDS))
+        and not any(check[name] for name in (*_CHECK_INT_FIELDS, *_CHECK_DURATIONS))
+        and check["ScriptArgs"] is None
+        and check["Header"] is None
+    )
+    return check
+
+
+def _decode_service(raw: Any) -> dict[str, Any]:
+    """Decode a service registration body like structs.ServiceDefinition.UnmarshalJSON."""
+    ctx = _Ctx()
+    if raw is not None and not isinstance(raw, _Obj):
+        raise _GoTypeError(_json_kind(raw), "structs.ServiceDefinition")
+    fields = _decode_struct(raw, _SERVICE_SPEC, "", "structs.ServiceDefinition", ctx)
+    if ctx.saved is not None:
+        raise ctx.saved
+    f: dict[str, Any] = {} if fields is _SKIP else fields
+    if f.get("enable_tag_override"):
+        f["EnableTagOverride"] = True
+    if not f.get("TaggedAddresses"):
+        f["TaggedAddresses"] = f.get("tagged_addresses")
+    return f
+
+
+def _check_error(check: dict[str, Any]) -> str | None:
+    """structs.CheckType.Validate: Consul's reasons, in Consul's order."""
+    interval_check = bool(check["ScriptArgs"]) or any(
+        check[k] for k in ("HTTP", "TCP", "UDP", "GRPC", "H2PING", "OSService")
+    )
+    alias = bool(check["AliasNode"] or check["AliasService"])
+    interval, ttl = check["Interval"], check["TTL"]
+    if interval > 0 and ttl > 0:
+        return "Interval and TTL cannot both be specified"
+    if interval_check and interval <= 0:
+        return "Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks"
+    if interval_check and alias:
+        return "Interval cannot be set for Alias checks"
+    if alias and ttl > 0:
+        return "TTL must be not be set for Alias checks"
+    if not interval_check and not alias and ttl <= 0:
+        return "TTL must be > 0 for TTL checks"
+    if check["OutputMaxSize"] < 0:
+        return "MaxOutputMaxSize must be positive"
+    if check["FailuresBeforeWarning"] > check["FailuresBeforeCritical"]:
+        return "FailuresBeforeWarning can't be higher than FailuresBeforeCritical"
+    return None
+
+
+def _check_type(check: dict[str, Any]) -> str:
+    """structs.CheckType.Type(): the "Type" reported by /v1/agent/checks."""
+    timed = check["Interval"] > 0
+    script = bool(check["ScriptArgs"])
+    if check["GRPC"] and timed:
+        return "grpc"
+    if check["HTTP"] and timed:
+        return "http"
+    if check["TTL"] > 0:
+        return "ttl"
+    if check["TCP"] and timed:
+        return "tcp"
+    if check["UDP"] and timed:
+        return "udp"
+    if check["AliasNode"] or check["AliasService"]:
+        return "alias"
+    if script and check["DockerContainerID"] and timed:
+        return "docker"
+    if script:
+        return "script"
+    if check["H2PING"] and timed:
+        return "h2ping"
+    if check["OSService"] and timed:
+        return "os_service"
+    return ""
+
+
+_META_KEY_RE = re.compile(r"[a-zA-Z0-9_-]+")
+
+
+def _meta_error(meta: dict[str, str]) -> str | None:
+    """structs.ValidateServiceMetadata for a typical service."""
+    if len(meta) > 64:
+        return "Node metadata cannot contain more than 64 key/value pairs"
+    for key, value in meta.items():
+        reason = None
+        if not key:
+            reason = "Key cannot be blank"
+        elif not _META_KEY_RE.fullmatch(key):
+            reason = "Key contains invalid characters"
+        elif len(key.encode()) > 128:
+            reason = "Key is too long (limit: 128 characters)"
+        elif key.startswith("consul-"):
+            reason = "Key prefix 'consul-' is reserved for internal use"
+        elif len(value.encode()) > 512:
+            reason = "Value is too long (limit: 512 characters)"
+        if reason:
+            return f"Couldn't load metadata pair ('{key}', '{value}'): {reason}"
+    return None
+
+
+def _weights_error(weights: dict[str, int]) -> str | None:
+    """structs.ValidateWeights."""
+    passing, warning = weights.get("Passing", 0), weights.get("Warning", 0)
+    if passing < 1:
+        return "Passing must be greater than 0"
+    if warning < 0:
+        return "Warning must be greater or equal than 0"
+    if passing > 65535 or warning > 65535:
+        return "DNS Weight must be between 0 and 65535"
+    return None
+
+
+def _ip_family(address: str) -> int:
+    """4 or 6 when Go's net.ParseIP accepts address (IPv4-mapped counts as 4), else 0."""
+    if "%" in address:
+        return 0
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return 0
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return 4
+    return ip.version
+
+
+# --------------------------------------------------------------------------------------------
+# Requests, responses, recording
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedRequest:
+    """One request the double received. Tokens are never stored, only whether one was sent."""
+
+    method: str
+    path: str  # percent-decoded, without the query string
+    query: dict[str, list[str]]  # a "token" parameter's value is replaced by "<redacted>"
+    body: str
+    status: int  # 0 when no response was sent (hang, reset, reset_after)
+    time: float  # time.monotonic() when it arrived
+    has_token: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class _Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: str
+    token: str | None
+
+    def param(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else None
+
+
+@dataclasses.dataclass
+class _Response:
+    status: int
+    body: bytes = b""
+    headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class _Fault:
+    mode: str
+    status: int
+    body: str
+    every: int
+    paths: str | None
+    release: threading.Event
+    count: int = 0
+
+
+def _text(status: int, message: str) -> _Response:
+    return _Response(status, message.encode("utf-8"), [("Content-Type", _TEXT)])
+
+
+def _go_json_bytes(obj: Any, pretty: bool) -> bytes:
+    """Encode like Go's json.Marshal (HTML-escaped) or MarshalIndent + newline for ?pretty."""
+    if pretty:
+        text = json.dumps(obj, ensure_ascii=False, indent=4, separators=(",", ": ")) + "\n"
+    else:
+        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    for raw, escaped in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        text = text.replace(raw, escaped)
+    return text.encode("utf-8", "replace")
+
+
+def _json_response(obj: Any, req: _Request) -> _Response:
+    return _Response(200, _go_json_bytes(obj, "pretty" in req.query), [("Content-Type", _JSON)])
+
+
+def _token_of(query: dict[str, list[str]], headers: Any) -> str | None:
+    """Consul's parseToken: ?token=, then X-Consul-Token, then 'Authorization: Bearer'."""
+    values = query.get("token")
+    if values and values[0].strip():
+        return values[0].strip()
+    header = (headers.get("X-Consul-Token") or "").strip()
+    if header:
+        return header
+    auth = headers.get("Authorization") or ""
+    parts = auth.split(" ")
+    if len(parts) == 2 and parts[0].lower() == "bearer" and parts[1].strip():
+        return parts[1].strip()
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# The agent: state and endpoints
+# --------------------------------------------------------------------------------------------
+
+_Handler = Callable[["_Request", threading.Event], _Response]
+
+
+class _Agent:
+    """The agent's state (services, checks, index) and Consul's endpoint logic over it."""
+
+    def __init__(
+        self,
+        cond: threading.Condition,
+        *,
+        acl_token: str | None,
+        enable_script_checks: bool,
+        unknown_deregister: str,
+        node_name: str,
+        denied_services: Iterable[str],
+    ) -> None:
+        self.cond = cond
+        self.acl_token = acl_token
+        self.enable_script_checks = enable_script_checks
+        self.unknown_deregister = unknown_deregister
+        self.node_name = node_name
+        self.node_id = str(uuid.uuid4())
+        self.accessor_id = str(uuid.uuid4())
+        self.denied: set[str] = set(denied_services)
+        self.leader = DEFAULT_LEADER
+        self.index = 1
+        self.services: dict[str, dict[str, Any]] = {}
+        self.checks: dict[str, dict[str, Any]] = {}
+        self.service_index: dict[str, tuple[int, int]] = {}
+        self.exact: dict[str, tuple[tuple[str, ...], _Handler]] = {
+            "/v1/agent/self": (("GET",), self.agent_self),
+            "/v1/agent/services": (("GET",), self.agent_services),
+            "/v1/agent/checks": (("GET",), self.agent_checks),
+            "/v1/agent/service/register": (("PUT",), self.register),
+            "/v1/status/leader": (("GET",), self.status_leader),
+        }
+        prefixes: dict[str, tuple[tuple[str, ...], _Handler]] = {
+            "/v1/agent/service/deregister/": (("PUT",), self.deregister),
+            "/v1/agent/service/": (("GET",), self.agent_service),
+            "/v1/agent/check/pass/": (("PUT",), self.check_pass),
+            "/v1/agent/check/warn/": (("PUT",), self.check_warn),
+            "/v1/agent/check/fail/": (("PUT",), self.check_fail),
+            "/v1/agent/check/update/": (("PUT",), self.check_update),
+            "/v1/catalog/service/": (("GET",), self.catalog_service),
+        }
+        self.prefixes = sorted(prefixes.items(), key=lambda item: -len(item[0]))
+
+    # -- routing, ACL ------------------------------------------------------------------------
+
+    def route(self, path: str) -> tuple[str, tuple[str, ...], _Handler] | None:
+        """Go ServeMux matching: an exact pattern first, else the longest "/..."-prefix pattern."""
+        if path in self.exact:
+            methods, handler = self.exact[path]
+            return path, methods, handler
+        for prefix, (methods, handler) in self.prefixes:
+            if path.startswith(prefix):
+                return prefix, methods, handler
+        return None
+
+    def dispatch(self, req: _Request, stopping: threading.Event) -> _Response:
+        """Answer one request as the agent's HTTP server would."""
+        found = self.route(req.path)
+        if found is None:
+            return _text(404, MSG_NOT_FOUND_PATH if "/v1/" in req.path else MSG_NOT_FOUND_ROOT)
+        _pattern, methods, handler = found
+        allow = ",".join(("OPTIONS", *methods))
+        if req.method == "OPTIONS":
+            return _Response(200, b"", [("Allow", allow)])
+        if req.method not in methods:
+            resp = _text(405, f"method {req.method} not allowed")
+            resp.headers.append(("Allow", allow))
+            return resp
+        if self.acl_token is not None:
+            if not req.token:
+                return _text(403, MSG_PERMISSION_DENIED)
+            if req.token != self.acl_token:
+                return _text(403, MSG_ACL_NOT_FOUND)
+        resp = handler(req, stopping)
+        if req.method == "GET" and resp.status == 200:
+            with self.cond:
+                index = self.index
+            if not any(name == "X-Consul-Index" for name, _ in resp.headers):
+                resp.headers.append(("X-Consul-Index", str(index)))
+        return resp
+
+    def denied_response(self, service_name: str) -> _Response | None:
+        """A 403 like Consul's when the token may not write service_name, else None."""
+        if self.acl_token is None or service_name not in self.denied:
+            return None
+        return _text(
+            403,
+            f"Permission denied: token with AccessorID '{self.accessor_id}' lacks permission "
+            f"'service:write' on {_go_q(service_name)}",
+        )
+
+    def bump(self) -> int:
+        """Advance the index after a change and wake every waiter."""
+        self.index += 1
+        self.cond.notify_all()
+        return self.index
+
+    # -- registration ------------------------------------------------------------------------
+
+    def register(self, req: _Request, _stopping: threading.Event) -> _Response:
+        """PUT /v1/agent/service/register, validated in Consul's order."""
+        try:
+            definition = _decode_service(_go_json_load(req.body))
+        except _GoError as exc:
+            return _text(400, f"Request decode failed: {exc}")
+        replace = req.query.get("replace-existing-checks")
+        replace_existing = bool(replace) and req.param("replace-existing-checks") in ("", "true")
+        return self.register_definition(definition, replace_existing)
+
+    def register_definition(self, d: dict[str, Any], replace_existing: bool) -> _Response:
+        name = d.get("Name") or ""
+        if not name:
+            return _text(400, MSG_MISSING_NAME)
+        address = d.get("Address") or ""
+        if address in ("0.0.0.0", "::", "[::]"):
+            return _text(400, MSG_BAD_ADDRESS)
+        weights = d.get("Weights")
+        if weights is not None:
+            reason = _weights_error(weights)
+            if reason:
+                return _text(400, f"Invalid Weights: {reason}")
+        meta: dict[str, str] = d.get("Meta") or {}
+        reason = _meta_error(meta)
+        if reason:
+            return _text(400, f"Invalid Service Meta: {reason}")
+        checks: list[dict[str, Any]] = []
+        single = d.get("Check")
+        if single is not None and not single["_empty"]:
+            checks.append(single)
+        checks.extend(d.get("Checks") or [])
+        for check in checks:
+            reason = _check_error(check)
+            if reason:
+                return _text(400, f"Invalid check: {reason}")
+        for check in checks:
+            if check["Status"] and check["Status"] not in VALID_STATUSES:
+                return _text(400, MSG_BAD_CHECK_STATUS)
+        service_id = d.get("ID") or name
+        with self.cond:
+            previous = self.services.get(service_id)
+            for owner in dict.fromkeys([name, previous["Service"] if previous else name]):
+                denied = self.denied_response(owner)
+                if denied is not None:
+                    return denied
+            tagged = d.get("TaggedAddresses") or {}
+            for tag, family in (("lan_ipv4", 4), ("wan_ipv4", 4), ("lan_ipv6", 6)):
+                if tag in tagged and _ip_family(tagged[tag].get("Address", "")) != family:
+                    kind = "ipv4" if family == 4 else "ipv6"
+                    return _text(
+                        500, f"Service tagged address {_go_q(tag)} must be a valid {kind} address"
+                    )
+            if not self.enable_script_checks and any(c["ScriptArgs"] for c in checks):
+                return _text(500, MSG_SCRIPTS_DISABLED)
+            self.apply_registration(service_id, d, checks, replace_existing)
+        return _Response(200)
+
+    def apply_registration(
+        self,
+        service_id: str,
+        d: dict[str, Any],
+        checks: list[dict[str, Any]],
+        replace_existing: bool,
+    ) -> None:
+        """Store the service and its checks as Consul's agent local state would (lock held)."""
+        name = d["Name"]
+        address = d.get("Address") or ""
+        port = d.get("Port", 0)
+        tags = list(d.get("Tags") or [])
+        tagged = {
+            k: {"Address": v.get("Address", ""), "Port": v.get("Port", 0)}
+            for k, v in (d.get("TaggedAddresses") or {}).items()
+        }
+        family = _ip_family(address)
+        if family:
+            for tag in (f"lan_ipv{family}", f"wan_ipv{family}"):
+                tagged.setdefault(tag, {"Address": address, "Port": port})
+        weights = d.get("Weights")
+        service: dict[str, Any] = {}
+        if d.get("Kind"):
+            service["Kind"] = d["Kind"]
+        service.update(
+            {
+                "ID": service_id,
+                "Service": name,
+                "Tags": tags,
+                "Meta": dict(sorted((d.get("Meta") or {}).items())),
+                "Port": port,
+                "Address": address,
+            }
+        )
+        if d.get("SocketPath"):
+            service["SocketPath"] = d["SocketPath"]
+        if tagged:
+            service["TaggedAddresses"] = dict(sorted(tagged.items()))
+        service["Weights"] = (
+            {"Passing": weights.get("Passing", 0), "Warning": weights.get("Warning", 0)}
+            if weights is not None
+            else {"Passing": 1, "Warning": 1}
+        )
+        service["EnableTagOverride"] = bool(d.get("EnableTagOverride"))
+        for opaque in ("Proxy", "Connect"):
+            if d.get(opaque):
+                service[opaque] = d[opaque]
+        service["Datacenter"] = DATACENTER
+
+        before_service = self.services.get(service_id)
+        before_checks = {k: v for k, v in self.checks.items() if v["ServiceID"] == service_id}
+        snapshot = self.checks
+        new_checks: dict[str, dict[str, Any]] = {}
+        for i, check in enumerate(checks):
+            check_id = check["CheckID"] or f"service:{service_id}"
+            if not check["CheckID"] and len(checks) > 1:
+                check_id += f":{i + 1}"
+            status, output = check["Status"] or "critical", ""
+            prev = snapshot.get(check_id)
+            if prev is not None:
+                status, output = prev["Status"], prev["Output"]
+            new_checks[check_id] = {
+                "Node": self.node_name,
+                "CheckID": check_id,
+                "Name": check["Name"] or f"Service '{name}' check",
+                "Status": status,
+                "Notes": check["Notes"],
+                "Output": output,
+                "ServiceID": service_id,
+                "ServiceName": name,
+                "ServiceTags": list(tags),
+                "Type": _check_type(check),
+                "Interval": format_go_duration(check["Interval"]) if check["Interval"] else "",
+                "Timeout": format_go_duration(check["Timeout"]) if check["Timeout"] else "",
+                "ExposedPort": 0,
+                "Definition": {},
+                "CreateIndex": 0,
+                "ModifyIndex": 0,
+            }
+        self.services[service_id] = service
+        self.checks.update(new_checks)
+        if replace_existing:
+            for check_id in set(before_checks) - set(new_checks):
+                del self.checks[check_id]
+        after_checks = {k: v for k, v in self.checks.items() if v["ServiceID"] == service_id}
+        if before_service != service or before_checks != after_checks:
+            index = self.bump()
+            created = self.service_index.get(service_id, (index, index))[0]
+            self.service_index[service_id] = (created if before_service else index, index)
+
+    # -- deregistration, reads ---------------------------------------------------------------
+
+    def deregister(self, req: _Request, _stopping: threading.Event) -> _Response:
+        """PUT /v1/agent/service/deregister/<id>; unknown IDs answer per unknown_deregister."""
+        service_id = req.path[len("/v1/agent/service/deregister/") :]
+        with self.cond:
+            service = self.services.get(service_id)
+            if service is None:
+                if self.unknown_deregister == "200":
+                    return _Response(200)
+                if self.unknown_deregister == "500":
+                    return _text(500, f"Unknown service {_go_q(service_id)}")
+                return _text(
+                    404,
+                    f"Unknown service ID {_go_q(service_id)}. "
+                    "Ensure that the service ID is passed, not the service name.",
+                )
+            denied = self.denied_response(service["Service"])
+            if denied is not None:
+                return denied
+            del self.services[service_id]
+            self.service_index.pop(service_id, None)
+            for check_id in [k for k, v in self.checks.items() if v["ServiceID"] == service_id]:
+                del self.checks[check_id]
+            self.bump()
+        return _Response(200)
+
+    def services_view(self) -> dict[str, dict[str, Any]]:
+        with self.cond:
+            return copy.deepcopy(dict(sorted(self.services.items())))
+
+    def checks_view(self) -> dict[str, dict[str, Any]]:
+        with self.cond:
+            return copy.deepcopy(dict(sorted(self.checks.items())))
+
+    def agent_services(self, req: _Request, _stopping: threading.Event) -> _Response:
+        return _json_response(self.services_view(), req)
+
+    def agent_checks(self, req: _Request, _stopping: threading.Event) -> _Response:
+        return _json_response(self.checks_view(), req)
+
+    def content_hash(self, service_id: str) -> str | None:
+        service = self.services.get(service_id)
+        if service is None:
+            return None
+        encoded = json.dumps(service, sort_keys=True).encode()
+        return hashlib.sha256(encoded).hexdigest()[:16]
+
+    def agent_service(self, req: _Request, stopping: threading.Event) -> _Response:
+        """GET /v1/agent/service/<id>, with hash-based blocking (?hash=&wait=)."""
+        service_id = req.path[len("/v1/agent/service/") :]
+        wanted = req.param("hash")
+        if wanted:
+            resp = self.block(req, stopping, lambda: self.content_hash(service_id) != wanted)
+            if resp is not None:
+                return resp
+        with self.cond:
+            service = copy.deepcopy(self.services.get(service_id))
+            digest = self.content_hash(service_id)
+        if service is None or digest is None:
+            return _text(404, f"unknown service ID: {service_id}")
+        out: dict[str, Any] = {}
+        for key, value in service.items():
+            if key in ("Proxy", "Connect", "Datacenter"):
+                out.setdefault("ContentHash", digest)
+            out[key] = value
+        resp = _json_response(out, req)
+        resp.headers.append(("X-Consul-ContentHash", digest))
+        return resp
+
+    def block(
+        self, req: _Request, stopping: threading.Event, changed: Callable[[], bool]
+    ) -> _Response | None:
+        """A blocking query: hold until changed() or ?wait= (default 5m, max 10m) runs out."""
+        wait_s = 300.0
+        raw = req.param("wait")
+        if raw:
+            try:
+                wait_s = min(parse_go_duration(raw) / 1e9, 600.0)
+            except GoDurationError:
+                return _text(400, "Invalid wait time")
+        deadline = time.monotonic() + wait_s
+        with self.cond:
+            while not changed() and not stopping.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.cond.wait(remaining)
+        return None
+
+    # -- TTL check updates -------------------------------------------------------------------
+
+    def update_ttl(self, check_id: str, status: str, output: str) -> _Response:
+        with self.cond:
+            check = self.checks.get(check_id)
+            if check is None:
+                return _text(
+                    404,
+                    f"Unknown check ID {_go_q(check_id)}. "
+                    "Ensure that the check ID is passed, not the check name.",
+                )
+            denied = self.denied_response(check["ServiceName"])
+            if denied is not None:
+                return denied
+            if check["Type"] != "ttl":
+                return _text(500, f"CheckID {_go_q(check_id)} does not have associated TTL")
+            raw = output.encode("utf-8")
+            if len(raw) > CHECK_OUTPUT_MAX:
+                output = (
+                    raw[:CHECK_OUTPUT_MAX].decode("utf-8", "ignore")
+                    + f" ... (captured {CHECK_OUTPUT_MAX} of {len(raw)} bytes)"
+                )
+            if (check["Status"], check["Output"]) != (status, output):
+                check["Status"], check["Output"] = status, output
+                self.bump()
+        return _Response(200)
+
+    def check_pass(self, req: _Request, _stopping: threading.Event) -> _Response:
+        return self.update_ttl(
+            req.path[len("/v1/agent/check/pass/") :], "passing", req.param("note") or ""
+        )
+
+    def check_warn(self, req: _Request, _stopping: threading.Event) -> _Response:
+        return self.update_ttl(
+            req.path[len("/v1/agent/check/warn/") :], "warning", req.param("note") or ""
+        )
+
+    def check_fail(self, req: _Request, _stopping: threading.Event) -> _Response:
+        return self.update_ttl(
+            req.path[len("/v1/agent/check/fail/") :], "critical", req.param("note") or ""
+        )
+
+    def check_update(self, req: _Request, _stopping: threading.Event) -> _Response:
+        """PUT /v1/agent/check/update/<id> with {"Status", "Output"}."""
+        ctx = _Ctx()
+        try:
+            raw = _go_json_load(req.body)
+            if raw is not None and not isinstance(raw, _Obj):
+                raise _GoTypeError(_json_kind(raw), "agent.checkUpdate")
+            fields = _decode_struct(
+                raw, _CHECK_UPDATE_SPEC, "checkUpdate", "agent.checkUpdate", ctx
+            )
+            if ctx.saved is not None:
+                raise ctx.saved
+        except _GoError as exc:
+            return _text(400, f"Request decode failed: {exc}")
+        update: dict[str, Any] = {} if fields is _SKIP else fields
+        status = update.get("Status", "")
+        if status not in VALID_STATUSES:
+            return _text(400, f"Invalid check status: '{status}'")
+        return self.update_ttl(
+            req.path[len("/v1/agent/check/update/") :], status, update.get("Output", "")
+        )
+
+    # -- status, self, catalog ---------------------------------------------------------------
+
+    def status_leader(self, req: _Request, _stopping: threading.Event) -> _Response:
+        with self.cond:
+            leader = self.leader
+        return _json_response(leader, req)
+
+    def agent_self(self, req: _Request, _stopping: threading.Event) -> _Response:
+        with self.cond:
+            services, checks = len(self.services), len(self.checks)
+        return _json_response(
+            {
+                "Config": {
+                    "Datacenter": DATACENTER,
+                    "PrimaryDatacenter": DATACENTER,
+                    "NodeName": self.node_name,
+                    "NodeID": self.node_id,
+                    "Revision": "double",
+                    "Server": True,
+                    "Version": CONSUL_VERSION,
+                    "BuildDate": "2023-06-26T00:00:00Z",
+                },
+                "DebugConfig": {
+                    "ACLsEnabled": self.acl_token is not None,
+                    "EnableRemoteScriptChecks": self.enable_script_checks,
+                    "EnableLocalScriptChecks": self.enable_script_checks,
+                },
+                "Coord": {"Vec": [0.0] * 8, "Error": 1.5, "Adjustment": 0.0, "Height": 1e-05},
+                "Member": {
+                    "Name": self.node_name,
+                    "Addr": NODE_ADDRESS,
+                    "Port": 8301,
+                    "Tags": {
+                        "build": f"{CONSUL_VERSION}:double",
+                        "dc": DATACENTER,
+                        "id": self.node_id,
+                        "port": "8300",
+                        "role": "consul",
+                        "segment": "",
+                        "vsn": "2",
+                    },
+                    "Status": 1,
+                    "ProtocolMin": 1,
+                    "ProtocolMax": 5,
+                    "ProtocolCur": 2,
+                    "DelegateMin": 2,
+                    "DelegateMax": 5,
+                    "DelegateCur": 4,
+                },
+                "Stats": {
+                    "agent": {"services": str(services), "checks": str(checks)},
+                    "build": {"version": CONSUL_VERSION, "prerelease": "", "revision": "double"},
+                },
+                "Meta": {"consul-network-segment": ""},
+            },
+            req,
+        )
+
+    def catalog_entry(self, service: dict[str, Any]) -> dict[str, Any]:
+        create, modify = self.service_index.get(service["ID"], (self.index, self.index))
+        entry: dict[str, Any] = {
+            "ID": self.node_id,
+            "Node": self.node_name,
+            "Address": NODE_ADDRESS,
+            "Datacenter": DATACENTER,
+            "TaggedAddresses": {
+                "lan": NODE_ADDRESS,
+                "lan_ipv4": NODE_ADDRESS,
+                "wan": NODE_ADDRESS,
+                "wan_ipv4": NODE_ADDRESS,
+            },
+            "NodeMeta": {"consul-network-segment": ""},
+            "ServiceKind": service.get("Kind", ""),
+            "ServiceID": service["ID"],
+            "ServiceName": service["Service"],
+            "ServiceTags": list(service["Tags"]),
+            "ServiceAddress": service["Address"],
+        }
+        if "TaggedAddresses" in service:
+            entry["ServiceTaggedAddresses"] = copy.deepcopy(service["TaggedAddresses"])
+        entry.update(
+            {
+                "ServiceWeights": dict(service["Weights"]),
+                "ServiceMeta": dict(service["Meta"]),
+                "ServicePort": service["Port"],
+                "ServiceSocketPath": service.get("SocketPath", ""),
+                "ServiceEnableTagOverride": service["EnableTagOverride"],
+                "ServiceProxy": {"Mode": "", "MeshGateway": {}, "Expose": {}},
+                "ServiceConnect": {},
+                "ServiceLocality": None,
+                "CreateIndex": create,
+                "ModifyIndex": modify,
+            }
+        )
+        return entry
+
+    def catalog_service(self, req: _Request, stopping: threading.Event) -> _Response:
+        """GET /v1/catalog/service/<name>: this one-node cluster's catalog is the agent state."""
+        name = req.path[len("/v1/catalog/service/") :]
+        if not name:
+            return _text(400, "Missing service name")
+        dc = req.param("dc")
+        if dc and dc != DATACENTER:
+            return _text(500, "No path to datacenter")
+        min_index = 0
+        raw_index = req.param("index")
+        if raw_index:
+            if not raw_index.isdigit():
+                return _text(400, "Invalid index")
+            min_index = int(raw_index)
+        with self.cond:
+            if not self.leader:
+                return _text(500, MSG_NO_LEADER)
+        if min_index > 0:
+            resp = self.block(req, stopping, lambda: self.index > min_index)
+            if resp is not None:
+                return resp
+        wanted = [tag.lower() for tag in req.query.get("tag", [])]
+        with self.cond:
+            entries = [
+                self.catalog_entry(service)
+                for _sid, service in sorted(self.services.items())
+                if service["Service"].lower() == name.lower()
+                and all(tag in {t.lower() for t in service["Tags"]} for tag in wanted)
+            ]
+            index = self.index
+        resp = _json_response(entries, req)
+        resp.headers += [
+            ("X-Consul-Index", str(index)),
+            ("X-Consul-KnownLeader", "true"),
+            ("X-Consul-LastContact", "0"),
+        ]
+        return resp
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP plumbing
+# --------------------------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer that tracks its connections so stop() can cut keep-alive clients off."""
+
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, port: int, double: ConsulDouble) -> None:
+        super().__init__(("127.0.0.1", port), _RequestHandler)
+        self.double = double
+        self.stopping = threading.Event()
+        self.conns: set[socket.socket] = set()
+        self.conns_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.conns_lock:
+            if self.stopping.is_set():
+                self.close_request(request)
+                return
+            self.conns.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.conns_lock:
+            self.conns.discard(request)
+        super().shutdown_request(request)
+
+    def cut_connections(self) -> None:
+        with self.conns_lock:
+            conns = list(self.conns)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    """One HTTP/1.1 connection; every request goes to ConsulDouble._serve."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the default per-request stderr logging."""
+
+    def _body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = self.headers.get("Content-Length")
+        return self.rfile.read(int(length)) if length and length.strip().isdigit() else b""
+
+    def _dispatch(self) -> None:
+        try:
+            body = self._body()
+        except (OSError, ValueError):
+            self.close_connection = True
+            return
+        self.server.double._serve(self, body)
+
+    def write_response(self, resp: _Response) -> None:
+        """Send resp in one write with a Content-Length, so keep-alive clients stay in step."""
+        reason = self.responses.get(resp.status, ("",))[0]
+        head = [
+            f"{self.protocol_version} {resp.status} {reason}",
+            f"Date: {self.date_time_string()}",
+        ]
+        head += [f"{name}: {value}" for name, value in resp.headers]
+        head.append(f"Content-Length: {len(resp.body)}")
+        payload = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        if self.command != "HEAD":
+            payload += resp.body
+        try:
+            self.wfile.write(payload)
+        except OSError:
+            self.close_connection = True
+
+    def drop(self, reset: bool) -> None:
+        """Close the connection without answering; reset=True sends a TCP RST."""
+        self.close_connection = True
+        try:
+            if reset:
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+            else:
+                self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.rfile.close()
+        self.connection.close()
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _dispatch
+
+
+# --------------------------------------------------------------------------------------------
+# The public double
+# --------------------------------------------------------------------------------------------
+
+
+class ConsulDouble:
+    """A fake Consul agent on 127.0.0.1, strict like a real one, controllable from tests.
+
+    Use as a context manager (start/stop) or call start()/stop(). State survives stop/start;
+    restart(empty=True) simulates an agent that lost its state.
+    """
+
+    def __init__(
+        self,
+        *,
+        acl_token: str | None = None,
+        enable_script_checks: bool = False,
+        unknown_deregister: str = "404",
+        node_name: str = "double-node",
+        port: int = 0,
+        denied_services: Iterable[str] = (),
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if unknown_deregister not in DEREGISTER_MODES:
+            raise ValueError(f"unknown_deregister must be one of {DEREGISTER_MODES}")
+        self.port = port
+        self._ssl_context = ssl_context
+        self._cond = threading.Condition(threading.RLock())
+        self._agent = _Agent(
+            self._cond,
+            acl_token=acl_token,
+            enable_script_checks=enable_script_checks,
+            unknown_deregister=unknown_deregister,
+            node_name=node_name,
+            denied_services=denied_services,
+        )
+        self._requests: list[RecordedRequest] = []
+        self._fault: _Fault | None = None
+        self._hang_release = threading.Event()
+        self._lifecycle = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self) -> ConsulDouble:
+        """Listen on 127.0.0.1:<port> (random when 0) and serve from a daemon thread."""
+        with self._lifecycle:
+            if self._server is not None:
+                return self
+            server = _Server(self.port, self)
+            if self._ssl_context is not None:
+                server.socket = self._ssl_context.wrap_socket(
+                    server.socket, server_side=True, do_handshake_on_connect=False
+                )
+            self.port = server.server_address[1]
+            thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.01},
+                name=f"consul-double-{self.port}",
+                daemon=True,
+            )
+            self._server, self._thread = server, thread
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Close the listener (new clients get connection refused) and cut open connections.
+
+        Hung and blocking requests are released and dropped. Idempotent; returns promptly.
+        """
+        with self._lifecycle:
+            server, thread = self._server, self._thread
+            if server is None:
+                return
+            self._server = self._thread = None
+            server.stopping.set()
+            with self._cond:
+                self._release_hung()
+                self._cond.notify_all()
+            server.shutdown()
+            server.server_close()
+            server.cut_connections()
+            if thread is not None:
+                thread.join(timeout=2)
+
+    def restart(self, *, empty: bool = True) -> None:
+        """Stop, then start on the same port; empty=True forgets every service and check."""
+        self.stop()
+        if empty:
+            with self._cond:
+                self._agent.services.clear()
+                self._agent.checks.clear()
+                self._agent.service_index.clear()
+                self._agent.bump()
+        self.start()
+
+    def __enter__(self) -> ConsulDouble:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- state -------------------------------------------------------------------------------
+
+    def services(self) -> dict[str, dict[str, Any]]:
+        """A deep copy of the services, exactly as GET /v1/agent/services returns them."""
+        return self._agent.services_view()
+
+    def checks(self) -> dict[str, dict[str, Any]]:
+        """A deep copy of the checks, exactly as GET /v1/agent/checks returns them."""
+        return self._agent.checks_view()
+
+    @property
+    def index(self) -> int:
+        """The X-Consul-Index value: increases on every change."""
+        with self._cond:
+            return self._agent.index
+
+    def register(
+        self, definition: dict[str, Any], *, replace_existing_checks: bool = False
+    ) -> None:
+        """Seed a service directly (same decoding and validation as the HTTP endpoint).
+
+        Raises ValueError with Consul's status and message when Consul would refuse it.
+        """
+        req = _Request(
+            "PUT",
+            "/v1/agent/service/register",
+            {"replace-existing-checks": ["true"]} if replace_existing_checks else {},
+            json.dumps(definition),
+            self._agent.acl_token,
+        )
+        resp = self._agent.register(req, threading.Event())
+        if resp.status != 200:
+            raise ValueError(f"{resp.status} {resp.body.decode()}")
+
+    def set_check_status(self, check_id: str, status: str, output: str = "") -> None:
+        """Change any check's status, as if the agent had run it (HTTP/TCP/... included)."""
+        if status not in VALID_STATUSES:
+            raise ValueError(f"status must be one of {VALID_STATUSES}")
+        with self._cond:
+            check = self._agent.checks[check_id]
+            if (check["Status"], check["Output"]) != (status, output):
+                check["Status"], check["Output"] = status, output
+                self._agent.bump()
+
+    def set_leader(self, leader: str) -> None:
+        """What /v1/status/leader answers; "" means no leader (catalog reads then fail)."""
+        with self._cond:
+            self._agent.leader = leader
+
+    def set_denied_services(self, names: Iterable[str]) -> None:
+        """Service names the ACL token may not write (only meaningful with acl_token)."""
+        with self._cond:
+            self._agent.denied = set(names)
+
+    def set_unknown_deregister(self, mode: str) -> None:
+        """How deregistering an unknown ID answers: "404" (Consul >= 1.11), "200" or "500"."""
+        if mode not in DEREGISTER_MODES:
+            raise ValueError(f"mode must be one of {DEREGISTER_MODES}")
+        with self._cond:
+            self._agent.unknown_deregister = mode
+
+    def wait_for(
+        self, predicate: Callable[[dict[str, dict[str, Any]]], bool], timeout: float = 10.0
+    ) -> dict[str, dict[str, Any]]:
+        """Wait (woken on every change, no polling) until predicate(services) holds; return them.
+
+        Raises AssertionError showing the last state on timeout.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                current = self.services()
+                if predicate(current):
+                    return current
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"condition not met within {timeout}s; agent services: "
+                        + json.dumps(current, indent=2, sort_keys=True)
+                    )
+                self._cond.wait(remaining)
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received, in arrival order."""
+        with self._cond:
+            return list(self._requests)
+
+    def writes(self) -> list[RecordedRequest]:
+        """The recorded PUT/POST/DELETE requests."""
+        return [r for r in self.requests() if r.method in ("PUT", "POST", "DELETE")]
+
+    def clear_requests(self) -> None:
+        with self._cond:
+            self._requests.clear()
+
+    def wait_for_requests(
+        self, predicate: Callable[[list[RecordedRequest]], bool], timeout: float = 10.0
+    ) -> list[RecordedRequest]:
+        """Wait until predicate(requests()) holds (e.g. a hung request has arrived)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                current = list(self._requests)
+                if predicate(current):
+                    return current
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    lines = "\n".join(f"  {r.method} {r.path} -> {r.status}" for r in current)
+                    raise AssertionError(f"requests condition not met within {timeout}s:\n{lines}")
+                self._cond.wait(remaining)
+
+    # -- faults ------------------------------------------------------------------------------
+
+    def fail(
+        self,
+        mode: str | None,
+        *,
+        status: int = 500,
+        body: str = "rpc error: No cluster leader",
+        every: int = 1,
+        paths: str | None = None,
+    ) -> None:
+        """Inject a fault into matching requests; mode None makes the agent healthy again.
+
+        "error": answer status/body. "hang": hold the request until the fault is cleared or the
+        double stops, then drop the connection. "reset": close with a TCP RST, no response.
+        "reset_after": process the request (state changes) but reset instead of answering.
+        every=N hits only every Nth matching request (deterministic counter); paths restricts
+        the fault to request paths starting with that prefix.
+        """
+        if mode is not None and mode not in FAULT_MODES:
+            raise ValueError(f"mode must be None or one of {FAULT_MODES}")
+        if every < 1:
+            raise ValueError("every must be >= 1")
+        with self._cond:
+            self._release_hung()
+            self._fault = (
+                None
+                if mode is None
+                else _Fault(mode, status, body, every, paths, self._hang_release)
+            )
+
+    def _release_hung(self) -> None:
+        """Let every hung request go (they then drop their connection); later ones hang anew."""
+        self._hang_release.set()
+        self._hang_release = threading.Event()
+        if self._fault is not None:
+            self._fault.release = self._hang_release
+
+    def _take_fault(self, path: str) -> _Fault | None:
+        """The fault for this request, if any: a snapshot, so a later release is not missed."""
+        with self._cond:
+            fault = self._fault
+            if fault is None or (fault.paths is not None and not path.startswith(fault.paths)):
+                return None
+            fault.count += 1
+            return dataclasses.replace(fault) if fault.count % fault.every == 0 else None
+
+    # -- serving -----------------------------------------------------------------------------
+
+    def _serve(self, handler: _RequestHandler, raw_body: bytes) -> None:
+        """Record, apply faults, dispatch and answer one request (called on handler threads)."""
+        split = urlsplit(handler.path)
+        path = unquote(split.path)
+        query = parse_qs(split.query, keep_blank_values=True)
+        token = _token_of(query, handler.headers)
+        body = raw_body.decode("utf-8", "replace")
+        recorded_query = {
+            k: (["<redacted>"] * len(v) if k == "token" else list(v)) for k, v in query.items()
+        }
+        record = RecordedRequest(
+            handler.command, path, recorded_query, body, 0, time.monotonic(), token is not None
+        )
+        with self._cond:
+            position = len(self._requests)
+            self._requests.append(record)
+            self._cond.notify_all()
+
+        def finish(status: int) -> None:
+            with self._cond:
+                if position < len(self._requests) and self._requests[position] is record:
+                    self._requests[position] = dataclasses.replace(record, status=status)
+                self._cond.notify_all()
+
+        req = _Request(handler.command, path, query, body, token)
+        fault = self._take_fault(path)
+        if fault is not None and fault.mode == "error":
+            finish(fault.status)
+            handler.write_response(_text(fault.status, fault.body))
+            return
+        if fault is not None and fault.mode == "hang":
+            fault.release.wait()
+            handler.drop(reset=False)
+            return
+        if fault is not None and fault.mode == "reset":
+            handler.drop(reset=True)
+            return
+        try:
+            resp = self._agent.dispatch(req, handler.server.stopping)
+        except Exception as exc:  # a bug in the double must surface, not hang the client
+            resp = _text(500, f"consul double internal error: {exc!r}")
+        if fault is not None and fault.mode == "reset_after":
+            handler.drop(reset=True)
+            return
+        if handler.server.stopping.is_set():  # a stopped agent answers nothing in flight
+            handler.drop(reset=False)
+            return
+        finish(resp.status)
+        handler.write_response(resp)

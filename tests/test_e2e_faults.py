@@ -1,0 +1,273 @@
+"""Fault injection: Consul down, restarted empty, failing and hanging; Docker restarted;
+bursts and containers killed mid-registration. The real process, engine and double."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.conftest import HOSTNAME, SESSION_LABEL, TEST_IMAGE, run_cli, wait_until
+from tests.private_dockerd import PrivateDockerd
+
+pytestmark = pytest.mark.docker
+
+
+def owned(services: dict) -> set[str]:
+    return {sid for sid, svc in services.items() if svc["Meta"].get("registrator") == HOSTNAME}
+
+
+def sid(name: str, port: int = 80) -> str:
+    return f"{HOSTNAME}:{name}:{port}"
+
+
+def start(registrator, consul, *flags: str, env: dict[str, str] | None = None):
+    proc = registrator(
+        "-ip", "127.0.0.1", *flags, f"consul://127.0.0.1:{consul.port}", env=env
+    )  # fmt: skip
+    proc.wait_log("synced: ", timeout=30)
+    return proc
+
+
+def run_many(client, names: list[str], **kwargs) -> None:
+    def one(name: str) -> None:
+        # create + start, not run: the SDK's run() would try to pull a missing image
+        client.containers.create(
+            TEST_IMAGE,
+            ["sleep", "600"],
+            name=name,
+            labels={SESSION_LABEL.split("=")[0]: SESSION_LABEL.split("=")[1]},
+            ports={"80/tcp": ("127.0.0.1", None)},
+            **kwargs,
+        ).start()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, names))
+
+
+def remove_many(client, names: list[str]) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: client.containers.get(n).remove(force=True), names))
+
+
+def test_consul_down_during_churn_then_back_empty(registrator, consul, docker_client, containers):
+    proc = start(registrator, consul)
+    before = [f"old.{n}" for n in range(10)]
+    run_many(docker_client, before)
+    consul.wait_for(lambda s: {sid(n) for n in before} <= owned(s), timeout=30)
+
+    consul.stop()
+    new = [f"new.{n}" for n in range(20)]
+    run_many(docker_client, new)
+    remove_many(docker_client, before)
+    proc.wait_log("Consul unavailable", timeout=30)
+
+    consul.restart(empty=True)
+    back = time.monotonic()
+    expected = {sid(n) for n in new}
+    consul.wait_for(lambda s: owned(s) == expected, timeout=5)
+    recovery = time.monotonic() - back
+    print(f"\nrecovery after Consul came back empty: {recovery:.2f}s")
+    proc.wait_log("Consul reachable again")
+
+
+def test_agent_restarted_empty_is_refilled_without_a_full_rewrite(
+    registrator, consul, docker_client, containers
+):
+    proc = start(registrator, consul)
+    names = [f"refill.{n}" for n in range(6)]
+    run_many(docker_client, names)
+    consul.wait_for(lambda s: owned(s) == {sid(n) for n in names}, timeout=30)
+
+    # one service lost (as if deregistered by hand): only it is written again
+    consul.clear_requests()
+    import requests
+
+    requests.put(f"{consul.url}/v1/agent/service/deregister/{sid('refill.0')}", timeout=5)
+    consul.wait_for(lambda s: sid("refill.0") in s, timeout=5)
+    writes = [r for r in consul.writes() if r.path.startswith("/v1/agent/service/register")]
+    assert len(writes) == 1
+
+    consul.restart(empty=True)
+    back = time.monotonic()
+    consul.wait_for(lambda s: owned(s) == {sid(n) for n in names}, timeout=5)
+    print(f"\nagent restarted empty refilled in {time.monotonic() - back:.2f}s")
+    assert "agent was missing" in proc.wait_log("agent was missing 6 service").group(0)
+
+
+def test_consul_errors_and_hangs_during_churn_end_exact(
+    registrator, consul, docker_client, containers
+):
+    start(registrator, consul, "-consul-timeout", "1")
+    first = [f"churn.{n}" for n in range(8)]
+    run_many(docker_client, first)
+    consul.wait_for(lambda s: {sid(n) for n in first} <= owned(s), timeout=30)
+
+    consul.fail("error", status=500, body="rpc error: No cluster leader", every=2)
+    second = [f"churn2.{n}" for n in range(6)]
+    run_many(docker_client, second)
+    remove_many(docker_client, first[:4])
+
+    consul.fail("hang", every=3)
+    third = [f"churn3.{n}" for n in range(6)]
+    run_many(docker_client, third)
+    remove_many(docker_client, first[4:6] + second[:2])
+
+    consul.fail("reset", every=2)
+    remove_many(docker_client, third[:2])
+
+    consul.fail(None)
+    expected = {sid(n) for n in first[6:] + second[2:] + third[2:]}
+    consul.wait_for(lambda s: owned(s) == expected, timeout=20)
+
+
+def test_resync_with_nothing_changed_makes_no_writes(
+    registrator, consul, docker_client, containers
+):
+    names = [f"steady.{n}" for n in range(5)]
+    run_many(docker_client, names)
+    proc = start(registrator, consul, "-resync", "0.5", "-log-level", "DEBUG")
+    consul.wait_for(lambda s: owned(s) == {sid(n) for n in names}, timeout=30)
+    consul.clear_requests()
+    done = proc.logs().count("resync: ")
+    wait_until(lambda: proc.logs().count("resync: ") >= done + 3, timeout=20, what="3 resyncs")
+    requests_seen = consul.requests()
+    assert consul.writes() == []
+    assert {r.method for r in requests_seen} == {"GET"}
+
+
+def test_burst_of_100_parallel_starts_then_all_removed(
+    registrator, consul, docker_client, containers
+):
+    start(registrator, consul)
+    names = [f"burst.{n}" for n in range(100)]
+    started = time.monotonic()
+    run_many(docker_client, names)
+    consul.wait_for(lambda s: len(owned(s) & {sid(n) for n in names}) == 100, timeout=60)
+    print(f"\n100 started and registered in {time.monotonic() - started:.1f}s")
+    started = time.monotonic()
+    remove_many(docker_client, names)
+    consul.wait_for(lambda s: not owned(s), timeout=60)
+    print(f"100 removed and deregistered in {time.monotonic() - started:.1f}s")
+
+
+def test_containers_killed_mid_registration_leave_nothing(
+    registrator, consul, docker_client, containers
+):
+    start(registrator, consul)
+    names = [f"short.{n}" for n in range(20)]
+    with ThreadPoolExecutor(4) as pool:
+        list(
+            pool.map(
+                lambda n: containers.run(n, "--rm", "-p", "127.0.0.1::80", command="true"), names
+            )
+        )
+    containers.run("keeper.0", "-p", "127.0.0.1::80")
+    consul.wait_for(lambda s: owned(s) == {sid("keeper.0")}, timeout=20)
+
+
+def test_docker_daemon_restart_survived_missing_no_start_or_die(registrator, consul):
+    dockerd = PrivateDockerd()
+    try:
+        dockerd.start()
+        dockerd.load_test_image()
+
+        def docker_cli(*args: str) -> None:
+            env = {**os.environ, "DOCKER_HOST": dockerd.host}
+            result = subprocess.run(["docker", *args], env=env, capture_output=True, timeout=60)
+            assert result.returncode == 0, result.stderr
+
+        def run(name: str, port: int, *flags: str) -> None:
+            docker_cli(
+                "run", "-d", "--pull=never", "--name", name, "--network", "host", "--expose", str(port), *flags,
+                TEST_IMAGE, "httpd", "-f", "-p", f"127.0.0.1:{port}",
+            )  # fmt: skip
+
+        run("always.0", 18101, "--restart", "always")
+        run("once.0", 18102)
+        run("doomed.0", 18103)
+        proc = registrator(
+            "-ip", "127.0.0.1", f"consul://127.0.0.1:{consul.port}",
+            env={"DOCKER_HOST": dockerd.host},
+        )  # fmt: skip
+        proc.wait_log("synced: ", timeout=30)
+        ids = {sid("always.0", 18101), sid("once.0", 18102), sid("doomed.0", 18103)}
+        consul.wait_for(lambda s: owned(s) == ids)
+
+        down = dockerd.restart()  # once.0 and doomed.0 stop with it; always.0 comes back
+        run("new.0", 18104)  # started while registrator may still be reconnecting
+        docker_cli("rm", "-f", "doomed.0")
+        proc.wait_log("Docker reachable again", timeout=60)
+        expected = {sid("always.0", 18101), sid("new.0", 18104)}
+        consul.wait_for(lambda s: owned(s) == expected, timeout=30)
+
+        run("after.0", 18105)  # events flow again after the reconnect
+        consul.wait_for(lambda s: owned(s) == expected | {sid("after.0", 18105)}, timeout=10)
+        assert proc.proc.poll() is None, proc.logs()
+        assert "Docker event stream ended" in proc.logs() or "Docker unreachable" in proc.logs()
+        print(f"\ndockerd was down {down:.1f}s; registrator survived and converged")
+    finally:
+        dockerd.close()
+
+
+def test_resync_command_prints_and_exits(consul, containers):
+    import consul as consul_client
+
+    containers.run("rs.0", "-p", "127.0.0.1::80", "-e", "SERVICE_NAME=rs")
+    client = consul_client.Consul(host="127.0.0.1", port=consul.port)
+    client.agent.service.register(
+        "gone", service_id=sid("gone.0"), port=1, meta={"registrator": HOSTNAME}
+    )
+    client.agent.service.register("foreign", service_id="foreign-1", port=2)
+    uri = f"consul://127.0.0.1:{consul.port}"
+
+    first = run_cli("resync", "-ip", "127.0.0.1", uri)
+    assert first.returncode == 0, first.stderr
+    assert f"added      {sid('rs.0')}" in first.stdout
+    assert f"removed    {sid('gone.0')}" in first.stdout
+    assert "1 added, 1 removed" in first.stdout
+    assert owned(consul.services()) == {sid("rs.0")}
+    assert "foreign-1" in consul.services()
+
+    consul.clear_requests()
+    second = run_cli("resync", "-ip", "127.0.0.1", uri)
+    assert second.returncode == 0
+    assert f"unchanged  {sid('rs.0')}" in second.stdout
+    assert "0 added, 0 removed, 1 unchanged, 0 failed" in second.stdout
+    assert consul.writes() == []
+
+    consul.stop()
+    down = run_cli("resync", uri)
+    assert down.returncode == 1
+    assert "Consul unreachable at http://127.0.0.1:" in down.stderr
+
+    no_docker = run_cli("resync", uri, env={"DOCKER_HOST": "unix:///nonexistent.sock"})
+    assert no_docker.returncode == 1
+    assert "Docker unreachable" in no_docker.stderr
+
+
+def test_retry_attempts_at_start(registrator, consul):
+    consul.stop()
+    uri = f"consul://127.0.0.1:{consul.port}"
+    gave_up = run_cli("-retry-attempts", "2", "-retry-interval", "100", uri)
+    assert gave_up.returncode == 1
+    assert gave_up.stderr.count("retry ") == 2
+    assert "unreachable" in gave_up.stderr.splitlines()[-1]
+
+    proc = registrator("-retry-attempts", "-1", "-retry-interval", "100", uri)
+    proc.wait_log("retry 3 in 100ms")
+    consul.start()
+    proc.wait_log("synced: ", timeout=30)
+
+
+def test_deregister_on_shutdown(registrator, consul, containers):
+    proc = start(registrator, consul, "-deregister-on-shutdown")
+    containers.run("bye.0", "-p", "127.0.0.1::80")
+    consul.wait_for(lambda s: sid("bye.0") in s)
+    began = time.monotonic()
+    assert proc.stop() == 0
+    assert time.monotonic() - began < 2.0
+    assert not owned(consul.services())
