@@ -7,6 +7,7 @@ import os
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ from tests.private_dockerd import PrivateDockerd
 pytestmark = pytest.mark.docker
 
 
-def owned(services: dict) -> set[str]:
+def owned(services: dict[str, Any]) -> set[str]:
     return {sid for sid, svc in services.items() if svc["Meta"].get("registrator") == HOSTNAME}
 
 
