@@ -100,7 +100,10 @@ class ConsulAgent:
         except (consul.base.BadRequest, consul.base.ClientError) as exc:
             raise ConsulRejected(f"{what}: agent refused: {str(exc).strip()}") from exc
         except consul.base.ConsulException as exc:
-            raise ConsulUnavailable(f"{what}: agent error: {str(exc).strip()}") from exc
+            text = str(exc).strip()
+            if "Scripts are disabled" in text:  # a 500, but about this request only
+                raise ConsulRejected(f"{what}: agent refused: {text}") from exc
+            raise ConsulUnavailable(f"{what}: agent error: {text}") from exc
         except requests.exceptions.RequestException as exc:
             raise ConsulUnavailable(f"{what}: agent unreachable: {_short(exc)}") from exc
         except ValueError as exc:  # a body that is not JSON
