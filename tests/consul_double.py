@@ -892,6 +892,7 @@ class RecordedRequest:
     status: int  # 0 when no response was sent (hang, reset, reset_after)
     time: float  # time.monotonic() when it arrived
     has_token: bool = False
+    wall_ns: int = 0  # time.time_ns() when it arrived (comparable with Docker's event timeNano)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1901,7 +1902,14 @@ class ConsulDouble:
             k: (["<redacted>"] * len(v) if k == "token" else list(v)) for k, v in query.items()
         }
         record = RecordedRequest(
-            handler.command, path, recorded_query, body, 0, time.monotonic(), token is not None
+            handler.command,
+            path,
+            recorded_query,
+            body,
+            0,
+            time.monotonic(),
+            token is not None,
+            wall_ns=time.time_ns(),
         )
         with self._cond:
             position = len(self._requests)
