@@ -24,6 +24,11 @@ META_KEY_MAX = 128
 META_VALUE_MAX = 512
 META_KEY_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
 META_RESERVED_PREFIX = "consul-"
+DNS_LABEL_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
+SERVICE_ID_MAX = 256
+SERVICE_ID_RE = re.compile(r"^[^/?#%\s\x00-\x1f\x7f]+$")
+TAG_MAX = 256
+PRINTABLE_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 
 SCRIPT_CHECK_KEYS = ("check_script", "check_cmd")
 CHECK_STATUSES = frozenset({"passing", "warning", "critical"})
@@ -189,6 +194,8 @@ def port_candidates(container: Mapping[str, Any]) -> list[PortCandidate]:
     candidates: list[PortCandidate] = []
     for port, (host_port, host_ip) in found.items():
         number, _, protocol = port.partition("/")
+        if not number.isdigit():
+            continue  # not a port Docker would report
         if network_mode and network_mode not in DEFAULT_NETWORK_MODES:
             network = _d(_d(settings.get("Networks")).get(network_mode))
             host_ip = str(network.get("IPAddress") or "")
@@ -201,7 +208,7 @@ def port_candidates(container: Mapping[str, Any]) -> list[PortCandidate]:
                 exposed_ip=exposed_ip,
             )
         )
-    candidates.sort(key=lambda c: (int(c.exposed_port) if c.exposed_port.isdigit() else 0, c))
+    candidates.sort(key=lambda c: (int(c.exposed_port), c.protocol))
     return candidates
 
 
@@ -233,8 +240,16 @@ def derive_services(
     services: list[Service] = []
     for candidate in published:
         service = _service_for_port(container, candidate, is_group, options, network_peer, out)
-        if service is not None:
-            services.append(service)
+        if service is None:
+            continue
+        if any(s.id == service.id for s in services):
+            out.problem(
+                "SERVICE_ID",
+                f"{service.id!r} is used by several ports; port {candidate.exposed_port} not "
+                "registered (use SERVICE_<port>_ID)",
+            )
+            continue
+        services.append(service)
     return Derivation(tuple(services), tuple(out.problems), tuple(out.notes))
 
 
@@ -255,21 +270,118 @@ def _service_for_port(
         out.notes.append(f"service on port {port.exposed_port} ignored (SERVICE_IGNORE)")
         return None
 
-    name = metadata.get("name", "")
-    if not name:
-        if options.explicit:
-            out.notes.append(f"port {port.exposed_port} has no SERVICE_NAME (-explicit)")
-            return None
-        name = default_service_name(str(config.get("Image") or ""))
-    if is_group and "name" not in from_port:
-        name = f"{name}-{port.exposed_port}"
+    name = _service_name(metadata, from_port, config, port, is_group, options, out)
+    if name is None:
+        return None
+    address, port_number = _address(container, labels, port, options, network_peer, out)
+    default_id = f"{options.hostname}:{container_name(container)}:{port.exposed_port}"
+    if port.protocol == "udp":
+        default_id += ":udp"
+    service_id = _service_id(metadata.get("id", ""), default_id, out)
+    tags = _valid_tags(split_tags(metadata.get("tags", "")), out) + list(options.force_tags)
+    if port.protocol == "udp":
+        tags.append("udp")
 
+    attrs = {k: v for k, v in metadata.items() if k not in ("id", "tags", "name")}
+    check = _build_check(attrs, address, port_number, options, out, container, port)
+    meta = _valid_meta(attrs, options, out)
+    meta[OWNER_META_KEY] = options.hostname
+
+    return Service(
+        id=service_id,
+        name=name,
+        address=address,
+        port=port_number,
+        tags=tuple(tags),
+        meta=freeze_meta(meta),
+        check=check,
+        container_id=str(container.get("Id", "")),
+        container_name=container_name(container),
+    )
+
+
+def _service_name(
+    metadata: Mapping[str, str],
+    from_port: set[str],
+    config: Mapping[str, Any],
+    port: PortCandidate,
+    is_group: bool,
+    options: DeriveOptions,
+    out: _Collector,
+) -> str | None:
+    """The service name, or None to skip the service. Names must be usable as a DNS label
+    (Consul DNS and the ``<name>.example.com`` vhosts): a bad SERVICE_NAME skips the
+    service; a default taken from an image name is made into one."""
+    key = f"SERVICE_{port.exposed_port}_NAME" if "name" in from_port else "SERVICE_NAME"
+    name = metadata.get("name", "").strip()
+    if name:
+        if is_group and "name" not in from_port:
+            name = f"{name}-{port.exposed_port}"
+        if not DNS_LABEL_RE.match(name):
+            out.problem(
+                key,
+                f"{name[:80]!r} is not usable as a DNS label (1-63 letters, digits and '-', "
+                "not starting or ending with '-'); service not registered",
+            )
+            return None
+        return name
+    if options.explicit:
+        out.notes.append(f"port {port.exposed_port} has no SERVICE_NAME (-explicit)")
+        return None
+    name = dns_label(default_service_name(str(config.get("Image") or "")))
+    if is_group:
+        name = dns_label(f"{name}-{port.exposed_port}" if name else "")
+    if not name:
+        out.problem("SERVICE_NAME", "no name set and none can be made from the image name")
+        return None
+    return name
+
+
+def dns_label(text: str) -> str:
+    """Turn an image base name into a DNS label: other characters become '-'."""
+    label = re.sub(r"[^a-zA-Z0-9-]+", "-", text).strip("-")
+    return label[:63].rstrip("-")
+
+
+def _service_id(wanted: str, default: str, out: _Collector) -> str:
+    """SERVICE_ID, unless Consul could not address it (it travels in URL paths)."""
+    if not wanted:
+        return default
+    if len(wanted) > SERVICE_ID_MAX or not SERVICE_ID_RE.match(wanted):
+        out.problem(
+            "SERVICE_ID",
+            f"{wanted[:80]!r} is not a usable service ID (printable, no '/', '?', '#' or '%', "
+            f"at most {SERVICE_ID_MAX} characters); using {default}",
+        )
+        return default
+    return wanted
+
+
+def _valid_tags(tags: list[str], out: _Collector) -> list[str]:
+    kept = []
+    for tag in tags:
+        if len(tag.encode()) > TAG_MAX or not PRINTABLE_RE.match(tag):
+            out.problem("SERVICE_TAGS", f"tag {tag[:40]!r}... is unprintable or too long; dropped")
+        else:
+            kept.append(tag)
+    return kept
+
+
+def _address(
+    container: Mapping[str, Any],
+    labels: Mapping[str, str],
+    port: PortCandidate,
+    options: DeriveOptions,
+    network_peer: Mapping[str, Any] | None,
+    out: _Collector,
+) -> tuple[str, int]:
+    """Where the service answers: the original's precedence of host IP, ``-ip``,
+    ``-internal``, ``-useIpFromLabel`` and ``--network container:<id>``."""
     host_ip = port.host_ip
     if host_ip in UNSPECIFIED_ADDRESSES and options.host_ip:
         host_ip = options.host_ip
     if options.ip:
         host_ip = options.ip
-
     if options.internal:
         address, number = port.exposed_ip, port.exposed_port
     else:
@@ -285,44 +397,18 @@ def _service_for_port(
     network_mode = str(_d(container.get("HostConfig")).get("NetworkMode") or "")
     if network_mode.startswith("container:") and network_peer is not None:
         peer_settings = _d(network_peer.get("NetworkSettings"))
-        peer_ip = str(peer_settings.get("IPAddress") or "")
-        if not peer_ip:
+        address = str(peer_settings.get("IPAddress") or "")
+        if not address:
             for network in _d(peer_settings.get("Networks")).values():
-                peer_ip = str(_d(network).get("IPAddress") or "") or peer_ip
-        address = peer_ip
+                address = str(_d(network).get("IPAddress") or "") or address
 
-    service_id = f"{options.hostname}:{container_name(container)}:{port.exposed_port}"
-    tags = split_tags(metadata.get("tags", "")) + list(options.force_tags)
-    if port.protocol == "udp":
-        tags.append("udp")
-        service_id += ":udp"
-    if metadata.get("id", ""):
-        service_id = metadata["id"]
-
-    try:
-        port_number = int(number)
-    except ValueError:
-        port_number = 0
     if address in UNSPECIFIED_ADDRESSES - {""}:
-        out.problem("", f"service {service_id}: address {address} is unusable; left empty")
+        out.problem("", f"address {address} cannot be registered; left empty (the agent's)")
         address = ""
-
-    attrs = {k: v for k, v in metadata.items() if k not in ("id", "tags", "name")}
-    check = _build_check(attrs, address, port_number, options, out)
-    meta = _valid_meta(attrs, options, out)
-    meta[OWNER_META_KEY] = options.hostname
-
-    return Service(
-        id=service_id,
-        name=name,
-        address=address,
-        port=port_number,
-        tags=tuple(tags),
-        meta=freeze_meta(meta),
-        check=check,
-        container_id=str(container.get("Id", "")),
-        container_name=container_name(container),
-    )
+    try:
+        return address, int(number)
+    except ValueError:
+        return address, 0
 
 
 def _valid_meta(
@@ -342,7 +428,7 @@ def _valid_meta(
             out.problem(env_key, f"Meta key longer than {META_KEY_MAX} characters; dropped")
         elif key.startswith(META_RESERVED_PREFIX):
             out.problem(env_key, "Meta key prefix 'consul-' is reserved by Consul; dropped")
-        elif len(value) > META_VALUE_MAX:
+        elif len(value.encode()) > META_VALUE_MAX:  # Consul counts bytes
             out.problem(env_key, f"value longer than {META_VALUE_MAX} characters; dropped")
         elif len(meta) >= META_MAX_PAIRS - 1:  # one pair is the ownership mark
             out.problem(env_key, f"more than {META_MAX_PAIRS} Meta pairs; dropped")
@@ -357,6 +443,8 @@ def _build_check(
     port: int,
     options: DeriveOptions,
     out: _Collector,
+    container: Mapping[str, Any],
+    candidate: PortCandidate,
 ) -> Check | None:
     """The original's check keys; the first present of http, https, tcp, ttl, grpc, script,
     cmd wins."""
@@ -397,9 +485,14 @@ def _build_check(
                         "no check registered",
                     )
                     return None
-                script = attrs[key].replace("$SERVICE_IP", address)
-                script = script.replace("$SERVICE_PORT", str(port))
-                check = Check(args=("sh", "-c", script))
+                args: tuple[str, ...]
+                if key == "check_cmd":  # the original's helper on the agent's host
+                    short_id = str(container.get("Id", ""))[:12]
+                    args = ("check-cmd", short_id, candidate.exposed_port, attrs[key])
+                else:
+                    script = attrs[key].replace("$SERVICE_IP", address)
+                    args = ("sh", "-c", script.replace("$SERVICE_PORT", str(port)))
+                check = Check(args=args)
                 break
     if check is None:
         return None

@@ -435,3 +435,55 @@ def test_bad_check_values_are_fixed_or_dropped_with_problems():
         inspect(published={"80/tcp": "8080"}, env={"SERVICE_CHECK_TTL": "x"}), OPTS
     )
     assert bad_ttl.services[0].check is None
+
+
+# --- names, IDs, tags that Consul or DNS cannot use ------------------------------------------
+
+
+def test_a_name_unusable_as_dns_label_skips_that_service_only():
+    env = {"SERVICE_80_NAME": "web_api", "SERVICE_443_NAME": "web-tls"}
+    derivation = derive_services(
+        inspect(published={"80/tcp": "8080", "443/tcp": "8443"}, env=env), OPTS
+    )
+    assert [s.name for s in derivation.services] == ["web-tls"]
+    (problem,) = derivation.problems
+    assert problem.key == "SERVICE_80_NAME" and "DNS label" in problem.message
+
+
+def test_default_names_from_odd_image_names_become_dns_labels():
+    got = services(inspect(image="registry:5000/team/my_app.v2:1", published={"80/tcp": "8080"}))
+    assert got["host1:app.0:80"].name == "my-app-v2"
+
+
+def test_a_service_id_that_cannot_travel_in_a_url_falls_back_to_the_default():
+    derivation = derive_services(
+        inspect(published={"80/tcp": "8080"}, env={"SERVICE_ID": "a/b"}), OPTS
+    )
+    assert [s.id for s in derivation.services] == ["host1:app.0:80"]
+    assert derivation.problems[0].key == "SERVICE_ID"
+
+
+def test_a_generic_service_id_on_several_ports_keeps_the_first_and_says_so():
+    derivation = derive_services(
+        inspect(published={"80/tcp": "8080", "443/tcp": "8443"}, env={"SERVICE_ID": "same"}),
+        OPTS,
+    )
+    assert [s.id for s in derivation.services] == ["same"]
+    assert derivation.services[0].port == 8080
+    assert "SERVICE_<port>_ID" in str(derivation.problems[0])
+
+
+def test_unprintable_tags_dropped_and_meta_values_measured_in_bytes():
+    env = {"SERVICE_TAGS": "ok,bad\x07bell", "SERVICE_NOTE": "é" * 300}
+    derivation = derive_services(inspect(published={"80/tcp": "8080"}, env=env), OPTS)
+    (svc,) = derivation.services
+    assert svc.tags == ("ok",)
+    assert "note" not in svc.meta_dict  # 600 bytes > Consul's 512
+    assert sorted(p.key for p in derivation.problems) == ["SERVICE_NOTE", "SERVICE_TAGS"]
+
+
+def test_check_cmd_uses_the_originals_helper_when_allowed():
+    opts = replace(OPTS, allow_script_checks=True)
+    check = check_for({"SERVICE_CHECK_CMD": "/bin/health"}, opts)
+    assert check is not None
+    assert check.args == ("check-cmd", "0123456789ab", "80", "/bin/health")
