@@ -26,7 +26,7 @@ from registrator.config import (
     docker_host,
     parse_registry_uri,
 )
-from registrator.consul_agent import ConsulAgent, ConsulError
+from registrator.consul_agent import ConsulAgent, ConsulError, ConsulRejected
 from registrator.daemon import Daemon
 from registrator.derive import DeriveOptions, split_tags
 from registrator.docker_source import DockerSource, DockerUnavailable
@@ -308,13 +308,15 @@ def wait_for_consul(agent: ConsulAgent, config: Config, stop: threading.Event) -
             log.info("Consul agent at %s answers (leader %s)", config.consul, leader or "none")
             return True
         except ConsulError as exc:
+            state = "refused" if isinstance(exc, ConsulRejected) else "unreachable"
             if config.retry_attempts != -1 and attempt >= config.retry_attempts:
-                log.error("Consul agent at %s unreachable: %s", config.consul, exc)
+                log.error("Consul agent at %s %s: %s", config.consul, state, exc)
                 return False
             attempt += 1
             log.warning(
-                "Consul agent at %s unreachable (%s); retry %d in %dms",
+                "Consul agent at %s %s (%s); retry %d in %dms",
                 config.consul,
+                state,
                 exc,
                 attempt,
                 config.retry_interval_ms,

@@ -25,9 +25,10 @@ class ConsulEndpoint:
     host: str = "127.0.0.1"
     port: int = 8500
     socket_path: str = ""
-    ca_file: str = ""
+    ca_file: str = ""  # a CA bundle file, or a directory of CA certificates (CONSUL_CAPATH)
     cert_file: str = ""
     key_file: str = ""
+    verify: bool = True
 
     def __str__(self) -> str:
         if self.socket_path:
@@ -68,11 +69,6 @@ def parse_registry_uri(uri: str, env: Mapping[str, str]) -> ConsulEndpoint:
     """``consul://host:port``, ``consul-tls://host:port``, ``consul-unix:///path``; an empty
     host means ``CONSUL_HTTP_ADDR`` or 127.0.0.1:8500, as Consul's own clients default."""
     parts = urlsplit(uri)
-    tls_files = {
-        "ca_file": env.get("CONSUL_CACERT", ""),
-        "cert_file": env.get("CONSUL_CLIENT_CERT", ""),
-        "key_file": env.get("CONSUL_CLIENT_KEY", ""),
-    }
     if parts.scheme == "consul-unix":
         path = (parts.netloc + parts.path) if parts.netloc else parts.path
         if not path:
@@ -98,12 +94,24 @@ def parse_registry_uri(uri: str, env: Mapping[str, str]) -> ConsulEndpoint:
         raise ConfigError(f"registry URI {uri!r}: port {port} out of range")
     if parts.path not in ("", "/"):
         raise ConfigError(f"registry URI {uri!r}: unexpected path {parts.path!r}")
-    return ConsulEndpoint(
-        scheme="https" if tls else "http",
-        host=host,
-        port=port,
-        **(tls_files if tls else {}),
-    )
+    if not tls:
+        return ConsulEndpoint(scheme="http", host=host, port=port)
+    return tls_endpoint(host, port, env)
+
+
+def tls_endpoint(host: str, port: int, env: Mapping[str, str]) -> ConsulEndpoint:
+    """Consul's client variables for TLS: a CA (file or directory), a client certificate
+    and key (both or neither), and CONSUL_HTTP_SSL_VERIFY=false to skip verification."""
+    ca_file = env.get("CONSUL_CACERT", "") or env.get("CONSUL_CAPATH", "")
+    cert_file = env.get("CONSUL_CLIENT_CERT", "")
+    key_file = env.get("CONSUL_CLIENT_KEY", "")
+    if bool(cert_file) != bool(key_file):
+        raise ConfigError("both CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY must be set, or neither")
+    for name, path in (("CA", ca_file), ("client certificate", cert_file), ("key", key_file)):
+        if path and not os.path.exists(path):
+            raise ConfigError(f"TLS {name} {path!r} does not exist")
+    verify = env.get("CONSUL_HTTP_SSL_VERIFY", "true").strip().lower() not in ("false", "0", "f")
+    return ConsulEndpoint("https", host, port, "", ca_file, cert_file, key_file, verify)
 
 
 def acl_token(env: Mapping[str, str]) -> str:

@@ -55,7 +55,12 @@ class _HTTPClient(consul.std.HTTPClient):  # type: ignore[misc]
     (its constructor lets CONSUL_HTTP_ADDR override an explicit address) and able to speak
     over a Unix socket through the Docker SDK's adapter."""
 
-    def __init__(self, endpoint: ConsulEndpoint, timeout: float) -> None:
+    def __init__(self, endpoint: ConsulEndpoint, timeout: float, token: str) -> None:
+        self._init_transport(endpoint, timeout)
+        if token:  # on every request, including those python-consul2 sends without it
+            self.session.headers["X-Consul-Token"] = token
+
+    def _init_transport(self, endpoint: ConsulEndpoint, timeout: float) -> None:
         if endpoint.socket_path:
             super().__init__("localhost", 0, "http", True, None, timeout)
             from docker.transport import UnixHTTPAdapter
@@ -65,12 +70,8 @@ class _HTTPClient(consul.std.HTTPClient):  # type: ignore[misc]
             )
             self.base_uri = UNIX_BASE_URI
         else:
-            verify: bool | str = endpoint.ca_file or True
-            cert = (
-                (endpoint.cert_file, endpoint.key_file)
-                if endpoint.cert_file and endpoint.key_file
-                else endpoint.cert_file or None
-            )
+            verify: bool | str = (endpoint.ca_file or True) if endpoint.verify else False
+            cert = (endpoint.cert_file, endpoint.key_file) if endpoint.cert_file else None
             super().__init__(endpoint.host, endpoint.port, endpoint.scheme, verify, cert, timeout)
 
 
@@ -86,7 +87,7 @@ class ConsulAgent:
     ) -> None:
         self.endpoint = endpoint
         self._client = consul.Consul()
-        self._client.http = _HTTPClient(endpoint, timeout)
+        self._client.http = _HTTPClient(endpoint, timeout, token)
         self._client.token = token or None
         self._policy = write_policy or WritePolicy()
 
@@ -104,6 +105,11 @@ class ConsulAgent:
             if "Scripts are disabled" in text:  # a 500, but about this request only
                 raise ConsulRejected(f"{what}: agent refused: {text}") from exc
             raise ConsulUnavailable(f"{what}: agent error: {text}") from exc
+        except requests.exceptions.SSLError as exc:
+            raise ConsulUnavailable(
+                f"{what}: TLS with the agent failed ({_short(exc)}): check CONSUL_CACERT, "
+                "CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY"
+            ) from exc
         except requests.exceptions.RequestException as exc:
             raise ConsulUnavailable(f"{what}: agent unreachable: {_short(exc)}") from exc
         except ValueError as exc:  # a body that is not JSON
@@ -173,7 +179,15 @@ class ConsulAgent:
 def _short(exc: BaseException) -> str:
     """requests' messages embed whole reprs; keep the part an operator reads."""
     text = str(exc)
-    for marker in ("Connection refused", "Read timed out", "timed out", "Connection reset"):
+    for marker in (
+        "CERTIFICATE_VERIFY_FAILED",
+        "certificate required",
+        "Connection refused",
+        "No such file or directory",
+        "Read timed out",
+        "timed out",
+        "Connection reset",
+    ):
         if marker in text:
             return marker
     return text[:200]

@@ -34,10 +34,12 @@ import hashlib
 import ipaddress
 import json
 import math
+import os
 import re
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 import uuid
@@ -1522,20 +1524,34 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, port: int, double: ConsulDouble) -> None:
-        super().__init__(("127.0.0.1", port), _RequestHandler)
+    def __init__(self, port: int, double: ConsulDouble, unix_socket: str = "") -> None:
+        if unix_socket:
+            self.address_family = socket.AF_UNIX
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(unix_socket)
+            super().__init__(unix_socket, _RequestHandler)  # type: ignore[arg-type]
+        else:
+            super().__init__(("127.0.0.1", port), _RequestHandler)
         self.double = double
         self.stopping = threading.Event()
         self.conns: set[socket.socket] = set()
         self.conns_lock = threading.Lock()
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        if not isinstance(client_address, tuple):  # a Unix socket peer has no address
+            client_address = ("unix", 0)
         with self.conns_lock:
             if self.stopping.is_set():
                 self.close_request(request)
                 return
             self.conns.add(request)
         super().process_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A refused TLS handshake is the client's problem, as on a real agent: no traceback."""
+        if isinstance(sys.exc_info()[1], ssl.SSLError | ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
         with self.conns_lock:
@@ -1556,6 +1572,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     server: _Server
+
+    def setup(self) -> None:
+        if self.server.address_family == socket.AF_UNIX:
+            self.disable_nagle_algorithm = False  # type: ignore[misc]  # no TCP_NODELAY
+        super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the default per-request stderr logging."""
@@ -1639,11 +1660,13 @@ class ConsulDouble:
         port: int = 0,
         denied_services: Iterable[str] = (),
         ssl_context: ssl.SSLContext | None = None,
+        unix_socket: str = "",
     ) -> None:
         if unknown_deregister not in DEREGISTER_MODES:
             raise ValueError(f"unknown_deregister must be one of {DEREGISTER_MODES}")
         self.port = port
         self._ssl_context = ssl_context
+        self.unix_socket = unix_socket  # serve on this Unix socket path instead of TCP
         self._cond = threading.Condition(threading.RLock())
         self._agent = _Agent(
             self._cond,
@@ -1664,6 +1687,8 @@ class ConsulDouble:
 
     @property
     def url(self) -> str:
+        if self.unix_socket:
+            return f"unix://{self.unix_socket}"
         scheme = "https" if self._ssl_context is not None else "http"
         return f"{scheme}://127.0.0.1:{self.port}"
 
@@ -1676,12 +1701,13 @@ class ConsulDouble:
         with self._lifecycle:
             if self._server is not None:
                 return self
-            server = _Server(self.port, self)
+            server = _Server(self.port, self, self.unix_socket)
             if self._ssl_context is not None:
                 server.socket = self._ssl_context.wrap_socket(
                     server.socket, server_side=True, do_handshake_on_connect=False
                 )
-            self.port = server.server_address[1]
+            if not self.unix_socket:
+                self.port = server.server_address[1]
             thread = threading.Thread(
                 target=server.serve_forever,
                 kwargs={"poll_interval": 0.01},

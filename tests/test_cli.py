@@ -82,12 +82,25 @@ def test_version():
         ("consul://", {}, ConsulEndpoint("http", "127.0.0.1", 8500)),
         ("consul://", {"CONSUL_HTTP_ADDR": "10.0.0.2:8500"}, ConsulEndpoint("http", "10.0.0.2", 8500)),
         ("consul://consul.local", {}, ConsulEndpoint("http", "consul.local", 8500)),
-        ("consul-tls://c:8501", {"CONSUL_CACERT": "/ca.pem"}, ConsulEndpoint("https", "c", 8501, ca_file="/ca.pem")),
+        ("consul-tls://c:8501", {"CONSUL_CACERT": "/etc/hostname"}, ConsulEndpoint("https", "c", 8501, ca_file="/etc/hostname")),
+        ("consul-tls://c", {"CONSUL_HTTP_SSL_VERIFY": "false"}, ConsulEndpoint("https", "c", 8501, verify=False)),
         ("consul-unix:///run/consul.sock", {}, ConsulEndpoint("http", "", 0, socket_path="/run/consul.sock")),
     ],
 )  # fmt: skip
 def test_registry_uris(uri, env, endpoint):
     assert parse_registry_uri(uri, env) == endpoint
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CONSUL_CLIENT_CERT": "/etc/hostname"}, "both CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY"),
+        ({"CONSUL_CACERT": "/nonexistent/ca.pem"}, "TLS CA '/nonexistent/ca.pem' does not exist"),
+    ],
+)
+def test_bad_tls_settings_are_usage_errors(env, message):
+    with pytest.raises(UsageError, match=message):
+        parse("consul-tls://127.0.0.1:8501", env=env)
 
 
 def test_token_file_wins_over_token_variable(tmp_path):
