@@ -15,7 +15,6 @@ import socket
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 
 from registrator import __version__
@@ -29,12 +28,13 @@ from registrator.config import (
 from registrator.consul_agent import ConsulAgent, ConsulError, ConsulRejected
 from registrator.daemon import Daemon
 from registrator.derive import DeriveOptions, split_tags
-from registrator.docker_source import DockerSource, DockerUnavailable
-from registrator.reconcile import Outcome, Reconciler
+from registrator.docker_source import DockerSource
+from registrator.oneshot import EXIT_ERROR, run_plan, run_resync
+from registrator.reconcile import Reconciler
 
 log = logging.getLogger("registrator")
 
-COMMANDS = ("run", "resync")
+COMMANDS = ("run", "resync", "plan")
 BOOL_FLAGS = (
     "internal",
     "explicit",
@@ -184,6 +184,10 @@ def build_parser(command: str) -> _Parser:
         metavar="LEVEL",
         help="DEBUG, INFO, WARNING, ERROR",
     )
+    if command == "plan":
+        parser.add_argument(
+            "-json", "--json", dest="plan_json", action="store_true", help="print JSON"
+        )
     parser.add_argument(
         "uri",
         nargs="*",
@@ -278,6 +282,7 @@ def parse_config(
         consul_timeout=args.consul_timeout,
         workers=args.workers,
         log_level=level,
+        plan_json=getattr(args, "plan_json", False),
     )
 
 
@@ -339,14 +344,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         command, config = parse_config(argv, os.environ)
     except (UsageError, ConfigError) as exc:
-        prog = f"registrator {command}" if argv and argv[0] == "resync" else "registrator"
+        command = argv[0] if argv and argv[0] in COMMANDS else "run"
+        prog = "registrator" if command == "run" else f"registrator {command}"
         print(f"{prog}: {exc}\n", file=sys.stderr)
-        build_parser("resync" if prog.endswith("resync") else "run").print_usage(sys.stderr)
-        return 2
+        build_parser(command).print_usage(sys.stderr)
+        return EXIT_ERROR if command == "plan" else 2  # plan: 2 means "differences"
     setup_logging(config.log_level)
-    if command == "resync":
-        return run_resync(config)
-    return run_daemon(config)
+    if command == "run":
+        return run_daemon(config)
+    agent = None if config.dry_run else _make_agent(config)
+    if command == "plan":
+        return run_plan(config, derive_options(config), agent, as_json=config.plan_json)
+    return run_resync(config, derive_options(config), agent)
 
 
 def _make_agent(config: Config) -> ConsulAgent:
@@ -388,54 +397,3 @@ def run_daemon(config: Config) -> int:
     daemon.stop()
     log.info("stopped")
     return 0
-
-
-def run_resync(config: Config) -> int:
-    """One reconcile, printed. Exit 0 when Consul matches Docker afterwards, 1 otherwise."""
-    try:
-        docker = DockerSource(os.environ, config.docker_host)
-        docker.container_ids()
-    except DockerUnavailable as exc:
-        print(
-            f"registrator resync: Docker unreachable at {config.docker_host}: {exc}",
-            file=sys.stderr,
-        )
-        return 1
-    agent = None if config.dry_run else _make_agent(config)
-    if agent is not None:
-        try:
-            agent.ping()
-        except ConsulError as exc:
-            print(
-                f"registrator resync: Consul unreachable at {config.consul}: {exc}", file=sys.stderr
-            )
-            return 1
-    reconciler = Reconciler(agent, owner=config.hostname, cleanup=True)
-    daemon = Daemon(config, derive_options(config), reconciler, lambda: docker)
-    try:
-        with ThreadPoolExecutor(config.workers) as pool:
-            list(pool.map(lambda cid: daemon.process(cid, write=False), docker.container_ids()))
-    except DockerUnavailable as exc:
-        print(f"registrator resync: Docker failed: {exc}", file=sys.stderr)
-        return 1
-    outcome = reconciler.sync(remove_stale=True)
-    print_outcome(outcome)
-    if outcome.unavailable:
-        print(f"registrator resync: Consul failed: {outcome.unavailable}", file=sys.stderr)
-        return 1
-    return 0 if outcome.complete else 1
-
-
-def print_outcome(outcome: Outcome) -> None:
-    for service in outcome.registered:
-        print(f"added      {service.id}  ({service.name} {service.address}:{service.port})")
-    for service_id in outcome.deregistered:
-        print(f"removed    {service_id}")
-    for service_id in outcome.unchanged:
-        print(f"unchanged  {service_id}")
-    for service_id, reason in outcome.rejected:
-        print(f"failed     {service_id}: {reason}")
-    print(
-        f"{len(outcome.registered)} added, {len(outcome.deregistered)} removed, "
-        f"{len(outcome.unchanged)} unchanged, {len(outcome.rejected)} failed"
-    )

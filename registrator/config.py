@@ -63,6 +63,7 @@ class Config:
     consul_timeout: float = 5.0
     workers: int = 8
     log_level: str = "INFO"
+    plan_json: bool = False
 
 
 def parse_registry_uri(uri: str, env: Mapping[str, str]) -> ConsulEndpoint:

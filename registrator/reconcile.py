@@ -84,6 +84,7 @@ class Reconciler:
         self._known: dict[str, Service] = {}  # what the agent holds, as last seen or written
         self._retired: set[str] = set()  # once desired, no longer, removal not yet confirmed
         self._rejected: dict[str, Service] = {}  # refused by the agent: not retried unchanged
+        self._last_read_error = ""
         self.healthy = True
         self.stale_removal_allowed = False
 
@@ -148,31 +149,24 @@ class Reconciler:
         refilled and how changes made while it was down are delivered.
         """
         with self._lock:
-            if self.agent is None:
-                actual = dict(self._known)
-            else:
-                try:
-                    actual = self.agent.owned_services(self.owner)
-                except ConsulUnavailable as exc:
-                    self._mark_unhealthy(str(exc))
-                    return Outcome(unavailable=str(exc))
-                except ConsulRejected as exc:
+            try:
+                actual = self._read_actual()
+            except ConsulUnavailable as exc:
+                self._mark_unhealthy(str(exc))
+                return Outcome(unavailable=str(exc))
+            except ConsulRejected as exc:
+                if self._last_read_error != str(exc):
                     log.error("cannot list services on the agent: %s", exc)
-                    return Outcome(unavailable=str(exc))
+                self._last_read_error = str(exc)
+                return Outcome(unavailable=str(exc))
+            self._last_read_error = ""
             self._known = dict(actual)
             self._retired &= set(actual)
             desired = self.desired()
-            allow_stale = self.stale_removal_allowed if remove_stale is None else remove_stale
-            if not allow_stale:
-                removable: set[str] = set()
-            elif self.cleanup:
-                removable = set(actual)
-            else:
-                removable = set(self._retired)
             retry_desired = {
                 sid: svc for sid, svc in desired.items() if self._rejected.get(sid) != svc
             }
-            plan = make_plan(retry_desired, actual, removable)
+            plan = make_plan(retry_desired, actual, self._removable(actual, remove_stale))
             labels = {
                 sid: self._labels.get(svc.container_id, svc.container_id[:12])
                 for sid, svc in desired.items()
@@ -194,6 +188,26 @@ class Reconciler:
                     "agent was missing %d service(s); registered again", len(outcome.registered)
                 )
             return outcome
+
+    def preview(self, remove_stale: bool = True) -> tuple[Plan, dict[str, Service]]:
+        """What ``sync`` would write now, and the owned services it compared with; no writes.
+        Raises ConsulError when the agent cannot be read."""
+        with self._lock:
+            actual = self._read_actual()
+            return make_plan(self.desired(), actual, self._removable(actual, remove_stale)), actual
+
+    def _read_actual(self) -> dict[str, Service]:
+        if self.agent is None:
+            return dict(self._known)
+        return self.agent.owned_services(self.owner)
+
+    def _removable(self, actual: Mapping[str, Service], remove_stale: bool | None) -> set[str]:
+        """Owned services that may go: none before Docker was listed once, all with -cleanup,
+        else only those this process retired itself."""
+        allow = self.stale_removal_allowed if remove_stale is None else remove_stale
+        if not allow:
+            return set()
+        return set(actual) if self.cleanup else set(self._retired)
 
     def deregister_all(self) -> Outcome:
         """Remove every service this process wants (used at shutdown when asked to)."""

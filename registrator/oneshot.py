@@ -1,0 +1,150 @@
+"""One-shot commands for operators: ``resync`` (make Consul match Docker now) and ``plan``
+(show what that would change). Both read Docker and the agent through the same derivation and
+reconciler as the daemon; neither keeps running."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from registrator.config import Config
+from registrator.consul_agent import ConsulAgent, ConsulError
+from registrator.daemon import Daemon
+from registrator.derive import DeriveOptions
+from registrator.docker_source import DockerSource, DockerUnavailable
+from registrator.model import Service
+from registrator.reconcile import Outcome, Plan, Reconciler
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_DIFFERENT = 2
+
+
+class OneShotError(Exception):
+    """Docker or Consul could not be used; the message says which and why."""
+
+
+def load_desired(config: Config, options: DeriveOptions, agent: ConsulAgent | None) -> Reconciler:
+    """A reconciler holding what every running container wants; nothing written yet."""
+    try:
+        docker = DockerSource(os.environ, config.docker_host)
+        container_ids = docker.container_ids()
+    except DockerUnavailable as exc:
+        raise OneShotError(f"Docker unreachable at {config.docker_host}: {exc}") from None
+    if agent is not None:
+        try:
+            agent.ping()
+        except ConsulError as exc:
+            raise OneShotError(f"Consul unreachable at {config.consul}: {exc}") from None
+    reconciler = Reconciler(agent, owner=config.hostname, cleanup=True)
+    daemon = Daemon(config, options, reconciler, lambda: docker)
+    try:
+        with ThreadPoolExecutor(config.workers) as pool:
+            list(pool.map(lambda cid: daemon.process(cid, write=False), container_ids))
+    except DockerUnavailable as exc:
+        raise OneShotError(f"Docker failed: {exc}") from None
+    return reconciler
+
+
+def run_resync(config: Config, options: DeriveOptions, agent: ConsulAgent | None) -> int:
+    """One reconcile, printed. 0 when Consul matches Docker afterwards, 1 otherwise."""
+    try:
+        reconciler = load_desired(config, options, agent)
+    except OneShotError as exc:
+        print(f"registrator resync: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    outcome = reconciler.sync(remove_stale=True)
+    print_outcome(outcome)
+    if outcome.unavailable:
+        print(f"registrator resync: Consul failed: {outcome.unavailable}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK if outcome.complete else EXIT_ERROR
+
+
+def print_outcome(outcome: Outcome) -> None:
+    for service in outcome.registered:
+        print(f"added      {service.id}  ({service.name} {service.address}:{service.port})")
+    for service_id in outcome.deregistered:
+        print(f"removed    {service_id}")
+    for service_id in outcome.unchanged:
+        print(f"unchanged  {service_id}")
+    for service_id, reason in outcome.rejected:
+        print(f"failed     {service_id}: {reason}")
+    print(
+        f"{len(outcome.registered)} added, {len(outcome.deregistered)} removed, "
+        f"{len(outcome.unchanged)} unchanged, {len(outcome.rejected)} failed"
+    )
+
+
+def run_plan(
+    config: Config, options: DeriveOptions, agent: ConsulAgent | None, as_json: bool
+) -> int:
+    """What ``resync`` would do. 0 in sync, 2 when there are differences, 1 on errors."""
+    try:
+        reconciler = load_desired(config, options, agent)
+        plan, actual = reconciler.preview(remove_stale=True)
+    except OneShotError as exc:
+        print(f"registrator plan: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ConsulError as exc:
+        print(f"registrator plan: Consul failed: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    rows = plan_rows(plan, actual, reconciler.desired())
+    if as_json:
+        print(json.dumps({"in_sync": plan.empty, "changes": rows}, indent=2, sort_keys=True))
+    else:
+        print_plan_table(rows)
+    return EXIT_OK if plan.empty else EXIT_DIFFERENT
+
+
+def plan_rows(
+    plan: Plan, actual: dict[str, Service], desired: dict[str, Service]
+) -> list[dict[str, Any]]:
+    rows = [_row("update" if svc.id in actual else "add", svc) for svc in plan.register]
+    rows += [_row("remove", actual[sid]) for sid in plan.deregister]
+    rows += [_row("unchanged", desired[sid]) for sid in plan.unchanged]
+    return rows
+
+
+def _row(action: str, service: Service) -> dict[str, Any]:
+    return {
+        "action": action,
+        "id": service.id,
+        "name": service.name,
+        "address": service.address,
+        "port": service.port,
+        "tags": list(service.tags),
+        "meta": service.meta_dict,
+        "container": service.container_name,
+        "container_id": service.container_id[:12],
+    }
+
+
+def print_plan_table(rows: list[dict[str, Any]]) -> None:
+    header = ("ACTION", "SERVICE ID", "NAME", "ADDRESS", "TAGS", "CONTAINER")
+    table = [header] + [
+        (
+            row["action"],
+            row["id"],
+            row["name"],
+            f"{row['address'] or '-'}:{row['port']}",
+            ",".join(row["tags"]) or "-",
+            f"{row['container']} ({row['container_id']})" if row["container_id"] else "-",
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for line in table:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
+    counts = {action: sum(r["action"] == action for r in rows) for action in
+              ("add", "update", "remove", "unchanged")}  # fmt: skip
+    print(
+        ", ".join(
+            f"{n} to {a}" if a != "unchanged" else f"{n} unchanged" for a, n in counts.items()
+        )
+    )
