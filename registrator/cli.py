@@ -29,8 +29,11 @@ from registrator.consul_agent import ConsulAgent, ConsulError, ConsulRejected
 from registrator.daemon import Daemon
 from registrator.derive import DeriveOptions, split_tags
 from registrator.docker_source import DockerSource
+from registrator.logs import setup_logging
+from registrator.metrics import Metrics, MetricsServer
 from registrator.oneshot import EXIT_ERROR, run_plan, run_resync
 from registrator.reconcile import Reconciler
+from registrator.systemd import Notifier
 
 log = logging.getLogger("registrator")
 
@@ -42,6 +45,8 @@ BOOL_FLAGS = (
     "dry-run",
     "allow-script-checks",
     "deregister-on-shutdown",
+    "require-healthy",
+    "drain",
 )
 
 
@@ -178,6 +183,41 @@ def build_parser(command: str) -> _Parser:
     )
     flag("workers", type=int, default=8, metavar="N", help="containers inspected in parallel")
     flag(
+        "require-healthy",
+        dest="require_healthy",
+        action="store_true",
+        help="register containers that have a Docker HEALTHCHECK only while healthy",
+    )
+    flag(
+        "drain",
+        action="store_true",
+        help="deregister at the stop signal (docker stop/kill), not at exit",
+    )
+    flag(
+        "drain-grace",
+        dest="drain_grace",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="a container still running this long after the signal is registered again",
+    )
+    flag(
+        "metrics-addr",
+        dest="metrics_addr",
+        default="",
+        metavar="HOST:PORT",
+        help="serve Prometheus /metrics and /healthz here (e.g. 127.0.0.1:9102)",
+    )
+    flag(
+        "healthz-threshold",
+        dest="health_threshold",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="/healthz fails once Docker or Consul is unreachable this long",
+    )
+    flag("log-format", dest="log_format", default="text", metavar="FORMAT", help="text or json")
+    flag(
         "log-level",
         dest="log_level",
         default="INFO",
@@ -250,6 +290,12 @@ def parse_config(
         raise UsageError("-agent-poll and -consul-timeout must be greater than 0")
     if args.workers < 1:
         raise UsageError("-workers must be at least 1")
+    if args.log_format not in ("text", "json"):
+        raise UsageError(f"-log-format {args.log_format!r}: use text or json")
+    if args.drain_grace <= 0 or args.health_threshold <= 0:
+        raise UsageError("-drain-grace and -healthz-threshold must be greater than 0")
+    if args.metrics_addr:
+        metrics_address(args.metrics_addr)
     level = str(args.log_level).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise UsageError(f"-log-level {args.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
@@ -283,7 +329,21 @@ def parse_config(
         workers=args.workers,
         log_level=level,
         plan_json=getattr(args, "plan_json", False),
+        log_format=args.log_format,
+        require_healthy=args.require_healthy,
+        drain=args.drain,
+        drain_grace=args.drain_grace,
+        metrics_addr=args.metrics_addr,
+        health_threshold=args.health_threshold,
     )
+
+
+def metrics_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``:PORT`` (loopback: metrics are not for the whole network)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise UsageError(f"-metrics-addr {text!r}: use HOST:PORT, e.g. 127.0.0.1:9102")
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def derive_options(config: Config) -> DeriveOptions:
@@ -301,6 +361,7 @@ def derive_options(config: Config) -> DeriveOptions:
         force_tags=config.force_tags,
         use_ip_from_label=config.use_ip_from_label,
         allow_script_checks=config.allow_script_checks,
+        require_healthy=config.require_healthy,
     )
 
 
@@ -330,14 +391,6 @@ def wait_for_consul(agent: ConsulAgent, config: Config, stop: threading.Event) -
                 return False
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = "run"
@@ -349,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: {exc}\n", file=sys.stderr)
         build_parser(command).print_usage(sys.stderr)
         return EXIT_ERROR if command == "plan" else 2  # plan: 2 means "differences"
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     if command == "run":
         return run_daemon(config)
     agent = None if config.dry_run else _make_agent(config)
@@ -385,15 +438,28 @@ def run_daemon(config: Config) -> int:
         agent = _make_agent(config)
         if not wait_for_consul(agent, config, stop):
             return 0 if stop.is_set() else 1
-    reconciler = Reconciler(agent, owner=config.hostname, cleanup=config.cleanup)
+    metrics = Metrics()
+    server = None
+    if config.metrics_addr:
+        host, port = metrics_address(config.metrics_addr)
+        try:
+            server = MetricsServer(metrics, host, port, config.health_threshold)
+        except OSError as exc:
+            log.error("cannot serve metrics on %s: %s", config.metrics_addr, exc.strerror)
+            return 1
+        server.start()
+    reconciler = Reconciler(agent, owner=config.hostname, cleanup=config.cleanup, metrics=metrics)
     daemon = Daemon(
         config,
         derive_options(config),
         reconciler,
         lambda: DockerSource(os.environ, config.docker_host),
+        Notifier(os.environ),
     )
     daemon.start()
     stop.wait()
     daemon.stop()
+    if server is not None:
+        server.stop()
     log.info("stopped")
     return 0

@@ -63,6 +63,12 @@ class Config:
     consul_timeout: float = 5.0
     workers: int = 8
     log_level: str = "INFO"
+    log_format: str = "text"
+    require_healthy: bool = False
+    drain: bool = False
+    drain_grace: float = 15.0
+    metrics_addr: str = ""
+    health_threshold: float = 60.0
     plan_json: bool = False
 
 

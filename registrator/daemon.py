@@ -27,13 +27,19 @@ from registrator.derive import (
     derive_services,
     is_running,
     retained_after_exit,
+    withheld_reason,
 )
 from registrator.docker_source import ContainerEvent, DockerSource, DockerUnavailable, EventStream
 from registrator.reconcile import Reconciler
+from registrator.systemd import Notifier
 from registrator.workqueue import Batch, WorkQueue
 
 log = logging.getLogger(__name__)
 
+# Actions that can change a container's services; "kill" only matters with -drain.
+QUEUED_ACTIONS = frozenset({"start", "die", "destroy", "rename", "kill", "health_status"})
+# Signals that ask a container to stop: SIGINT, SIGQUIT, SIGKILL, SIGTERM.
+DRAIN_SIGNALS = frozenset({"2", "3", "9", "15", "SIGINT", "SIGQUIT", "SIGKILL", "SIGTERM"})
 RECONNECT_MIN = 0.2
 RECONNECT_MAX = 5.0
 UNREACHABLE_REPORT_EVERY = 30.0
@@ -62,8 +68,10 @@ class Daemon:
         options: DeriveOptions,
         reconciler: Reconciler,
         docker_factory: Callable[[], DockerSource],
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
+        self.notifier = notifier or Notifier({})
         self.options = options
         self.reconciler = reconciler
         self._docker_factory = docker_factory
@@ -74,6 +82,10 @@ class Daemon:
         self._wake_agent = threading.Event()
         self._threads: list[threading.Thread] = []
         self._problems: dict[str, tuple[str, ...]] = {}
+        self._withheld_logged: dict[str, str] = {}
+        self._draining: dict[str, float] = {}  # container ID -> monotonic end of its grace
+        self._event_ns: dict[str, int] = {}  # container ID -> its oldest unprocessed event
+        self.metrics = reconciler.metrics
         self.synced = threading.Event()  # set once the first full sync has been applied
         self.last_event_time = 0.0
 
@@ -85,6 +97,8 @@ class Daemon:
         for n in range(max(1, self.config.workers)):
             self._spawn(f"worker-{n}", self._worker_loop)
         self._spawn("agent", self._agent_loop)
+        if self.notifier.watchdog_interval:
+            self._spawn("watchdog", self._watchdog_loop)
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -92,6 +106,7 @@ class Daemon:
         self._threads.append(thread)
 
     def stop(self, timeout: float = 1.5) -> None:
+        self.notifier.stopping()
         self._stop.set()
         self._wake_agent.set()
         self._queue.shutdown()
@@ -128,6 +143,7 @@ class Daemon:
                     stream.close()
                     return
                 self._full_docker_sync(docker)
+                self.metrics.reachable("docker", True)
                 if down_since:
                     log.info(
                         "Docker reachable again after %.1fs; resynced", time.time() - down_since
@@ -138,10 +154,12 @@ class Daemon:
                     self._on_event(event)
                 if self._stop.is_set():
                     return
+                self.metrics.reachable("docker", False)
                 log.warning("Docker event stream ended (daemon restarting?); reconnecting")
             except DockerUnavailable as exc:
                 if self._stop.is_set():
                     return
+                self.metrics.reachable("docker", False)
                 now = time.time()
                 if not down_since:
                     down_since = now
@@ -169,8 +187,20 @@ class Daemon:
     def _on_event(self, event: ContainerEvent) -> None:
         if event.time_nano:
             self.last_event_time = max(self.last_event_time, event.time)
+        action = event.base_action
+        self.metrics.events.labels(action).inc()
         log.debug("event %s %s (%s)", event.action, event.name, event.container_id[:12])
-        if event.base_action in ("start", "die", "destroy", "rename"):
+        if action == "kill":
+            if not self.config.drain or event.attributes.get("signal") not in DRAIN_SIGNALS:
+                return
+            if event.container_id not in self._draining:
+                grace = self.config.drain_grace
+                self._draining[event.container_id] = time.monotonic() + grace
+                timer = threading.Timer(grace, self._queue.add, [event.container_id])
+                timer.daemon = True
+                timer.start()
+        if action in QUEUED_ACTIONS:
+            self._event_ns.setdefault(event.container_id, event.time_nano or time.time_ns())
             self._queue.add(event.container_id)
 
     # --- workers -----------------------------------------------------------------------
@@ -180,10 +210,14 @@ class Daemon:
             container_id = self._queue.get()
             if container_id is None:
                 return
+            event_ns = self._event_ns.pop(container_id, 0)
             try:
                 self.process(container_id)
+                if event_ns:
+                    self.metrics.latency.observe(max(0.0, (time.time_ns() - event_ns) / 1e9))
             except DockerUnavailable as exc:
                 # The reconnect lists every container again, this one included.
+                self.metrics.failures.labels("docker_unavailable").inc()
                 log.warning("cannot inspect %s: %s", container_id[:12], exc)
             except Exception:
                 log.exception("error processing container %s", container_id[:12])
@@ -198,19 +232,32 @@ class Daemon:
         if container is None:
             if self.reconciler.tracks(container_id):
                 log.info("container %s is gone", container_id[:12])
+            else:
+                log.debug("container %s gone before it could be inspected", container_id[:12])
+            self._forget(container_id)
             self.reconciler.set_container(container_id, (), write=write)
-            self._problems.pop(container_id, None)
             return
         label = container_label(container)
         if not is_running(container):
+            self._draining.pop(container_id, None)
             if retained_after_exit(container, self.config.deregister) and self.reconciler.tracks(
                 container_id
             ):
                 code = container.get("State", {}).get("ExitCode")
                 log.info("%s exited with %s; services kept (-deregister on-success)", label, code)
                 return
-            self.reconciler.set_container(container_id, (), label, write=write)
-            self._problems.pop(container_id, None)
+            self._forget(container_id)
+            self.reconciler.set_container(container_id, (), write=write)
+            return
+        withheld = self._withheld(container_id, container)
+        if withheld != self._withheld_logged.get(container_id, ""):
+            if withheld:
+                log.info("%s: services withheld: %s", label, withheld)
+            elif self.reconciler.tracks(container_id) or container_id in self._withheld_logged:
+                log.info("%s: no longer withheld; registering", label)
+            self._withheld_logged[container_id] = withheld
+        if withheld:
+            self.reconciler.set_container(container_id, (), write=write)
             return
         derivation = derive_services(container, self.options, self._network_peer(docker, container))
         if self._problems.get(container_id) != tuple(map(str, derivation.problems)):
@@ -219,7 +266,23 @@ class Daemon:
             self._problems[container_id] = tuple(map(str, derivation.problems))
         if not derivation.services and not self.reconciler.tracks(container_id):
             log.debug("ignored %s: %s", label, "; ".join(derivation.notes))
-        self.reconciler.set_container(container_id, derivation.services, label, write=write)
+        self.reconciler.set_container(container_id, derivation.services, write=write)
+
+    def _withheld(self, container_id: str, container: Mapping[str, Any]) -> str:
+        """Why a running container's services stay out of Consul now: draining after a stop
+        signal (until it dies, or survives the grace period), or not yet healthy."""
+        deadline = self._draining.get(container_id)
+        if deadline is not None:
+            if time.monotonic() < deadline:
+                return "draining after a stop signal"
+            self._draining.pop(container_id, None)
+            log.info("%s survived the stop signal", container_label(container))
+        return withheld_reason(container, self.options)
+
+    def _forget(self, container_id: str) -> None:
+        self._problems.pop(container_id, None)
+        self._withheld_logged.pop(container_id, None)
+        self._draining.pop(container_id, None)
 
     def _network_peer(
         self, docker: DockerSource, container: Mapping[str, Any]
@@ -244,13 +307,13 @@ class Daemon:
                 and not self.synced.is_set()
                 and outcome.complete
             ):
-                desired = self.reconciler.desired()
-                log.info(
-                    "synced: %d container(s), %d service(s)",
-                    len(self.reconciler.tracked_containers()),
-                    len(desired),
+                status = (
+                    f"synced: {len(self.reconciler.tracked_containers())} container(s), "
+                    f"{len(self.reconciler.desired())} service(s)"
                 )
+                log.info("%s", status)
                 self.synced.set()
+                self.notifier.ready(status)
             if outcome.unavailable:
                 delay = backoff.next()
             else:
@@ -261,6 +324,15 @@ class Daemon:
                 self._resync_docker()
             self._wake_agent.wait(delay)
             self._wake_agent.clear()
+
+    def _watchdog_loop(self) -> None:
+        """Ping systemd's watchdog while the event, worker and agent threads all live."""
+        while not self._stop.wait(self.notifier.watchdog_interval):
+            dead = [t.name for t in self._threads if t.name != "watchdog" and not t.is_alive()]
+            if dead:
+                log.error("thread(s) %s died; no longer feeding the watchdog", ", ".join(dead))
+                return
+            self.notifier.watchdog()
 
     def _resync_docker(self) -> None:
         try:

@@ -31,6 +31,9 @@ TAG_MAX = 256
 PRINTABLE_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 
 SCRIPT_CHECK_KEYS = ("check_script", "check_cmd")
+# Keys that steer registrator and are not passed on as Meta.
+CONTROL_KEYS = frozenset({"id", "tags", "name", "require_healthy"})
+TRUE_WORDS = frozenset({"1", "true", "yes", "on", "t", "y"})
 CHECK_STATUSES = frozenset({"passing", "warning", "critical"})
 # Go's time.ParseDuration, which Consul uses for every check duration.
 GO_DURATION_RE = re.compile(r"^[-+]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$")
@@ -55,6 +58,7 @@ class DeriveOptions:
     force_tags: tuple[str, ...] = ()
     use_ip_from_label: str = ""
     allow_script_checks: bool = False
+    require_healthy: bool = False  # -require-healthy: wait for Docker's HEALTHCHECK
 
 
 @dataclass(frozen=True)
@@ -282,7 +286,7 @@ def _service_for_port(
     if port.protocol == "udp":
         tags.append("udp")
 
-    attrs = {k: v for k, v in metadata.items() if k not in ("id", "tags", "name")}
+    attrs = {k: v for k, v in metadata.items() if k not in CONTROL_KEYS}
     check = _build_check(attrs, address, port_number, options, out, container, port)
     meta = _valid_meta(attrs, options, out)
     meta[OWNER_META_KEY] = options.hostname
@@ -540,6 +544,26 @@ def retained_after_exit(container: Mapping[str, Any], deregister: str) -> bool:
         return True
     code = int(state.get("ExitCode") or 0)
     return code != 0 and not code & 128
+
+
+def withheld_reason(container: Mapping[str, Any], options: DeriveOptions) -> str:
+    """Why a running container's services must not be in Consul now ("" when they may).
+
+    With ``-require-healthy`` (or ``SERVICE_REQUIRE_HEALTHY=true`` on the container; ``false``
+    opts out) a container that has a Docker HEALTHCHECK is registered only while Docker says
+    it is healthy. A container without a HEALTHCHECK is not held back.
+    """
+    config = _d(container.get("Config"))
+    env = config.get("Env") if isinstance(config.get("Env"), list) else []
+    labels = {str(k): str(v) for k, v in _d(config.get("Labels")).items()}
+    metadata, _ = service_metadata(env or [], labels, "")
+    setting = metadata.get("require_healthy", "").strip().lower()
+    required = setting in TRUE_WORDS if setting else options.require_healthy
+    health = _d(_d(container.get("State")).get("Health"))
+    if not required or not health:
+        return ""
+    status = str(health.get("Status") or "")
+    return "" if status == "healthy" else f"Docker health is {status or 'unknown'}"
 
 
 def is_running(container: Mapping[str, Any]) -> bool:

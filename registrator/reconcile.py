@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from registrator.consul_agent import ConsulRejected, ConsulUnavailable
+from registrator.logs import fields
+from registrator.metrics import Metrics
 from registrator.model import Service
 
 log = logging.getLogger(__name__)
@@ -74,13 +76,19 @@ class Reconciler:
     ``agent=None`` is a dry run: every write is logged and assumed to succeed.
     """
 
-    def __init__(self, agent: Agent | None, owner: str, cleanup: bool = False) -> None:
+    def __init__(
+        self,
+        agent: Agent | None,
+        owner: str,
+        cleanup: bool = False,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.agent = agent
+        self.metrics = metrics or Metrics()
         self.owner = owner
         self.cleanup = cleanup
         self._lock = threading.RLock()
         self._by_container: dict[str, dict[str, Service]] = {}
-        self._labels: dict[str, str] = {}
         self._known: dict[str, Service] = {}  # what the agent holds, as last seen or written
         self._retired: set[str] = set()  # once desired, no longer, removal not yet confirmed
         self._rejected: dict[str, Service] = {}  # refused by the agent: not retried unchanged
@@ -112,18 +120,15 @@ class Reconciler:
     # --- changing it -------------------------------------------------------------------
 
     def set_container(
-        self, container_id: str, services: Iterable[Service], label: str = "", write: bool = True
+        self, container_id: str, services: Iterable[Service], write: bool = True
     ) -> Outcome:
         """The container now wants exactly ``services`` (none: it is gone or stopped).
         With ``write=False`` the change is only recorded, for a later ``sync``."""
         wanted = {svc.id: svc for svc in services}
         with self._lock:
-            label = label or self._labels.get(container_id, container_id[:12])
             old = self._by_container.pop(container_id, {})
-            self._labels.pop(container_id, None)
             if wanted:
                 self._by_container[container_id] = wanted
-                self._labels[container_id] = label
             still_desired = self.desired()
             gone = [sid for sid in old if sid not in wanted and sid not in still_desired]
             self._retired.update(gone)
@@ -140,7 +145,7 @@ class Reconciler:
                 ),
                 deregister=tuple(gone),
             )
-            return self._apply(plan, {sid: label for sid in [*wanted, *gone]})
+            return self._apply(plan, old)
 
     def sync(self, remove_stale: bool | None = None) -> Outcome:
         """Compare everything desired with what the agent holds now and apply the difference.
@@ -167,14 +172,13 @@ class Reconciler:
                 sid: svc for sid, svc in desired.items() if self._rejected.get(sid) != svc
             }
             plan = make_plan(retry_desired, actual, self._removable(actual, remove_stale))
-            labels = {
-                sid: self._labels.get(svc.container_id, svc.container_id[:12])
-                for sid, svc in desired.items()
-            }
-            outcome = self._apply(plan, labels)
+            outcome = self._apply(plan, actual)
             outcome.unchanged = list(plan.unchanged)
             if outcome.unavailable:
                 return outcome
+            self.metrics.reachable("consul", True)
+            if outcome.complete:
+                self.metrics.synced()
             if not self.healthy:
                 self.healthy = True
                 log.info(
@@ -214,18 +218,17 @@ class Reconciler:
         with self._lock:
             desired = self.desired()
             plan = Plan(deregister=tuple(sorted(desired)))
-            return self._apply(plan, {})
+            return self._apply(plan, desired)
 
     # --- writing -----------------------------------------------------------------------
 
-    def _apply(self, plan: Plan, labels: Mapping[str, str]) -> Outcome:
+    def _apply(self, plan: Plan, previous: Mapping[str, Service]) -> Outcome:
+        """Write the plan; ``previous`` names the containers of services being removed."""
         outcome = Outcome()
         for service in plan.register:
-            who = labels.get(service.id, service.container_name)
+            extra = fields("register", service.container_name, service.container_id, service.id)
             if self.agent is None:
-                log.info(
-                    "dry-run: would register %s: service %s %s", who, service.id, _desc(service)
-                )
+                log.info("dry-run: would register %s", _desc(service), extra=extra)
                 self._known[service.id] = service
                 outcome.registered.append(service)
                 continue
@@ -236,19 +239,28 @@ class Reconciler:
                 outcome.unavailable = str(exc)
                 return outcome
             except ConsulRejected as exc:
-                log.error("%s: service %s not registered: %s", who, service.id, exc)
+                extra["error"] = str(exc)
+                log.error(
+                    "%s: service %s not registered: %s", _who(service), service.id, exc, extra=extra
+                )
+                self.metrics.failures.labels("consul_rejected").inc()
                 self._rejected[service.id] = service
                 outcome.rejected.append((service.id, str(exc)))
                 continue
             self._rejected.pop(service.id, None)
             self._known[service.id] = service
             outcome.registered.append(service)
-            log.info("registered %s: service %s %s", who, service.id, _desc(service))
+            self.metrics.registrations.inc()
+            log.info("registered %s", _desc(service), extra=extra)
         for service_id in plan.deregister:
-            who = labels.get(service_id, "")
-            prefix = f"{who}: " if who else ""
+            gone = previous.get(service_id)
+            who = f"{_who(gone)}: " if gone is not None and gone.container_id else ""
+            extra = fields(
+                "deregister", gone.container_name if gone else "", gone.container_id if gone else "",
+                service_id,
+            )  # fmt: skip
             if self.agent is None:
-                log.info("dry-run: would deregister %sservice %s", prefix, service_id)
+                log.info("dry-run: would deregister %sservice %s", who, service_id, extra=extra)
             else:
                 try:
                     existed = self.agent.deregister(service_id)
@@ -257,18 +269,26 @@ class Reconciler:
                     outcome.unavailable = str(exc)
                     return outcome
                 except ConsulRejected as exc:
-                    log.error("%sservice %s not deregistered: %s", prefix, service_id, exc)
+                    extra["error"] = str(exc)
+                    log.error(
+                        "%sservice %s not deregistered: %s", who, service_id, exc, extra=extra
+                    )
+                    self.metrics.failures.labels("consul_rejected").inc()
                     outcome.rejected.append((service_id, str(exc)))
                     continue
                 note = "" if existed else " (already gone)"
-                log.info("deregistered %sservice %s%s", prefix, service_id, note)
+                self.metrics.deregistrations.inc()
+                log.info("deregistered %sservice %s%s", who, service_id, note, extra=extra)
             self._known.pop(service_id, None)
             self._retired.discard(service_id)
             self._rejected.pop(service_id, None)
             outcome.deregistered.append(service_id)
+        self.metrics.services_owned.set(len(self._known))
         return outcome
 
     def _mark_unhealthy(self, reason: str) -> None:
+        self.metrics.failures.labels("consul_unavailable").inc()
+        self.metrics.reachable("consul", False)
         if self.healthy:
             log.warning(
                 "Consul unavailable (%s); changes are kept and applied when it answers", reason
@@ -276,6 +296,13 @@ class Reconciler:
         self.healthy = False
 
 
+def _who(service: Service) -> str:
+    return f"{service.container_name} ({service.container_id[:12]})"
+
+
 def _desc(service: Service) -> str:
     tags = ",".join(service.tags)
-    return f"(name {service.name}, {service.address or '-'}:{service.port}, tags [{tags}])"
+    return (
+        f"{_who(service)}: service {service.id} "
+        f"(name {service.name}, {service.address or '-'}:{service.port}, tags [{tags}])"
+    )

@@ -1,0 +1,64 @@
+"""Log set-up: one line per action, as text (default) or JSON with stable keys.
+
+Action lines carry ``container``, ``container_id``, ``service_id``, ``action`` and ``error``
+as record attributes (``extra=``); the text format shows them in the message already, the
+JSON format makes them fields that log pipelines can query.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+ACTION_FIELDS = ("container", "container_id", "service_id", "action", "error")
+
+
+def fields(
+    action: str,
+    container: str = "",
+    container_id: str = "",
+    service_id: str = "",
+    error: str = "",
+) -> dict[str, Any]:
+    """``extra=`` for an action line."""
+    return {
+        "action": action,
+        "container": container,
+        "container_id": container_id[:12],
+        "service_id": service_id,
+        "error": error,
+    }
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        body: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "message": record.getMessage(),
+        }
+        for key in ACTION_FIELDS:
+            value = getattr(record, key, "")
+            if value:
+                body[key] = value
+        if record.exc_info:
+            body["error"] = body.get("error") or self.formatException(record.exc_info)
+        return json.dumps(body, ensure_ascii=False)
+
+
+def setup_logging(level: str, fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        formatter: logging.Formatter = JsonFormatter()
+        formatter.converter = time.gmtime
+    else:
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level))
+    if level != "DEBUG":  # the HTTP libraries' connection chatter is not for operators
+        logging.getLogger("urllib3").setLevel(logging.WARNING)

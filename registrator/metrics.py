@@ -1,0 +1,153 @@
+"""Prometheus metrics and the /healthz endpoint, served only when ``-metrics-addr`` is given.
+
+The counters are always kept (they cost nothing); the reconciler and daemon update them at
+the points where they log the same facts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Metrics:
+    """The daemon's metrics, in a registry of their own (no process-global state)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.registrations = Counter(
+            "registrator_registrations", "Services registered with the agent", registry=r
+        )
+        self.deregistrations = Counter(
+            "registrator_deregistrations", "Services deregistered from the agent", registry=r
+        )
+        self.failures = Counter(
+            "registrator_failures",
+            "Failed operations by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.services_owned = Gauge(
+            "registrator_services_owned", "Services this registrator holds on the agent", registry=r
+        )
+        self.events = Counter(
+            "registrator_docker_events", "Docker events processed", ["action"], registry=r
+        )
+        self.last_sync = Gauge(
+            "registrator_last_successful_sync_timestamp_seconds",
+            "When the agent last matched the desired state (Unix time)",
+            registry=r,
+        )
+        self.seconds_since_sync = Gauge(
+            "registrator_seconds_since_last_successful_sync",
+            "Seconds since the agent last matched the desired state",
+            registry=r,
+        )
+        self.seconds_since_sync.set_function(self._since_sync)
+        self.docker_up = Gauge(
+            "registrator_docker_reachable", "1 when the Docker daemon answers", registry=r
+        )
+        self.consul_up = Gauge(
+            "registrator_consul_reachable", "1 when the Consul agent answers", registry=r
+        )
+        self.latency = Histogram(
+            "registrator_event_to_registration_seconds",
+            "From Docker's event time to the agent holding the change",
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self._sync_time = 0.0
+        self._down_since = {"docker": 0.0, "consul": 0.0}
+        self._lock = threading.Lock()
+
+    def _since_sync(self) -> float:
+        return time.time() - self._sync_time if self._sync_time else float("nan")
+
+    def synced(self) -> None:
+        self._sync_time = time.time()
+        self.last_sync.set(self._sync_time)
+
+    def reachable(self, what: str, up: bool) -> None:
+        """Record whether ``docker`` or ``consul`` answers, and since when it does not."""
+        (self.docker_up if what == "docker" else self.consul_up).set(1 if up else 0)
+        with self._lock:
+            if up:
+                self._down_since[what] = 0.0
+            elif not self._down_since[what]:
+                self._down_since[what] = time.monotonic()
+
+    def health(self, threshold: float) -> tuple[bool, dict[str, Any]]:
+        """Healthy unless Docker or Consul has been unreachable longer than ``threshold``."""
+        now = time.monotonic()
+        with self._lock:
+            down = {k: (now - v if v else 0.0) for k, v in self._down_since.items()}
+        body: dict[str, Any] = {f"{k}_unreachable_seconds": round(v, 1) for k, v in down.items()}
+        body["seconds_since_last_sync"] = round(self._since_sync(), 1) if self._sync_time else None
+        healthy = all(v <= threshold for v in down.values())
+        body["status"] = "ok" if healthy else "unhealthy"
+        return healthy, body
+
+
+class MetricsServer:
+    """``/metrics`` (Prometheus text format) and ``/healthz`` on one address."""
+
+    def __init__(self, metrics: Metrics, host: str, port: int, health_threshold: float) -> None:
+        self.metrics = metrics
+        self.threshold = health_threshold
+        handler = _handler_for(self)
+        self.server = ThreadingHTTPServer((host, port), handler)
+        self.server.daemon_threads = True
+        self.address = f"{host}:{self.server.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="metrics", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("serving /metrics and /healthz on http://%s", self.address)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _handler_for(owner: MetricsServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, CONTENT_TYPE_LATEST, generate_latest(owner.metrics.registry))
+            elif path == "/healthz":
+                healthy, body = owner.metrics.health(owner.threshold)
+                payload = json.dumps(body, sort_keys=True).encode() + b"\n"
+                self._send(200 if healthy else 503, "application/json", payload)
+            else:
+                self._send(404, "text/plain", b"not found: try /metrics or /healthz\n")
+
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Scrapes are not actions: keep them out of the operator's log."""
+
+    return Handler
