@@ -272,3 +272,26 @@ def test_deregister_on_shutdown(registrator, consul, containers):
     assert proc.stop() == 0
     assert time.monotonic() - began < 2.0
     assert not owned(consul.services())
+
+
+def test_docker_down_at_start_keeps_trying_then_follows_it(registrator, consul):
+    dockerd = PrivateDockerd()
+    try:
+        proc = registrator(
+            "-ip", "127.0.0.1", f"consul://127.0.0.1:{consul.port}",
+            env={"DOCKER_HOST": dockerd.host},
+        )  # fmt: skip
+        proc.wait_log("Docker unreachable: ")
+        assert proc.proc.poll() is None
+        dockerd.start()
+        proc.wait_log("Docker reachable again", timeout=30)
+        dockerd.load_test_image()
+        env = {**os.environ, "DOCKER_HOST": dockerd.host}
+        subprocess.run(
+            ["docker", "run", "-d", "--pull=never", "--name", "late.0", "--network", "host",
+             "--expose", "18201", TEST_IMAGE, "sleep", "600"],
+            env=env, check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        consul.wait_for(lambda s: owned(s) == {sid("late.0", 18201)}, timeout=15)
+    finally:
+        dockerd.close()
