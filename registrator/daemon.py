@@ -76,6 +76,7 @@ class Daemon:
         self.reconciler = reconciler
         self._docker_factory = docker_factory
         self._docker: DockerSource | None = None
+        self._connect_lock = threading.Lock()
         self._stream: EventStream | None = None
         self._queue: WorkQueue[str] = WorkQueue()
         self._stop = threading.Event()
@@ -126,9 +127,10 @@ class Daemon:
     # --- Docker ------------------------------------------------------------------------
 
     def _connect(self) -> DockerSource:
-        if self._docker is None:
-            self._docker = self._docker_factory()
-        return self._docker
+        with self._connect_lock:
+            if self._docker is None:
+                self._docker = self._docker_factory()
+            return self._docker
 
     def _events_loop(self) -> None:
         backoff = Backoff()
@@ -146,7 +148,8 @@ class Daemon:
                 self.metrics.reachable("docker", True)
                 if down_since:
                     log.info(
-                        "Docker reachable again after %.1fs; resynced", time.time() - down_since
+                        "Docker reachable again after %.1fs; re-listing containers",
+                        time.time() - down_since,
                     )
                     down_since = 0.0
                 backoff.reset()
