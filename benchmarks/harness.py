@@ -1,0 +1,438 @@
+"""What the benchmarks run on: the private Docker daemon, a timed Consul double, the real
+registrator process, the Docker event stream as dockerd reports it, and /proc readings.
+
+Clocks: Docker stamps its events with the wall clock (``timeNano``), so every instant a
+benchmark compares with an event is ``time.time_ns()`` too; durations inside one process use
+``time.perf_counter_ns()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+
+from tests.conftest import TEST_IMAGE
+from tests.consul_double import ConsulDouble, RecordedRequest
+
+REPO = Path(__file__).resolve().parent.parent
+HOSTNAME = socket.gethostname()
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+BENCH_LABEL = "registrator-bench"
+REGISTER_PATH = "/v1/agent/service/register"
+DEREGISTER_PREFIX = "/v1/agent/service/deregister/"
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def service_id(name: str, port: int) -> str:
+    """The ID registrator gives a host-network container's exposed TCP port."""
+    return f"{HOSTNAME}:{name}:{port}"
+
+
+def registered_id(request: RecordedRequest) -> str:
+    """The service ID a register request carries ("" when unreadable)."""
+    try:
+        body = json.loads(request.body)
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    fields = {str(k).lower(): v for k, v in body.items()}  # Consul reads keys case-insensitively
+    return str(fields.get("id") or fields.get("name") or "")
+
+
+def is_register(request: RecordedRequest) -> bool:
+    return request.method == "PUT" and request.path == REGISTER_PATH
+
+
+def is_deregister(request: RecordedRequest) -> bool:
+    return request.method == "PUT" and request.path.startswith(DEREGISTER_PREFIX)
+
+
+# --- /proc ---------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used (threads included)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmHWM, VmRSS (kB) and Threads from /proc/<pid>/status."""
+    out: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS", "Threads"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its direct children (dockerd and its containerd)."""
+    total = 0.0
+    for p in [pid, *children(pid)]:
+        with contextlib.suppress(OSError, ValueError):
+            total += cpu_seconds(p)
+    return total
+
+
+def self_cpu_seconds() -> float:
+    return cpu_seconds(os.getpid())
+
+
+def system_busy_cpu_seconds() -> float:
+    """CPU seconds all processes on the machine have used (every core, not idle or iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+
+
+def load_average() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def wait_quiet(
+    max_wait: float, busy_below: float = 0.15, log: Callable[[str], None] = print
+) -> float:
+    """Wait (up to ``max_wait`` s) until the machine's CPUs are less than ``busy_below`` busy
+    over 3 s: other work on a 2-core machine distorts every figure. Returns the last share."""
+    deadline = time.monotonic() + max_wait
+    cores = os.cpu_count() or 1
+    while True:
+        before = system_busy_cpu_seconds()
+        time.sleep(3)
+        share = (system_busy_cpu_seconds() - before) / (3 * cores)
+        if share < busy_below or time.monotonic() >= deadline:
+            return share
+        log(f"machine {share:.0%} busy (other work); waiting for it to calm down")
+
+
+# --- the Consul double, timed --------------------------------------------------------------
+
+
+class BenchDouble(ConsulDouble):
+    """The Consul agent double, plus what a benchmark needs from it.
+
+    - the double's own service time for every request (from reading the body to having
+      written the answer), to show whether the double is a bottleneck;
+    - a cheap wait on the set of service IDs: ``wait_for`` deep-copies every service on every
+      change, which is O(n^2) in the benchmark process at hundreds of services and would take
+      CPU from the daemon being measured on a 2-core machine.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._changed = threading.Condition()
+        self._service_times: list[tuple[int, int]] = []  # (wall ns at start, duration ns)
+
+    def start(self) -> BenchDouble:
+        super().start()
+        return self
+
+    def __enter__(self) -> BenchDouble:
+        return self.start()
+
+    def _serve(self, handler: Any, raw_body: bytes) -> None:
+        wall = time.time_ns()
+        began = time.perf_counter_ns()
+        try:
+            super()._serve(handler, raw_body)
+        finally:
+            took = time.perf_counter_ns() - began
+            with self._changed:
+                self._service_times.append((wall, took))
+                self._changed.notify_all()
+
+    def service_ids(self) -> set[str]:
+        with self._cond:
+            return set(self._agent.services)
+
+    def wait_ids(self, predicate: Callable[[set[str]], bool], timeout: float) -> set[str]:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                ids = self.service_ids()
+                if predicate(ids):
+                    return ids
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"Consul double: condition not met within {timeout}s")
+                self._changed.wait(min(remaining, 0.05))
+
+    def service_times_ns(self, since_ns: int = 0, until_ns: int | None = None) -> list[int]:
+        """Durations of the requests that began within [since_ns, until_ns]."""
+        end = until_ns if until_ns is not None else time.time_ns()
+        with self._changed:
+            return [took for wall, took in self._service_times if since_ns <= wall <= end]
+
+
+# --- the registrator process ---------------------------------------------------------------
+
+
+class RegistratorProcess:
+    """``python -m registrator -ip 127.0.0.1 [args] consul://127.0.0.1:<port>`` against the
+    private dockerd; optionally under ``py-spy record`` (then ``pid`` is py-spy's child), or
+    another entry point (``module``, e.g. ``("benchmarks.trace", FILE)``)."""
+
+    def __init__(
+        self,
+        docker_host: str,
+        consul_port: int,
+        args: Sequence[str] = (),
+        log_path: Path | None = None,
+        profile_path: Path | None = None,
+        module: Sequence[str] = ("registrator",),
+    ) -> None:
+        self.log_path = log_path or Path(f"/tmp/registrator-bench-{os.getpid()}.log")
+        argv = [sys.executable, "-m", *module, "-ip", "127.0.0.1", *args]
+        argv.append(f"consul://127.0.0.1:{consul_port}")
+        self.profile_path = profile_path
+        if profile_path is not None:
+            argv = [
+                "py-spy", "record", "--nonblocking", "--threads", "--rate", "250",
+                "--format", "raw", "--output", str(profile_path), "--", *argv,
+            ]  # fmt: skip
+        env = {**os.environ, "DOCKER_HOST": docker_host, "PYTHONUNBUFFERED": "1"}
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - open while the process runs
+        self.started_ns = time.time_ns()
+        self.popen = subprocess.Popen(
+            argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO
+        )
+        self.pid = self.popen.pid if profile_path is None else self._profiled_child()
+
+    def _profiled_child(self) -> int:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            kids = children(self.popen.pid)
+            if kids:
+                return kids[0]
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.001)
+        raise RuntimeError(f"py-spy did not start registrator: {self.log()[-2000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, text: str, timeout: float = 30.0, count: int = 1) -> None:
+        deadline = time.monotonic() + timeout
+        while self.log().count(text) < count:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"registrator exited {self.popen.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {text!r} in the registrator log after {timeout}s")
+            time.sleep(0.05)
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def status(self) -> dict[str, int]:
+        return proc_status(self.pid)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log.close()
+
+
+# --- Docker --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DockerEvent:
+    action: str
+    container_id: str
+    name: str
+    time_nano: int  # dockerd's own timestamp
+    received_ns: int  # when this process read it from the stream
+
+
+class EventWatcher:
+    """The benchmark's own subscription to dockerd's container events."""
+
+    def __init__(self, docker_host: str) -> None:
+        self._api = docker.APIClient(base_url=docker_host, version="auto")
+        self._stream = self._api.events(
+            decode=True,
+            filters={"type": ["container"], "event": ["start", "die", "destroy"]},
+        )
+        self._cond = threading.Condition()
+        self._by_key: dict[tuple[str, str], DockerEvent] = {}
+        self.events: list[DockerEvent] = []
+        self._thread = threading.Thread(target=self._run, name="bench-events", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with contextlib.suppress(Exception):  # the stream is closed at the end
+            for raw in self._stream:
+                received = time.time_ns()
+                actor = raw.get("Actor") or {}
+                event = DockerEvent(
+                    action=str(raw.get("Action") or raw.get("status") or ""),
+                    container_id=str(actor.get("ID") or raw.get("id") or ""),
+                    name=str((actor.get("Attributes") or {}).get("name", "")),
+                    time_nano=int(raw.get("timeNano") or 0),
+                    received_ns=received,
+                )
+                with self._cond:
+                    self.events.append(event)
+                    self._by_key.setdefault((event.action, event.container_id), event)
+                    self._cond.notify_all()
+
+    def get(self, action: str, container_id: str, timeout: float = 10.0) -> DockerEvent:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while (action, container_id) not in self._by_key:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no {action} event for {container_id[:12]}")
+                self._cond.wait(remaining)
+            return self._by_key[(action, container_id)]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._stream.close()
+        self._api.close()
+
+
+class Fleet:
+    """Creates, starts and removes benchmark containers on one daemon: host networking and
+    ``--expose PORT``, running ``sleep`` (registrator registers host port = exposed port)."""
+
+    def __init__(self, docker_host: str, pool: int = 32) -> None:
+        self.api = docker.APIClient(
+            base_url=docker_host, version="auto", timeout=120, max_pool_size=pool
+        )
+        self.pool = pool
+
+    def create(self, name: str, port: int) -> str:
+        host_config = self.api.create_host_config(network_mode="host")
+        created = self.api.create_container(
+            TEST_IMAGE,
+            command=["sleep", "86400"],
+            name=name,
+            ports=[port],
+            host_config=host_config,
+            labels={BENCH_LABEL: "1"},
+        )
+        return str(created["Id"])
+
+    def start(self, container_id: str) -> None:
+        self.api.start(container_id)
+
+    def remove(self, container_id: str) -> None:
+        self.api.remove_container(container_id, force=True)
+
+    def parallel(self, func: Callable[[T], R], items: Iterable[T], workers: int = 0) -> list[R]:
+        with ThreadPoolExecutor(workers or self.pool) as pool:
+            return list(pool.map(func, items))
+
+    def create_and_start(self, specs: Sequence[tuple[str, int]], workers: int = 0) -> list[str]:
+        def one(spec: tuple[str, int]) -> str:
+            container_id = self.create(*spec)
+            self.start(container_id)
+            return container_id
+
+        return self.parallel(one, specs, workers)
+
+    def remove_all(self) -> int:
+        ids = [c["Id"] for c in self.api.containers(all=True, filters={"label": BENCH_LABEL})]
+        self.parallel(self.remove, ids)
+        return len(ids)
+
+    def close(self) -> None:
+        self.api.close()
+
+
+def docker_op_in_child(docker_host: str, op: str, ids: Sequence[str], workers: int) -> int:
+    """``start`` or ``remove`` every container at once from a pool of threads; run in a child
+    process (see ``DockerPool``) so the benchmark process, which hosts the Consul double, is
+    not busy while the daemon is measured. Returns the wall-clock ns of the first call."""
+    fleet = Fleet(docker_host, pool=workers)
+    fleet.api.ping()  # connect before the clock starts
+    func = fleet.start if op == "start" else fleet.remove
+    began = time.time_ns()
+    try:
+        fleet.parallel(func, ids, workers)
+    finally:
+        fleet.close()
+    return began
+
+
+class DockerPool:
+    """One warm child process (spawned, not forked: this process has threads) for bursts."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self._pool.submit(time.time_ns).result(timeout=60)  # started and imported
+
+    def run(self, docker_host: str, op: str, ids: Sequence[str], workers: int) -> int:
+        return self._pool.submit(docker_op_in_child, docker_host, op, ids, workers).result(600)
+
+    def close(self) -> None:
+        self._pool.shutdown()
+
+
+# --- numbers -------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default); q in [0, 100]."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summary_ms(values_ns: Sequence[int]) -> dict[str, float]:
+    ms = [v / 1e6 for v in values_ns]
+    if not ms:
+        return {"n": 0}
+    return {
+        "n": len(ms),
+        "min": round(min(ms), 3),
+        "p50": round(percentile(ms, 50), 3),
+        "p90": round(percentile(ms, 90), 3),
+        "p99": round(percentile(ms, 99), 3),
+        "max": round(max(ms), 3),
+        "mean": round(sum(ms) / len(ms), 3),
+    }

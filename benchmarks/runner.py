@@ -1,0 +1,213 @@
+"""``python -m benchmarks``: run every measurement, print the table, write JSON and Markdown."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from benchmarks import report, scenarios
+from benchmarks.harness import REPO, wait_quiet
+from tests.conftest import TEST_IMAGE
+
+SMOKE = scenarios.Sizes(
+    containers=20, starts=20, burst=10, idle=5.0, resync_window=4.0, startup_runs=1
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    full = scenarios.Sizes()
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    p.add_argument(
+        "--containers", type=int, help=f"background containers (default {full.containers})"
+    )
+    p.add_argument(
+        "--starts", type=int, help=f"sequential start/remove cycles (default {full.starts})"
+    )
+    p.add_argument(
+        "--burst", type=int, help=f"containers started/removed at once (default {full.burst})"
+    )
+    p.add_argument("--idle", type=float, help=f"idle window, seconds (default {full.idle:g})")
+    p.add_argument(
+        "--resync-window",
+        type=float,
+        help=f"seconds observed with -resync 1 (default {full.resync_window:g})",
+    )
+    p.add_argument(
+        "--startup-runs", type=int, help=f"start-up repetitions (default {full.startup_runs})"
+    )
+    p.add_argument(
+        "--smoke", action="store_true", help="tiny sizes; finishes in well under 2 minutes"
+    )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=None,
+        help="before each measurement wait up to this many seconds for other work on the "
+        "machine to stop (default 300, 0 with --smoke)",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also record py-spy profiles (raw collapsed stacks) into the output folder; "
+        "slows the measured process a little",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "benchmarks" / "results",
+        help="output folder (git-ignored)",
+    )
+    return p.parse_args(argv)  # fmt: skip
+
+
+def sizes_from(args: argparse.Namespace) -> scenarios.Sizes:
+    base = SMOKE if args.smoke else scenarios.Sizes()
+    chosen = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(scenarios.Sizes)
+        if getattr(args, f.name, None) is not None
+    }
+    return dataclasses.replace(base, **chosen)
+
+
+def machine(docker_host: str) -> dict[str, Any]:
+    def run(*argv: str) -> str:
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+        except OSError:
+            return ""
+
+    client = docker.APIClient(base_url=docker_host, version="auto")
+    try:
+        version = client.version()
+    finally:
+        client.close()
+    mem = run("free", "-h").splitlines()
+    commit = run("git", "-C", str(REPO), "rev-parse", "--short", "HEAD")
+    dirty = run("git", "-C", str(REPO), "status", "--porcelain", "--", "registrator")
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "",
+        ),
+        "memory": mem[1].split()[1] if len(mem) > 1 else "",
+        "free_h": mem,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "docker_engine": version.get("Version"),
+        "docker_api": version.get("ApiVersion"),
+        "containerd": next(
+            (c.get("Version") for c in version.get("Components", []) if c.get("Name") == "containerd"),
+            None,
+        ),
+        "registrator_commit": commit + ("-dirty" if dirty else ""),
+        "load_average_at_start": Path("/proc/loadavg").read_text().split()[:3],
+    }  # fmt: skip
+
+
+def ensure_image() -> None:
+    client = docker.from_env()
+    try:
+        if client.images.list(name=TEST_IMAGE.split(":")[0]):
+            return
+    finally:
+        client.close()
+    subprocess.run(["bash", str(REPO / "tests/images/build-busybox.sh")], check=True)
+
+
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def run(sizes: scenarios.Sizes, out: Path, profile: bool, quiet_wait: float) -> dict[str, Any]:
+    ensure_image()
+    out.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    results: dict[str, Any] = {}
+    busy_before: dict[str, float] = {}
+
+    def step(name: str, key: str = "") -> None:
+        if quiet_wait > 0 and key:
+            busy_before[key] = round(wait_quiet(quiet_wait, log=log), 3)
+        log(name)
+
+    bench = scenarios.Bench(out, profile=profile)
+    try:
+        info = machine(bench.host)
+        step("start-up with no containers", "startup_empty")
+        results["startup_empty"] = scenarios.startup_empty(bench)
+        step(f"starting {sizes.containers} background containers")
+        results["populate"] = scenarios.populate(bench, sizes.containers)
+        step(f"start-up sync x{sizes.startup_runs}", "startup_sync")
+        results["startup_sync"], proc, double = scenarios.startup_sync(bench, sizes.startup_runs)
+        try:
+            step(f"idle {sizes.idle:g}s", "idle")
+            results["idle"] = scenarios.idle(bench, proc, double, sizes.idle)
+            results["memory"] = scenarios.memory(proc, sizes.containers)
+            step(f"event latency x{sizes.starts}", "event_latency")
+            results["event_latency"] = scenarios.event_latency(bench, proc, double, sizes.starts)
+            step(f"burst of {sizes.burst}", "burst")
+            results["burst"] = scenarios.burst(bench, proc, double, sizes.burst)
+            results["memory_end"] = scenarios.memory(proc, sizes.containers)
+            results["registrator_alive_at_end"] = proc.alive()
+        finally:
+            proc.stop()
+            double.stop()
+        step(f"resync window {sizes.resync_window:g}s", "resync")
+        idle_rate = results["idle"]["requests"] / max(1.0, results["idle"]["seconds"])
+        results["resync"] = scenarios.resync(bench, sizes.resync_window, idle_rate)
+        step("double ceiling", "double_ceiling")
+        results["double_ceiling"] = scenarios.double_ceiling(max(sizes.containers, 20))
+    finally:
+        log("cleaning up")
+        bench.close()
+    results["machine_busy_share_before"] = busy_before
+    return {
+        "sizes": dataclasses.asdict(sizes),
+        "smoke": sizes == SMOKE,
+        "profile": profile,
+        "machine": info,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "wall_seconds": round(time.monotonic() - began, 1),
+        "results": results,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = sizes_from(args)
+    quiet_wait = args.quiet_wait if args.quiet_wait is not None else (0 if args.smoke else 300)
+    doc = run(sizes, args.out, args.profile, quiet_wait)
+    sizes_d = doc["sizes"]
+    doc["verdicts"] = report.verdicts(doc["results"], sizes_d)
+    text = report.table(doc["results"], sizes_d)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for name in ("latest.json", f"run-{stamp}.json"):
+        (args.out / name).write_text(json.dumps(doc, indent=2) + "\n")
+    sizes_line = ", ".join(f"{k} {v:g}" for k, v in sizes_d.items())
+    (args.out / "latest.md").write_text(
+        f"Sizes: {sizes_line}. Machine: {doc['machine']['nproc']} cores, "
+        f"Python {doc['machine']['python']}, Docker {doc['machine']['docker_engine']}.\n\n"
+        f"{text}\n"
+    )
+    print(text)
+    print(
+        f"\n{sizes_line}; ran {doc['wall_seconds']}s; JSON: {args.out / 'latest.json'}",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,520 @@
+"""The measurements. Each returns a plain dict for the JSON report.
+
+One private dockerd serves the whole run. The order matters and is fixed:
+
+1. ``startup_empty``: registrator against an empty daemon (the floor: interpreter, imports,
+   connecting, memory with nothing tracked);
+2. ``populate``: N background containers started in parallel;
+3. ``startup_sync``: registrator started R times with N containers running; the last process
+   (A) is kept, default flags;
+4. ``idle``: A's CPU and requests while nothing happens;
+5. ``event_latency``: sequential start/remove cycles while A tracks N containers;
+6. ``burst``: B containers started, then removed, in parallel;
+7. ``memory`` of A (VmHWM), then A stops;
+8. ``resync``: a new process with ``-resync 1`` (and ``-log-level DEBUG`` to count resyncs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import (
+    BenchDouble,
+    DockerPool,
+    EventWatcher,
+    Fleet,
+    RegistratorProcess,
+    is_deregister,
+    is_register,
+    registered_id,
+    self_cpu_seconds,
+    service_id,
+    summary_ms,
+    system_busy_cpu_seconds,
+    tree_cpu_seconds,
+)
+from tests.consul_double import RecordedRequest
+from tests.private_dockerd import PrivateDockerd
+
+BACKGROUND_PORT = 20000
+LATENCY_PORT = 30000
+BURST_PORT = 40000
+
+
+@dataclass(frozen=True)
+class Sizes:
+    containers: int = 300
+    starts: int = 200
+    burst: int = 100
+    idle: float = 60.0
+    resync_window: float = 20.0
+    startup_runs: int = 3
+
+
+class Bench:
+    """The shared environment of one run: a private dockerd, its containers, the processes."""
+
+    def __init__(self, out_dir: Path, profile: bool = False) -> None:
+        self.out_dir = out_dir
+        self.logs = out_dir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.profile = profile
+        self.dockerd = PrivateDockerd()
+        self.dockerd.start()
+        self.dockerd.load_test_image()
+        self.host = self.dockerd.host
+        self.fleet = Fleet(self.host)
+        self.watcher = EventWatcher(self.host)
+        self.background: dict[str, str] = {}  # service ID -> container ID
+        self._runs = 0
+
+    @property
+    def dockerd_pid(self) -> int:
+        assert self.dockerd.proc is not None
+        return self.dockerd.proc.pid
+
+    def registrator(
+        self,
+        double: BenchDouble,
+        args: Sequence[str] = (),
+        label: str = "",
+        spawn_profile: bool = False,
+        module: Sequence[str] = ("registrator",),
+    ) -> RegistratorProcess:
+        self._runs += 1
+        name = f"{self._runs:02d}-{label or 'run'}"
+        profile = self.out_dir / f"profile-{name}.txt" if spawn_profile else None
+        log = self.logs / f"registrator-{name}.log"
+        return RegistratorProcess(self.host, double.port, args, log, profile, module)
+
+    @contextlib.contextmanager
+    def profiled(self, proc: RegistratorProcess, name: str) -> Iterator[None]:
+        """py-spy attached to ``proc`` for the block, when profiling (CPU samples only)."""
+        if not self.profile:
+            yield
+            return
+        path = self.out_dir / f"profile-{name}.txt"
+        argv = ["py-spy", "record", "--pid", str(proc.pid), "--nonblocking", "--threads"]
+        argv += ["--rate", "250", "--format", "raw", "--output", str(path)]
+        spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # attached
+        try:
+            yield
+        finally:
+            spy.send_signal(signal.SIGINT)
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.fleet.remove_all()
+        self.watcher.close()
+        self.fleet.close()
+        self.dockerd.close()
+
+
+CpuSample = tuple[float, float, float, float]
+
+
+def _window_cpu(bench: Bench, proc: RegistratorProcess | None) -> CpuSample:
+    return (
+        proc.cpu_seconds() if proc is not None else 0.0,
+        tree_cpu_seconds(bench.dockerd_pid),
+        self_cpu_seconds(),
+        system_busy_cpu_seconds(),
+    )
+
+
+def _cpu_delta(before: CpuSample, after: CpuSample) -> dict[str, float]:
+    """Where the CPU went in a window. ``other`` is every other process on the machine:
+    containerd shims and runc (which are not dockerd's children), the benchmark's helper
+    process, and anything unrelated, such as other developers' test runs."""
+    ours = [round(a - b, 3) for a, b in zip(after, before, strict=True)]
+    return {
+        "registrator_cpu_s": ours[0],
+        "dockerd_cpu_s": ours[1],
+        "benchmark_process_cpu_s": ours[2],
+        "other_processes_cpu_s": round(max(0.0, ours[3] - ours[0] - ours[1] - ours[2]), 3),
+    }
+
+
+def _kinds(requests: Sequence[RecordedRequest]) -> dict[str, int]:
+    def kind(r: RecordedRequest) -> str:
+        if is_deregister(r):
+            return f"{r.method} {r.path[: r.path.rindex('/') + 1]}<id>"
+        return f"{r.method} {r.path}"
+
+    return dict(Counter(kind(r) for r in requests).most_common())
+
+
+def _log_time_ns(line: str) -> int:
+    """The wall-clock instant of a registrator log line (logging's asctime, ms resolution)."""
+    stamp = line[:23]  # 2024-01-01 12:00:00,123
+    seconds = time.mktime(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S"))
+    return int(seconds * 1e9) + int(stamp[20:23]) * 1_000_000
+
+
+def _first_line(log: str, text: str) -> str:
+    return next((line for line in log.splitlines() if text in line), "")
+
+
+# --- 1. the floor: nothing to sync ---------------------------------------------------------
+
+
+def startup_empty(bench: Bench) -> dict[str, Any]:
+    with BenchDouble() as double:
+        proc = bench.registrator(double, label="empty")
+        try:
+            proc.wait_log("synced: ", timeout=60)
+            first = min(r.wall_ns for r in double.requests())
+            synced = _log_time_ns(_first_line(proc.log(), "synced: "))
+            time.sleep(1.0)
+            status = proc.status()
+            return {
+                "first_consul_request_s": round((first - proc.started_ns) / 1e9, 3),
+                "synced_log_line_s": round((synced - proc.started_ns) / 1e9, 3),
+                "cpu_s": round(proc.cpu_seconds(), 3),
+                "vm_hwm_mb": round(status["VmHWM"] / 1024, 1),
+                "vm_rss_mb": round(status["VmRSS"] / 1024, 1),
+                "threads": status["Threads"],
+            }
+        finally:
+            proc.stop()
+
+
+# --- 2. the background containers ---------------------------------------------------------
+
+
+def populate(bench: Bench, count: int) -> dict[str, Any]:
+    specs = [(f"bg.{n}", BACKGROUND_PORT + n) for n in range(count)]
+    began = time.monotonic()
+    ids = bench.fleet.create_and_start(specs, workers=16)
+    took = time.monotonic() - began
+    bench.background = {
+        service_id(name, port): cid for (name, port), cid in zip(specs, ids, strict=True)
+    }
+    return {"containers": count, "seconds": round(took, 1), "per_second": round(count / took, 1)}
+
+
+# --- 3. start-up sync ----------------------------------------------------------------------
+
+
+def startup_sync(bench: Bench, runs: int) -> tuple[dict[str, Any], RegistratorProcess, BenchDouble]:
+    """Popen -> every background container's service registered, ``runs`` times; the last
+    process is returned, still running. In profile mode one extra first run is spawned
+    under py-spy and left out of the figures."""
+    expected = set(bench.background)
+    rows: list[dict[str, Any]] = []
+    total = runs + (1 if bench.profile else 0)
+    for run in range(total):
+        profiled = bench.profile and run == 0
+        double = BenchDouble().start()
+        cpu_before = _window_cpu(bench, None)
+        proc = bench.registrator(
+            double, label="startup-profiled" if profiled else "startup", spawn_profile=profiled
+        )
+        double.wait_ids(lambda ids: expected <= ids, timeout=120)
+        cpu_after = _window_cpu(bench, None)
+        proc_cpu = proc.cpu_seconds()
+        requests = double.requests()
+        registers = [r for r in requests if is_register(r)]
+        last = max(r.wall_ns for r in registers)
+        row = {
+            "sync_s": round((last - proc.started_ns) / 1e9, 3),
+            "first_consul_request_s": round((requests[0].wall_ns - proc.started_ns) / 1e9, 3),
+            "first_register_s": round(
+                (min(r.wall_ns for r in registers) - proc.started_ns) / 1e9, 3
+            ),
+            "registers": len(registers),
+            "other_requests": _kinds([r for r in requests if not is_register(r)]),
+            **_cpu_delta(cpu_before, cpu_after),
+            "registrator_cpu_s": round(proc_cpu, 3),  # since its start: all of it is in
+            "other_processes_cpu_s": round(
+                max(
+                    0.0,
+                    (cpu_after[3] - cpu_before[3])
+                    - proc_cpu
+                    - sum(cpu_after[i] - cpu_before[i] for i in (1, 2)),
+                ),
+                3,
+            ),
+            "double_service_ms": summary_ms(
+                double.service_times_ns(proc.started_ns, last + 1_000_000)
+            ),
+            "double_busy_s": round(
+                sum(double.service_times_ns(proc.started_ns, last + 1_000_000)) / 1e9, 3
+            ),
+        }
+        with contextlib.suppress(TimeoutError):
+            proc.wait_log("synced: ", timeout=10)
+            synced = _log_time_ns(_first_line(proc.log(), "synced: "))
+            row["synced_log_line_s"] = round((synced - proc.started_ns) / 1e9, 3)
+        if profiled:
+            row["profiled"] = True
+        rows.append(row)
+        if run < total - 1:
+            proc.stop()
+            double.stop()
+    measured = [r for r in rows if not r.get("profiled")]
+    syncs = [r["sync_s"] for r in measured]
+    result = {
+        "containers": len(expected),
+        "double_busy_share_median": round(
+            statistics.median(r["double_busy_s"] / r["sync_s"] for r in measured), 3
+        ),
+        "double_register_p50_ms_median": round(
+            statistics.median(r["double_service_ms"]["p50"] for r in measured), 3
+        ),
+        "runs": rows,
+        "sync_s_median": round(statistics.median(syncs), 3),
+        "sync_s_min": min(syncs),
+        "sync_s_max": max(syncs),
+        "first_consul_request_s_median": round(
+            statistics.median(r["first_consul_request_s"] for r in measured), 3
+        ),
+        "registers_per_container": round(
+            statistics.median(r["registers"] for r in measured) / max(1, len(expected)), 3
+        ),
+    }
+    return result, proc, double
+
+
+# --- 4. idle ---------------------------------------------------------------------------------
+
+
+def idle(
+    bench: Bench, proc: RegistratorProcess, double: BenchDouble, seconds: float
+) -> dict[str, Any]:
+    time.sleep(min(2.0, seconds))  # let the post-sync agent read pass
+    with bench.profiled(proc, "idle"):
+        double.clear_requests()
+        since = time.time_ns()
+        before = _window_cpu(bench, proc)
+        began = time.monotonic()
+        time.sleep(seconds)
+        took = time.monotonic() - began
+        after = _window_cpu(bench, proc)
+    requests = double.requests()
+    cpu = after[0] - before[0]
+    return {
+        "seconds": round(took, 1),
+        "cpu_s": round(cpu, 3),
+        "cpu_percent_of_one_core": round(100 * cpu / took, 2),
+        "requests": len(requests),
+        "requests_per_minute": round(len(requests) * 60 / took, 1),
+        "requests_by_kind": _kinds(requests),
+        "writes": sum(1 for r in requests if r.method != "GET"),
+        "double_service_ms": summary_ms(double.service_times_ns(since)),
+        **_cpu_delta(before, after),
+    }
+
+
+# --- 5. event latency --------------------------------------------------------------------------
+
+
+def event_latency(
+    bench: Bench, proc: RegistratorProcess, double: BenchDouble, starts: int
+) -> dict[str, Any]:
+    """Sequential cycles: create, start, wait for the service, remove, wait until it is gone.
+    Latency = register request arriving at the double - dockerd's ``start`` event timeNano."""
+    fleet = bench.fleet
+    cycles: list[tuple[str, str]] = []
+    with bench.profiled(proc, "latency"):
+        double.clear_requests()
+        since = time.time_ns()
+        before = _window_cpu(bench, proc)
+        began = time.monotonic()
+        for n in range(starts):
+            name, port = f"lat.{n}", LATENCY_PORT + n
+            sid = service_id(name, port)
+            cid = fleet.create(name, port)
+            fleet.start(cid)
+            double.wait_ids(lambda ids, sid=sid: sid in ids, timeout=30)  # type: ignore[misc]
+            fleet.remove(cid)
+            double.wait_ids(lambda ids, sid=sid: sid not in ids, timeout=30)  # type: ignore[misc]
+            cycles.append((cid, sid))
+        took = time.monotonic() - began
+        after = _window_cpu(bench, proc)
+    time.sleep(0.5)  # the last destroy event's inspect
+    requests = double.requests()
+    registers: dict[str, RecordedRequest] = {}
+    deregisters: dict[str, RecordedRequest] = {}
+    for r in requests:
+        if is_register(r):
+            registers.setdefault(registered_id(r), r)
+        elif is_deregister(r):
+            deregisters.setdefault(r.path.rsplit("/", 1)[1], r)
+    start_ns, die_ns, delivery_ns, polls_in_between = [], [], [], 0
+    slowest: list[tuple[float, str, bool]] = []
+    polls = [r.wall_ns for r in requests if r.method == "GET"]
+    for cid, sid in cycles:
+        start = bench.watcher.get("start", cid)
+        die = bench.watcher.get("die", cid)
+        reg, dereg = registers[sid], deregisters[sid]
+        start_ns.append(reg.wall_ns - start.time_nano)
+        die_ns.append(dereg.wall_ns - die.time_nano)
+        delivery_ns.append(start.received_ns - start.time_nano)
+        overlapped = any(start.time_nano <= t <= reg.wall_ns for t in polls)
+        polls_in_between += overlapped
+        slowest.append(((reg.wall_ns - start.time_nano) / 1e6, sid, overlapped))
+    slowest.sort(reverse=True)
+    writes = [r for r in requests if r.method != "GET"]
+    return {
+        "cycles": len(cycles),
+        "seconds": round(took, 1),
+        "start_to_register_ms": summary_ms(start_ns),
+        "die_to_deregister_ms": summary_ms(die_ns),
+        "docker_event_delivery_to_benchmark_ms": summary_ms(delivery_ns),
+        "writes_per_cycle": round(len(writes) / max(1, len(cycles)), 2),
+        "requests_by_kind": _kinds(requests),
+        "starts_with_agent_poll_before_register": polls_in_between,
+        "slowest_starts": [
+            {"ms": round(ms, 2), "service": sid, "agent_poll_overlapped": o}
+            for ms, sid, o in slowest[:5]
+        ],
+        "double_service_ms": summary_ms(double.service_times_ns(since)),
+        **_cpu_delta(before, after),
+    }
+
+
+# --- 6. burst ----------------------------------------------------------------------------------
+
+
+def burst(
+    bench: Bench, proc: RegistratorProcess, double: BenchDouble, count: int
+) -> dict[str, Any]:
+    fleet = bench.fleet
+    specs = [(f"burst.{n}", BURST_PORT + n) for n in range(count)]
+    sids = {service_id(name, port) for name, port in specs}
+    ids = fleet.parallel(lambda spec: fleet.create(*spec), specs, workers=16)
+    pool = DockerPool()
+    time.sleep(0.5)
+    result: dict[str, Any] = {"containers": count}
+    with bench.profiled(proc, "burst"):
+        for phase in ("start", "remove"):
+            double.clear_requests()
+            before = _window_cpu(bench, proc)
+            began_ns = pool.run(bench.host, phase, ids, workers=count)
+            if phase == "start":
+                double.wait_ids(lambda got: sids <= got, timeout=120)
+            else:
+                double.wait_ids(lambda got: not (sids & got), timeout=120)
+            after = _window_cpu(bench, proc)
+            requests = double.requests()
+            mine = [r for r in requests if is_register(r) or is_deregister(r)]
+            last_write = max(r.wall_ns for r in mine)
+            action = "start" if phase == "start" else "die"
+            events = [bench.watcher.get(action, cid) for cid in ids]
+            last_event = max(e.time_nano for e in events)
+            first_event = min(e.time_nano for e in events)
+            result[phase] = {
+                "all_done_s": round((last_write - began_ns) / 1e9, 3),
+                "docker_first_to_last_event_s": round((last_event - first_event) / 1e9, 3),
+                "lag_after_last_event_ms": round((last_write - last_event) / 1e6, 1),
+                "writes": len([r for r in requests if r.method != "GET"]),
+                "requests_by_kind": _kinds(requests),
+                "double_service_ms": summary_ms(double.service_times_ns(began_ns)),
+                **_cpu_delta(before, after),
+            }
+    pool.close()
+    return result
+
+
+# --- 7. memory ---------------------------------------------------------------------------------
+
+
+def memory(proc: RegistratorProcess, tracked: int) -> dict[str, Any]:
+    status = proc.status()
+    return {
+        "tracked_containers": tracked,
+        "vm_hwm_mb": round(status["VmHWM"] / 1024, 1),
+        "vm_rss_mb": round(status["VmRSS"] / 1024, 1),
+        "threads": status["Threads"],
+    }
+
+
+# --- 8. resync ---------------------------------------------------------------------------------
+
+
+def resync(bench: Bench, window: float, idle_requests_per_s: float) -> dict[str, Any]:
+    """``-resync 1`` with nothing changing: writes (target 0) and requests per resync."""
+    expected = set(bench.background)
+    with BenchDouble() as double:
+        proc = bench.registrator(double, ["-resync", "1", "-log-level", "DEBUG"], label="resync")
+        try:
+            double.wait_ids(lambda ids: expected <= ids, timeout=120)
+            proc.wait_log("synced: ", timeout=30)
+            proc.wait_log("resync: ", timeout=30)
+            time.sleep(0.5)
+            with bench.profiled(proc, "resync"):
+                double.clear_requests()
+                log_before = proc.log().count("resync: ")
+                before = _window_cpu(bench, proc)
+                began = time.monotonic()
+                time.sleep(window)
+                took = time.monotonic() - began
+                after = _window_cpu(bench, proc)
+                log_after = proc.log()
+            requests = double.requests()
+            resyncs = log_after.count("resync: ") - log_before
+            stamps = [_log_time_ns(line) for line in log_after.splitlines() if "resync: " in line]
+            periods = [(b - a) / 1e9 for a, b in itertools.pairwise(stamps)]
+            cpu = after[0] - before[0]
+            per_resync = (len(requests) - idle_requests_per_s * took) / max(1, resyncs)
+            return {
+                "asked_period_s": 1.0,
+                "seconds": round(took, 1),
+                "resyncs": resyncs,
+                "measured_period_s_median": round(statistics.median(periods), 2)
+                if periods
+                else None,
+                "writes": sum(1 for r in requests if r.method != "GET"),
+                "requests": len(requests),
+                "requests_by_kind": _kinds(requests),
+                "requests_per_resync": round(len(requests) / max(1, resyncs), 2),
+                "requests_per_resync_beyond_agent_poll": round(per_resync, 2),
+                "registrator_cpu_per_resync_s": round(cpu / max(1, resyncs), 3),
+                "cpu_percent_of_one_core": round(100 * cpu / took, 1),
+                "double_service_ms": summary_ms(double.service_times_ns()),
+                **_cpu_delta(before, after),
+            }
+        finally:
+            proc.stop()
+
+
+# --- the double's own ceiling ------------------------------------------------------------------
+
+
+def double_ceiling(count: int) -> dict[str, Any]:
+    """Sequential register requests from a minimal client (another process, one keep-alive
+    connection) to a fresh double: what the double plus a bare HTTP client cost per write."""
+    with BenchDouble() as double:
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.calibrate_client", str(double.port), str(count)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        ).stdout.split()
+        return {
+            "registers": count,
+            "seconds": float(out[0]),
+            "per_register_ms": round(float(out[0]) * 1000 / count, 3),
+            "get_services_ms": float(out[1]),
+            "double_service_ms": summary_ms(double.service_times_ns()),
+        }
