@@ -1,0 +1,35 @@
+# registrator: keeps the local Consul agent in step with this host's Docker containers.
+#
+#   docker build -t registrator .
+#   docker run -d --name registrator --net=host --restart=always \
+#       -v /var/run/docker.sock:/tmp/docker.sock registrator -ip 10.0.0.5 consul://127.0.0.1:8500
+#
+# BASE_IMAGE: any Debian-like image whose `python3` is 3.11 or newer and has the venv module.
+# Both stages use it, so the venv's interpreter link resolves in the final image.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+FROM ${BASE_IMAGE} AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN python3 -m venv /opt/registrator
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY registrator ./registrator
+RUN /opt/registrator/bin/pip install --no-cache-dir . \
+    && /opt/registrator/bin/registrator -version
+
+FROM ${BASE_IMAGE}
+ARG BASE_IMAGE
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="registrator" \
+      org.opencontainers.image.description="Keeps the local Consul agent in step with the Docker containers on a host" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
+# Only the venv: no pip cache, no sources, no build tools.
+COPY --from=builder /opt/registrator /opt/registrator
+ENV PATH=/opt/registrator/bin:${PATH} PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+# Runs as root on purpose: it reads the Docker socket mounted at /tmp/docker.sock, which belongs
+# to root and the host's docker group (whose GID differs between hosts). Access to that socket is
+# root on the host anyway, so a non-root user here would not reduce what the process can do. To
+# run as another user: docker run --user 65534:65534 --group-add "$(stat -c %g /var/run/docker.sock)" ...
+ENTRYPOINT ["registrator"]
