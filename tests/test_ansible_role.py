@@ -1,0 +1,259 @@
+"""The Ansible role ansible/roles/registrator, run for real by ansible/ami.yml against this host.
+
+Container mode creates the container in the real Docker engine (from the image
+tests/images/build-registrator.sh builds), and the container, once started, registers services in
+the Consul double. Systemd mode runs against a temporary root (the role's path variables) with
+systemctl off: it makes a real venv with registrator installed and a unit that passes
+``systemd-analyze verify``; the unit's ExecStart, run with its environment, registers too."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import HOSTNAME, REPO
+from tests.consul_double import ConsulDouble
+from tests.deploy_support import (
+    SOCKET_BIND,
+    ansible_playbook,
+    build_image,
+    container_logs,
+    published_port,
+    remove_container,
+    run_web,
+    service_id,
+    session_labels,
+    tool,
+    unique,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def temp_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="registrator-role-") as name:
+        yield Path(name)
+
+
+def test_ansible_lint_is_clean() -> None:
+    result = subprocess.run(
+        [tool("ansible-lint"), "--offline", "ansible/"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture
+def role_container(docker_client: Any) -> Iterator[str]:
+    build_image()
+    name = unique("registrator-role")
+    yield name
+    remove_container(name)
+
+
+@pytest.mark.docker
+def test_container_mode_creates_a_host_network_container_that_registers(
+    role_container: str, containers: Any, docker_client: Any
+) -> None:
+    token = unique("acl-token")
+    with ConsulDouble(acl_token=token) as consul:
+        role_vars = {
+            "registrator_mode": "container",
+            "registrator_image": "registrator:test",
+            "registrator_image_pull": "never",
+            "registrator_container_name": role_container,
+            "registrator_container_labels": session_labels(),
+            "registrator_ip": "127.0.0.1",
+            "registrator_registry_uri": f"consul://127.0.0.1:{consul.port}",
+            "registrator_consul_token": token,
+            "registrator_extra_flags": ["-tags", "ami"],
+        }
+        first = ansible_playbook(role_vars, "-v").ok()
+        assert first.recap()["changed"] == 1, first.output
+        assert token not in first.output
+
+        attrs = docker_client.api.inspect_container(role_container)
+        assert attrs["State"]["Status"] == "created"  # created while baking, not started
+        host_config = attrs["HostConfig"]
+        assert host_config["NetworkMode"] == "host"
+        assert host_config["RestartPolicy"]["Name"] == "always"
+        assert [bind.rsplit(":", 1)[0] for bind in host_config["Binds"]] == [SOCKET_BIND]
+        assert attrs["Config"]["Cmd"] == [
+            "-ip", "127.0.0.1", "-cleanup", "-tags", "ami", f"consul://127.0.0.1:{consul.port}",
+        ]  # fmt: skip
+        assert f"CONSUL_HTTP_TOKEN={token}" in attrs["Config"]["Env"]
+
+        second = ansible_playbook(role_vars).ok()
+        assert second.recap()["changed"] == 0, second.output
+        assert docker_client.api.inspect_container(role_container)["Id"] == attrs["Id"]
+
+        # An instance boots: Docker starts the container.
+        subprocess.run(["docker", "start", role_container], check=True, timeout=60)
+        service = unique("deploy-role")
+        web = run_web(containers, service)
+        sid = service_id(web)
+        try:
+            services = consul.wait_for(lambda s: sid in s, timeout=30)
+        except AssertionError as exc:
+            logs = container_logs(role_container)
+            raise AssertionError(f"{exc}\n--- registrator ---\n{logs}") from None
+        assert services[sid]["Service"] == service
+        assert services[sid]["Tags"] == ["ami"]
+        assert services[sid]["Port"] == published_port(docker_client, web)
+        assert services[sid]["Meta"]["registrator"] == HOSTNAME
+
+        # The operator's one-shot resync, through the role's tag.
+        resync = ansible_playbook(role_vars, "--tags", "registrator_resync").ok()
+        assert re.search(rf"unchanged\s+{re.escape(sid)}", resync.output), resync.output
+        assert token not in resync.output
+
+        containers.rm(web)
+        consul.wait_for(lambda s: sid not in s, timeout=30)
+
+
+def unit_settings(unit: str) -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in unit.splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+def exec_start_argv(value: str) -> list[str]:
+    """ExecStart's words as systemd passes them, for the quoting the role's template emits."""
+    return [word.replace("%%", "%").replace("$$", "$") for word in shlex.split(value)]
+
+
+def environment_file(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            env[key] = value
+    return env
+
+
+@pytest.mark.docker
+def test_systemd_mode_renders_a_verified_unit_and_a_working_venv(
+    temp_dir: Path, containers: Any, docker_client: Any
+) -> None:
+    token = unique("acl-token")
+    venv = temp_dir / "opt/registrator"
+    unit_path = temp_dir / "etc/systemd/system/registrator.service"
+    env_file = temp_dir / "etc/registrator/registrator.env"
+    unit_path.parent.mkdir(parents=True)
+    with ConsulDouble(acl_token=token) as consul:
+        uri = f"consul://127.0.0.1:{consul.port}"
+        role_vars = {
+            "registrator_mode": "systemd",
+            "registrator_python": sys.executable,
+            "registrator_venv": str(venv),
+            "registrator_unit_path": str(unit_path),
+            "registrator_env_file": str(env_file),
+            "registrator_systemd_enable": False,  # no running systemd here
+            "registrator_ip": "127.0.0.1",
+            "registrator_registry_uri": uri,
+            "registrator_consul_token": token,
+            "registrator_extra_flags": ["-tags", "ami,100%,x$y"],
+        }
+        first = ansible_playbook(role_vars, "-v").ok()
+        assert token not in first.output
+
+        unit = unit_path.read_text()
+        settings = unit_settings(unit)
+        assert settings["Type"] == ["simple"]
+        assert settings["Restart"] == ["always"]
+        for key in ("After", "Wants"):
+            assert {"docker.service", "consul.service"} <= set(settings[key][0].split())
+        assert settings["EnvironmentFile"] == [str(env_file)]
+        assert settings["WantedBy"] == ["multi-user.target"]
+        # % and $ are escaped for systemd, so registrator gets the words it was given.
+        assert exec_start_argv(settings["ExecStart"][0]) == [
+            str(venv / "bin/registrator"),
+            "-ip", "127.0.0.1", "-cleanup", "-tags", "ami,100%,x$y", uri,
+        ]  # fmt: skip
+        assert "'ami,100%%,x$$y'" in settings["ExecStart"][0]
+
+        verify = subprocess.run(
+            ["systemd-analyze", "--man=no", "verify", str(unit_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (verify.returncode, verify.stderr.strip()) == (0, ""), verify.stdout + verify.stderr
+        # The sandbox README.md's Security section promises.
+        for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "PrivateDevices"):
+            assert settings[key] == ["yes"], key
+        assert settings["ProtectSystem"] == ["strict"]
+        assert settings["RestrictAddressFamilies"] == ["AF_UNIX AF_INET AF_INET6 AF_NETLINK"]
+        security = subprocess.run(
+            ["systemd-analyze", "security", "--offline=true", str(unit_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        exposure = re.search(r"Overall exposure level for \S+: ([\d.]+)", security.stdout)
+        assert exposure, security.stdout + security.stderr
+        assert float(exposure[1]) < 6.0, security.stdout  # "MEDIUM" at worst
+
+        assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+        assert environment_file(env_file) == {"CONSUL_HTTP_TOKEN": token}
+
+        second = ansible_playbook(role_vars).ok()
+        assert second.recap()["changed"] == 0, second.output
+
+        # What systemd would start: ExecStart with the unit's environment.
+        env = {"PATH": os.environ["PATH"], **environment_file(env_file)}
+        for assignment in settings["Environment"]:
+            for word in shlex.split(assignment):
+                key, _, value = word.partition("=")
+                env[key] = value
+        service = unique("deploy-unit")
+        web = run_web(containers, service)
+        sid = service_id(web)
+        with subprocess.Popen(
+            exec_start_argv(settings["ExecStart"][0]),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ) as proc:
+            try:
+                services = consul.wait_for(lambda s: sid in s, timeout=30)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    log, _ = proc.communicate(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    log, _ = proc.communicate()
+            assert proc.returncode == 0, log
+        assert token not in log
+        assert services[sid]["Service"] == service
+        assert services[sid]["Tags"] == ["ami", "100%", "x$y"]
+        assert services[sid]["Port"] == published_port(docker_client, web)
+
+        # The resync tag runs the venv's registrator with the environment file's token: it
+        # refills an agent that restarted empty.
+        consul.restart()
+        resync = ansible_playbook(role_vars, "--tags", "registrator_resync").ok()
+        assert re.search(rf"added\s+{re.escape(sid)}", resync.output), resync.output
+        assert sid in consul.services()
+        assert token not in resync.output
