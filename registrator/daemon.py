@@ -86,6 +86,7 @@ class Daemon:
         self._withheld_logged: dict[str, str] = {}
         self._draining: dict[str, float] = {}  # container ID -> monotonic end of its grace
         self._event_ns: dict[str, int] = {}  # container ID -> its oldest unprocessed event
+        self._last_event: dict[str, ContainerEvent] = {}  # its newest unprocessed event
         self.metrics = reconciler.metrics
         self.synced = threading.Event()  # set once the first full sync has been applied
         self.last_event_time = 0.0
@@ -204,6 +205,7 @@ class Daemon:
                 timer.start()
         if action in QUEUED_ACTIONS:
             self._event_ns.setdefault(event.container_id, event.time_nano or time.time_ns())
+            self._last_event[event.container_id] = event
             self._queue.add(event.container_id)
 
     # --- workers -----------------------------------------------------------------------
@@ -230,6 +232,13 @@ class Daemon:
     def process(self, container_id: str, write: bool = True) -> None:
         """Bring one container's services in line with its current state (``write=False``:
         only record what it wants; a later ``sync`` writes)."""
+        last = self._last_event.pop(container_id, None)
+        if last is not None and self._exited_for_good(last):
+            # Its newest event says it is not running: no inspect needed (a dying container
+            # answers inspect slowly), and a later start would be its newest event instead.
+            self._forget(container_id)
+            self.reconciler.set_container(container_id, (), write=write)
+            return
         docker = self._connect()
         container = docker.inspect(container_id)
         if container is None:
@@ -270,6 +279,16 @@ class Daemon:
         if not derivation.services and not self.reconciler.tracks(container_id):
             log.debug("ignored %s: %s", label, "; ".join(derivation.notes))
         self.reconciler.set_container(container_id, derivation.services, write=write)
+
+    def _exited_for_good(self, event: ContainerEvent) -> bool:
+        """A ``destroy``, or a ``die`` whose services go (always, or a successful exit)."""
+        if event.base_action == "destroy":
+            return True
+        if event.base_action != "die":
+            return False
+        code = event.attributes.get("exitCode", "")
+        state = {"Running": False, "ExitCode": int(code) if code.isdigit() else 1}
+        return not retained_after_exit({"State": state}, self.config.deregister)
 
     def _withheld(self, container_id: str, container: Mapping[str, Any]) -> str:
         """Why a running container's services stay out of Consul now: draining after a stop
