@@ -8,6 +8,7 @@ systemctl off: it makes a real venv with registrator installed and a unit that p
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -69,9 +70,10 @@ def role_container(docker_client: Any) -> Iterator[str]:
 
 @pytest.mark.docker
 def test_container_mode_creates_a_host_network_container_that_registers(
-    role_container: str, containers: Any, docker_client: Any
+    role_container: str, containers: Any, docker_client: Any, temp_dir: Path
 ) -> None:
     token = unique("acl-token")
+    token_file = temp_dir / "etc/registrator/consul-http-token"
     with ConsulDouble(acl_token=token) as consul:
         role_vars = {
             "registrator_mode": "container",
@@ -82,10 +84,11 @@ def test_container_mode_creates_a_host_network_container_that_registers(
             "registrator_ip": "127.0.0.1",
             "registrator_registry_uri": f"consul://127.0.0.1:{consul.port}",
             "registrator_consul_token": token,
+            "registrator_token_file": str(token_file),
             "registrator_extra_flags": ["-tags", "ami"],
         }
         first = ansible_playbook(role_vars, "-v").ok()
-        assert first.recap()["changed"] == 1, first.output
+        assert first.recap()["changed"] == 3, first.output  # token dir, token file, container
         assert token not in first.output
 
         attrs = docker_client.api.inspect_container(role_container)
@@ -93,11 +96,18 @@ def test_container_mode_creates_a_host_network_container_that_registers(
         host_config = attrs["HostConfig"]
         assert host_config["NetworkMode"] == "host"
         assert host_config["RestartPolicy"]["Name"] == "always"
-        assert [bind.rsplit(":", 1)[0] for bind in host_config["Binds"]] == [SOCKET_BIND]
+        secret = "/run/secrets/consul-http-token"
+        assert sorted(host_config["Binds"]) == sorted(
+            [f"{SOCKET_BIND}:rw", f"{token_file}:{secret}:ro"]
+        ), host_config["Binds"]
         assert attrs["Config"]["Cmd"] == [
             "-ip", "127.0.0.1", "-cleanup", "-tags", "ami", f"consul://127.0.0.1:{consul.port}",
         ]  # fmt: skip
-        assert f"CONSUL_HTTP_TOKEN={token}" in attrs["Config"]["Env"]
+        # The token is in a root-only file, not in the environment `docker inspect` shows.
+        assert f"CONSUL_HTTP_TOKEN_FILE={secret}" in attrs["Config"]["Env"]
+        assert token not in json.dumps(attrs)
+        assert token_file.read_text().strip() == token
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
 
         second = ansible_playbook(role_vars).ok()
         assert second.recap()["changed"] == 0, second.output
@@ -178,7 +188,9 @@ def test_systemd_mode_renders_a_verified_unit_and_a_working_venv(
 
         unit = unit_path.read_text()
         settings = unit_settings(unit)
-        assert settings["Type"] == ["simple"]
+        assert settings["Type"] == ["notify"]  # READY=1 after the first sync
+        assert settings["WatchdogSec"] == ["60"]
+        assert settings["NotifyAccess"] == ["main"]
         assert settings["Restart"] == ["always"]
         for key in ("After", "Wants"):
             assert {"docker.service", "consul.service"} <= set(settings[key][0].split())
