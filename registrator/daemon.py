@@ -87,6 +87,7 @@ class Daemon:
         self._draining: dict[str, float] = {}  # container ID -> monotonic end of its grace
         self._event_ns: dict[str, int] = {}  # container ID -> its oldest unprocessed event
         self._last_event: dict[str, ContainerEvent] = {}  # its newest unprocessed event
+        self._fingerprints: dict[str, str] = {}  # running containers as last listed
         self.metrics = reconciler.metrics
         self.synced = threading.Event()  # set once the first full sync has been applied
         self.last_event_time = 0.0
@@ -181,8 +182,19 @@ class Daemon:
 
     def _full_docker_sync(self, docker: DockerSource) -> Batch[str]:
         """Queue every running container and every one we track (it may have gone)."""
-        ids = set(docker.container_ids()) | self.reconciler.tracked_containers()
+        self._fingerprints = docker.running_fingerprints()
+        ids = set(self._fingerprints) | self.reconciler.tracked_containers()
         return self._queue.add_batch(ids, on_done=self._after_full_sync)
+
+    def _changed_docker_sync(self, docker: DockerSource) -> Batch[str]:
+        """Queue only containers that started, stopped or changed since the last listing
+        (as the list API shows them), and tracked ones that are gone: a cheap safety net for
+        missed events."""
+        listed = docker.running_fingerprints()
+        changed = {cid for cid, digest in listed.items() if self._fingerprints.get(cid) != digest}
+        changed |= self.reconciler.tracked_containers() - set(listed)
+        self._fingerprints = listed
+        return self._queue.add_batch(changed, on_done=self._after_full_sync)
 
     def _after_full_sync(self) -> None:
         self.reconciler.stale_removal_allowed = True
@@ -358,7 +370,7 @@ class Daemon:
 
     def _resync_docker(self) -> None:
         try:
-            batch = self._full_docker_sync(self._connect())
-            log.debug("resync: %d container(s) queued", len(batch.remaining))
+            batch = self._changed_docker_sync(self._connect())
+            log.debug("resync: %d changed container(s) queued", len(batch.remaining))
         except DockerUnavailable as exc:
             log.warning("resync: %s", exc)

@@ -6,7 +6,10 @@ broke the connection: reconnect and reconcile) or a ``None`` inspect (the contai
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,6 +141,16 @@ class DockerSource:
             raise DockerUnavailable(f"cannot list containers: {_short(exc)}") from exc
         return [str(item["Id"]) for item in listing]
 
+    def running_fingerprints(self) -> dict[str, str]:
+        """Running containers by ID, each with a digest of what the list API reports about it
+        (state, health, ports, networks, labels, names): one request for all of them, so a
+        periodic resync re-inspects only containers whose digest changed."""
+        try:
+            listing = self._api.containers()
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise DockerUnavailable(f"cannot list containers: {_short(exc)}") from exc
+        return {str(item.get("Id")): fingerprint(item) for item in listing if item.get("Id")}
+
     def inspect(self, container_id: str) -> dict[str, Any] | None:
         """The container's inspect data, or None when it no longer exists."""
         try:
@@ -153,6 +166,18 @@ class DockerSource:
             return bool(self._api.ping())
         except (docker.errors.DockerException, requests.exceptions.RequestException):
             return False
+
+
+HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+
+
+def fingerprint(summary: Mapping[str, Any]) -> str:
+    """A digest of one list entry, leaving out its ever-changing uptime text."""
+    health = HEALTH_IN_STATUS.search(str(summary.get("Status", "")))
+    stable = {k: v for k, v in summary.items() if k not in ("Status", "Created")}
+    stable["Health"] = health.group(1) if health else ""
+    text = json.dumps(stable, sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def _short(exc: BaseException) -> str:
