@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -62,6 +64,46 @@ def is_register(request: RecordedRequest) -> bool:
 
 def is_deregister(request: RecordedRequest) -> bool:
     return request.method == "PUT" and request.path.startswith(DEREGISTER_PREFIX)
+
+
+# --- the code under test ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CodeUnderTest:
+    """registrator as of one commit, exported to a folder of its own, so that edits in the
+    work tree while a benchmark runs (or between runs) cannot mix versions."""
+
+    directory: Path
+    commit: str  # short hash, or "work tree" (+ "-dirty" when it differs from HEAD)
+
+    @classmethod
+    def export(cls, ref: str) -> CodeUnderTest:
+        if ref == "worktree":
+            status = subprocess.run(
+                ["git", "-C", str(REPO), "status", "--porcelain", "--", "registrator"],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            head = _git("rev-parse", "--short", "HEAD")
+            return cls(REPO, f"work tree at {head}" + ("-dirty" if status.strip() else ""))
+        commit = _git("rev-parse", "--short", f"{ref}^{{commit}}")
+        target = Path(tempfile.mkdtemp(prefix=f"registrator-{commit}-"))
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", "--format=tar", commit, "registrator"],
+            capture_output=True, check=True,
+        ).stdout  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+        return cls(target, commit)
+
+    def cleanup(self) -> None:
+        if self.directory != REPO:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 # --- /proc ---------------------------------------------------------------------------------
@@ -206,6 +248,7 @@ class RegistratorProcess:
         log_path: Path | None = None,
         profile_path: Path | None = None,
         module: Sequence[str] = ("registrator",),
+        code_dir: Path = REPO,
     ) -> None:
         self.log_path = log_path or Path(f"/tmp/registrator-bench-{os.getpid()}.log")
         argv = [sys.executable, "-m", *module, "-ip", "127.0.0.1", *args]
@@ -217,10 +260,12 @@ class RegistratorProcess:
                 "--format", "raw", "--output", str(profile_path), "--", *argv,
             ]  # fmt: skip
         env = {**os.environ, "DOCKER_HOST": docker_host, "PYTHONUNBUFFERED": "1"}
+        # registrator from code_dir (a snapshot of one commit), benchmarks.trace from here
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([str(code_dir), str(REPO)]))
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - open while the process runs
         self.started_ns = time.time_ns()
         self.popen = subprocess.Popen(
-            argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO
+            argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=code_dir
         )
         self.pid = self.popen.pid if profile_path is None else self._profiled_child()
 

@@ -27,6 +27,7 @@ from benchmarks import scenarios
 from benchmarks.harness import (
     REPO,
     BenchDouble,
+    CodeUnderTest,
     is_deregister,
     is_register,
     percentile,
@@ -118,11 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--containers", type=int, default=300)
     p.add_argument("--starts", type=int, default=100)
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--ref", default="HEAD", help="commit to measure ('worktree': as it is)")
     args = p.parse_args(argv)
+    code = CodeUnderTest.export(args.ref)
     args.out.mkdir(parents=True, exist_ok=True)
     trace_path = args.out / "trace.jsonl"
     trace_path.unlink(missing_ok=True)
-    bench = scenarios.Bench(args.out)
+    bench = scenarios.Bench(args.out, code=code)
     try:
         scenarios.populate(bench, args.containers)
         expected = set(bench.background)
@@ -148,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
     finally:
         bench.close()
-    text = "\n\n".join(report)
+        code.cleanup()
+    text = f"registrator {code.commit}\n\n" + "\n\n".join(report)
     print(f"{args.containers} background containers; figures of this traced run: "
           f"start p50 {figures['start_to_register_ms']['p50']} ms, "
           f"die p50 {figures['die_to_deregister_ms']['p50']} ms\n")  # fmt: skip

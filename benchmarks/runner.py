@@ -16,7 +16,7 @@ from typing import Any
 import docker
 
 from benchmarks import report, scenarios
-from benchmarks.harness import REPO, wait_quiet
+from benchmarks.harness import REPO, CodeUnderTest, wait_quiet
 from tests.conftest import TEST_IMAGE
 
 SMOKE = scenarios.Sizes(
@@ -56,6 +56,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "machine to stop (default 300, 0 with --smoke)",
     )
     p.add_argument(
+        "--ref",
+        default="HEAD",
+        help="the registrator commit to measure, exported to a temporary folder (default "
+        "HEAD); 'worktree' measures registrator/ as it is in the work tree",
+    )
+    p.add_argument(
         "--profile",
         action="store_true",
         help="also record py-spy profiles (raw collapsed stacks) into the output folder; "
@@ -80,7 +86,7 @@ def sizes_from(args: argparse.Namespace) -> scenarios.Sizes:
     return dataclasses.replace(base, **chosen)
 
 
-def machine(docker_host: str) -> dict[str, Any]:
+def machine(docker_host: str, commit: str) -> dict[str, Any]:
     def run(*argv: str) -> str:
         try:
             return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
@@ -93,8 +99,6 @@ def machine(docker_host: str) -> dict[str, Any]:
     finally:
         client.close()
     mem = run("free", "-h").splitlines()
-    commit = run("git", "-C", str(REPO), "rev-parse", "--short", "HEAD")
-    dirty = run("git", "-C", str(REPO), "status", "--porcelain", "--", "registrator")
     return {
         "nproc": os.cpu_count(),
         "cpu": next(
@@ -115,7 +119,7 @@ def machine(docker_host: str) -> dict[str, Any]:
             (c.get("Version") for c in version.get("Components", []) if c.get("Name") == "containerd"),
             None,
         ),
-        "registrator_commit": commit + ("-dirty" if dirty else ""),
+        "registrator_commit": commit,
         "load_average_at_start": Path("/proc/loadavg").read_text().split()[:3],
     }  # fmt: skip
 
@@ -134,8 +138,12 @@ def log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def run(sizes: scenarios.Sizes, out: Path, profile: bool, quiet_wait: float) -> dict[str, Any]:
+def run(
+    sizes: scenarios.Sizes, out: Path, profile: bool, quiet_wait: float, ref: str
+) -> dict[str, Any]:
     ensure_image()
+    code = CodeUnderTest.export(ref)
+    log(f"measuring registrator {code.commit} ({code.directory})")
     out.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     results: dict[str, Any] = {}
@@ -146,9 +154,9 @@ def run(sizes: scenarios.Sizes, out: Path, profile: bool, quiet_wait: float) -> 
             busy_before[key] = round(wait_quiet(quiet_wait, log=log), 3)
         log(name)
 
-    bench = scenarios.Bench(out, profile=profile)
+    bench = scenarios.Bench(out, profile=profile, code=code)
     try:
-        info = machine(bench.host)
+        info = machine(bench.host, code.commit)
         step("start-up with no containers", "startup_empty")
         results["startup_empty"] = scenarios.startup_empty(bench)
         step(f"starting {sizes.containers} background containers")
@@ -176,6 +184,7 @@ def run(sizes: scenarios.Sizes, out: Path, profile: bool, quiet_wait: float) -> 
     finally:
         log("cleaning up")
         bench.close()
+        code.cleanup()
     results["machine_busy_share_before"] = busy_before
     return {
         "sizes": dataclasses.asdict(sizes),
@@ -192,10 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = sizes_from(args)
     quiet_wait = args.quiet_wait if args.quiet_wait is not None else (0 if args.smoke else 300)
-    doc = run(sizes, args.out, args.profile, quiet_wait)
+    doc = run(sizes, args.out, args.profile, quiet_wait, args.ref)
     sizes_d = doc["sizes"]
     doc["verdicts"] = report.verdicts(doc["results"], sizes_d)
     text = report.table(doc["results"], sizes_d)
+    doc["other_load_percent"] = report.other_load(doc["results"], doc["machine"]["nproc"] or 1)
+    text += "\n\nOther processes' share of the machine during each measurement: " + ", ".join(
+        f"{k} {v:g}%" for k, v in doc["other_load_percent"].items()
+    )
+    text += f".\nregistrator {doc['machine']['registrator_commit']}."
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for name in ("latest.json", f"run-{stamp}.json"):
         (args.out / name).write_text(json.dumps(doc, indent=2) + "\n")

@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import (
+    REPO,
     BenchDouble,
+    CodeUnderTest,
     DockerPool,
     EventWatcher,
     Fleet,
@@ -65,7 +67,10 @@ class Sizes:
 class Bench:
     """The shared environment of one run: a private dockerd, its containers, the processes."""
 
-    def __init__(self, out_dir: Path, profile: bool = False) -> None:
+    def __init__(
+        self, out_dir: Path, profile: bool = False, code: CodeUnderTest | None = None
+    ) -> None:
+        self.code = code or CodeUnderTest(REPO, "work tree")
         self.out_dir = out_dir
         self.logs = out_dir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -96,7 +101,9 @@ class Bench:
         name = f"{self._runs:02d}-{label or 'run'}"
         profile = self.out_dir / f"profile-{name}.txt" if spawn_profile else None
         log = self.logs / f"registrator-{name}.log"
-        return RegistratorProcess(self.host, double.port, args, log, profile, module)
+        return RegistratorProcess(
+            self.host, double.port, args, log, profile, module, self.code.directory
+        )
 
     @contextlib.contextmanager
     def profiled(self, proc: RegistratorProcess, name: str) -> Iterator[None]:
