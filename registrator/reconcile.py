@@ -89,6 +89,7 @@ class Reconciler:
         self.cleanup = cleanup
         self._lock = threading.RLock()
         self._by_container: dict[str, dict[str, Service]] = {}
+        self._claims: dict[str, set[str]] = {}  # service ID -> containers that want it
         self._known: dict[str, Service] = {}  # what the agent holds, as last seen or written
         self._retired: set[str] = set()  # once desired, no longer, removal not yet confirmed
         self._rejected: dict[str, Service] = {}  # refused by the agent: not retried unchanged
@@ -127,10 +128,15 @@ class Reconciler:
         wanted = {svc.id: svc for svc in services}
         with self._lock:
             old = self._by_container.pop(container_id, {})
+            for sid in old:
+                self._claims[sid].discard(container_id)
+                if not self._claims[sid]:
+                    del self._claims[sid]
             if wanted:
                 self._by_container[container_id] = wanted
-            still_desired = self.desired()
-            gone = [sid for sid in old if sid not in wanted and sid not in still_desired]
+                for sid in wanted:
+                    self._claims.setdefault(sid, set()).add(container_id)
+            gone = [sid for sid in old if sid not in self._claims]
             self._retired.update(gone)
             self._retired.difference_update(wanted)
             if not write:
