@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from registrator.consul_agent import ConsulRejected, ConsulUnavailable
 from registrator.logs import fields
@@ -19,6 +19,7 @@ from registrator.metrics import Metrics
 from registrator.model import Service
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class Agent(Protocol):
@@ -229,68 +230,80 @@ class Reconciler:
     # --- writing -----------------------------------------------------------------------
 
     def _apply(self, plan: Plan, previous: Mapping[str, Service]) -> Outcome:
-        """Write the plan; ``previous`` names the containers of services being removed."""
+        """Write the plan; ``previous`` names the containers of services being removed.
+        Stops at the first sign that the agent is unavailable (the rest waits for a sync)."""
         outcome = Outcome()
-        for service in plan.register:
-            extra = fields("register", service.container_name, service.container_id, service.id)
-            if self.agent is None:
-                log.info("dry-run: would register %s", _desc(service), extra=extra)
-                self._known[service.id] = service
-                outcome.registered.append(service)
-                continue
-            try:
-                self.agent.register(service)
-            except ConsulUnavailable as exc:
-                self._mark_unhealthy(str(exc))
-                outcome.unavailable = str(exc)
-                return outcome
-            except ConsulRejected as exc:
-                extra["error"] = str(exc)
-                log.error(
-                    "%s: service %s not registered: %s", _who(service), service.id, exc, extra=extra
-                )
-                self.metrics.failures.labels("consul_rejected").inc()
-                self._rejected[service.id] = service
-                outcome.rejected.append((service.id, str(exc)))
-                continue
-            self._rejected.pop(service.id, None)
-            self._known[service.id] = service
-            outcome.registered.append(service)
-            self.metrics.registrations.inc()
-            log.info("registered %s", _desc(service), extra=extra)
-        for service_id in plan.deregister:
-            gone = previous.get(service_id)
-            who = f"{_who(gone)}: " if gone is not None and gone.container_id else ""
-            extra = fields(
-                "deregister", gone.container_name if gone else "", gone.container_id if gone else "",
-                service_id,
-            )  # fmt: skip
-            if self.agent is None:
-                log.info("dry-run: would deregister %sservice %s", who, service_id, extra=extra)
-            else:
-                try:
-                    existed = self.agent.deregister(service_id)
-                except ConsulUnavailable as exc:
-                    self._mark_unhealthy(str(exc))
-                    outcome.unavailable = str(exc)
-                    return outcome
-                except ConsulRejected as exc:
-                    extra["error"] = str(exc)
-                    log.error(
-                        "%sservice %s not deregistered: %s", who, service_id, exc, extra=extra
-                    )
-                    self.metrics.failures.labels("consul_rejected").inc()
-                    outcome.rejected.append((service_id, str(exc)))
-                    continue
-                note = "" if existed else " (already gone)"
-                self.metrics.deregistrations.inc()
-                log.info("deregistered %sservice %s%s", who, service_id, note, extra=extra)
-            self._known.pop(service_id, None)
-            self._retired.discard(service_id)
-            self._rejected.pop(service_id, None)
-            outcome.deregistered.append(service_id)
+        try:
+            for service in plan.register:
+                self._register(service, outcome)
+            for service_id in plan.deregister:
+                self._deregister(service_id, previous.get(service_id), outcome)
+        except _AgentDown:
+            pass
         self.metrics.services_owned.set(len(self._known))
         return outcome
+
+    def _register(self, service: Service, outcome: Outcome) -> None:
+        extra = fields("register", service.container_name, service.container_id, service.id)
+        if self.agent is not None:
+            what = f"{_who(service)}: service {service.id} not registered"
+            if not self._write(self.agent.register, service, what, extra, outcome):
+                self._rejected[service.id] = service
+                return
+        self._rejected.pop(service.id, None)
+        self._known[service.id] = service
+        outcome.registered.append(service)
+        if self.agent is None:
+            log.info("dry-run: would register %s", _desc(service), extra=extra)
+        else:
+            self.metrics.registrations.inc()
+            log.info("registered %s", _desc(service), extra=extra)
+
+    def _deregister(self, service_id: str, gone: Service | None, outcome: Outcome) -> None:
+        who = f"{_who(gone)}: " if gone is not None and gone.container_id else ""
+        extra = fields(
+            "deregister", gone.container_name if gone else "", gone.container_id if gone else "",
+            service_id,
+        )  # fmt: skip
+        if self.agent is None:
+            log.info("dry-run: would deregister %sservice %s", who, service_id, extra=extra)
+        else:
+            what = f"{who}service {service_id} not deregistered"
+            existed = self._write(self.agent.deregister, service_id, what, extra, outcome)
+            if existed is None:
+                return
+            note = "" if existed else " (already gone)"
+            self.metrics.deregistrations.inc()
+            log.info("deregistered %sservice %s%s", who, service_id, note, extra=extra)
+        self._known.pop(service_id, None)
+        self._retired.discard(service_id)
+        self._rejected.pop(service_id, None)
+        outcome.deregistered.append(service_id)
+
+    def _write(
+        self,
+        call: Callable[[_T], object],
+        subject: _T,
+        what: str,
+        extra: dict[str, Any],
+        outcome: Outcome,
+    ) -> Any:
+        """One write to the agent: its result; None when the agent refused it (logged, the
+        rest goes on); raises _AgentDown when the agent is unavailable."""
+        subject_id = subject.id if isinstance(subject, Service) else str(subject)
+        try:
+            result = call(subject)
+        except ConsulUnavailable as exc:
+            self._mark_unhealthy(str(exc))
+            outcome.unavailable = str(exc)
+            raise _AgentDown from exc
+        except ConsulRejected as exc:
+            extra["error"] = str(exc)
+            log.error("%s: %s", what, exc, extra=extra)
+            self.metrics.failures.labels("consul_rejected").inc()
+            outcome.rejected.append((subject_id, str(exc)))
+            return None
+        return True if result is None else result
 
     def _mark_unhealthy(self, reason: str) -> None:
         self.metrics.failures.labels("consul_unavailable").inc()
@@ -300,6 +313,10 @@ class Reconciler:
                 "Consul unavailable (%s); changes are kept and applied when it answers", reason
             )
         self.healthy = False
+
+
+class _AgentDown(Exception):
+    """Internal: stop applying a plan, the agent is unavailable."""
 
 
 def _who(service: Service) -> str:
