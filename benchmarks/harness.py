@@ -147,6 +147,62 @@ def self_cpu_seconds() -> float:
     return cpu_seconds(os.getpid())
 
 
+# Processes of the container runtime (per container, started and reaped by containerd) and
+# the benchmark containers themselves: not "other work", even though they are not ours.
+RUNTIME_COMMS = ("containerd-shim", "runc", "sleep", "docker-init", "exe")
+
+
+def process_table() -> dict[int, tuple[str, int, int, float]]:
+    """pid -> (comm, ppid, start time in ticks, CPU seconds) for every process."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        table[int(entry)] = (comm, int(fields[1]), int(fields[19]), cpu)
+    return table
+
+
+def descendants(table: dict[int, tuple[str, int, int, float]], roots: Iterable[int]) -> set[int]:
+    kids: dict[int, list[int]] = {}
+    for pid, (_, ppid, _, _) in table.items():
+        kids.setdefault(ppid, []).append(pid)
+    found, todo = set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(kids.get(pid, ()))
+    return found
+
+
+ForeignSnapshot = dict[tuple[int, int], float]  # (pid, start time) -> CPU seconds
+
+
+def foreign_snapshot(our_roots: Iterable[int]) -> ForeignSnapshot:
+    """CPU seconds of every process that is not ours (this process and the private dockerd,
+    with their descendants) nor the container runtime's: other people's work."""
+    table = process_table()
+    ours = descendants(table, our_roots)
+    return {
+        (pid, start): cpu
+        for pid, (comm, _, start, cpu) in table.items()
+        if pid not in ours and not comm.startswith(RUNTIME_COMMS)
+    }
+
+
+def foreign_cpu_seconds(before: ForeignSnapshot, after: ForeignSnapshot) -> float:
+    """CPU used between two snapshots by foreign processes alive at both (a lower bound:
+    processes that started and ended in between are not seen)."""
+    return sum(cpu - before[key] for key, cpu in after.items() if key in before)
+
+
 def system_busy_cpu_seconds() -> float:
     """CPU seconds all processes on the machine have used (every core, not idle or iowait)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]

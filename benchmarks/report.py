@@ -243,29 +243,12 @@ def table(results: dict[str, Any], sizes: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def other_load(results: dict[str, Any], cores: int) -> dict[str, float]:
-    """Share of the machine (all cores) other processes used during each measured window.
-    Container runtime helpers (containerd shims, runc) count as other too, so the windows
-    that start or remove containers show some even on a quiet machine; ``idle`` does not."""
-
-    def share(section: dict[str, Any], seconds: float | None) -> float | None:
-        other = section.get("other_processes_cpu_s")
-        if other is None or not seconds:
-            return None
-        return round(100 * float(other) / (seconds * cores), 1)
-
+def other_load(results: dict[str, Any]) -> dict[str, float]:
+    """Share (%) of the machine that other people's work (processes neither ours nor the
+    container runtime's) took during each measurement that the figures come from."""
     out: dict[str, float] = {}
-    windows: list[tuple[str, dict[str, Any], float | None]] = []
-    for run in results.get("startup_sync", {}).get("runs", []):
-        windows.append(("start-up sync", run, run.get("sync_s")))
-    for key in ("idle", "event_latency", "resync"):
-        section = results.get(key, {})
-        windows.append((key.replace("_", " "), section, section.get("seconds")))
-    for phase in ("start", "remove"):
-        section = results.get("burst", {}).get(phase, {})
-        windows.append((f"burst {phase}", section, section.get("all_done_s")))
-    for name, section, seconds in windows:
-        value = share(section, seconds)
+    for key in ("startup_sync", "idle", "event_latency", "burst", "resync"):
+        value = results.get(key, {}).get("foreign_share_percent")
         if value is not None:
-            out[name] = max(value, out.get(name, 0.0))
+            out[key.replace("_", " ")] = float(value)
     return out

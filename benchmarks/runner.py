@@ -10,6 +10,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="before each measurement wait up to this many seconds for other work on the "
         "machine to stop (default 300, 0 with --smoke)",
+    )
+    p.add_argument(
+        "--max-foreign",
+        type=float,
+        default=10.0,
+        help="repeat a measurement during which other work (not registrator, not the "
+        "benchmark, not Docker) took more than this %% of the machine (default 10)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=None,
+        help="how many times a disturbed measurement is repeated (default 2, 0 with --smoke)",
     )
     p.add_argument(
         "--ref",
@@ -139,7 +153,13 @@ def log(text: str) -> None:
 
 
 def run(
-    sizes: scenarios.Sizes, out: Path, profile: bool, quiet_wait: float, ref: str
+    sizes: scenarios.Sizes,
+    out: Path,
+    profile: bool,
+    quiet_wait: float,
+    ref: str,
+    max_foreign: float = 100.0,
+    retries: int = 0,
 ) -> dict[str, Any]:
     ensure_image()
     code = CodeUnderTest.export(ref)
@@ -154,6 +174,21 @@ def run(
             busy_before[key] = round(wait_quiet(quiet_wait, log=log), 3)
         log(name)
 
+    def attempts(key: str, measure: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
+        """Run ``measure(attempt)`` until other work took at most ``max_foreign`` % of the
+        machine meanwhile, ``retries`` more times at most; keep the least disturbed."""
+        tried: list[dict[str, Any]] = []
+        for attempt in range(retries + 1):
+            if attempt:
+                step(f"{key}: repeated, other work took {tried[-1]['foreign_share_percent']}% "
+                     "of the machine", key)  # fmt: skip
+            tried.append(measure(attempt))
+            if tried[-1]["foreign_share_percent"] <= max_foreign:
+                break
+        best = min(tried, key=lambda r: r["foreign_share_percent"])
+        best["attempts_foreign_share_percent"] = [r["foreign_share_percent"] for r in tried]
+        return best
+
     bench = scenarios.Bench(out, profile=profile, code=code)
     try:
         info = machine(bench.host, code.commit)
@@ -162,15 +197,24 @@ def run(
         step(f"starting {sizes.containers} background containers")
         results["populate"] = scenarios.populate(bench, sizes.containers)
         step(f"start-up sync x{sizes.startup_runs}", "startup_sync")
-        results["startup_sync"], proc, double = scenarios.startup_sync(bench, sizes.startup_runs)
+        results["startup_sync"], proc, double = scenarios.startup_sync(
+            bench, sizes.startup_runs, max_foreign, extra=retries * sizes.startup_runs
+        )
         try:
             step(f"idle {sizes.idle:g}s", "idle")
-            results["idle"] = scenarios.idle(bench, proc, double, sizes.idle)
+            results["idle"] = attempts(
+                "idle", lambda _: scenarios.idle(bench, proc, double, sizes.idle)
+            )
             results["memory"] = scenarios.memory(proc, sizes.containers)
             step(f"event latency x{sizes.starts}", "event_latency")
-            results["event_latency"] = scenarios.event_latency(bench, proc, double, sizes.starts)
+            results["event_latency"] = attempts(
+                "event_latency",
+                lambda n: scenarios.event_latency(bench, proc, double, sizes.starts, f"{n or ''}"),
+            )
             step(f"burst of {sizes.burst}", "burst")
-            results["burst"] = scenarios.burst(bench, proc, double, sizes.burst)
+            results["burst"] = attempts(
+                "burst", lambda n: scenarios.burst(bench, proc, double, sizes.burst, f"{n or ''}")
+            )
             results["memory_end"] = scenarios.memory(proc, sizes.containers)
             results["registrator_alive_at_end"] = proc.alive()
         finally:
@@ -178,7 +222,9 @@ def run(
             double.stop()
         step(f"resync window {sizes.resync_window:g}s", "resync")
         idle_rate = results["idle"]["requests"] / max(1.0, results["idle"]["seconds"])
-        results["resync"] = scenarios.resync(bench, sizes.resync_window, idle_rate)
+        results["resync"] = attempts(
+            "resync", lambda _: scenarios.resync(bench, sizes.resync_window, idle_rate)
+        )
         step("double ceiling", "double_ceiling")
         results["double_ceiling"] = scenarios.double_ceiling(max(sizes.containers, 20))
     finally:
@@ -190,6 +236,8 @@ def run(
         "sizes": dataclasses.asdict(sizes),
         "smoke": sizes == SMOKE,
         "profile": profile,
+        "max_foreign_percent": max_foreign,
+        "retries": retries,
         "machine": info,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "wall_seconds": round(time.monotonic() - began, 1),
@@ -201,12 +249,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = sizes_from(args)
     quiet_wait = args.quiet_wait if args.quiet_wait is not None else (0 if args.smoke else 300)
-    doc = run(sizes, args.out, args.profile, quiet_wait, args.ref)
+    retries = args.retries if args.retries is not None else (0 if args.smoke else 2)
+    doc = run(sizes, args.out, args.profile, quiet_wait, args.ref, args.max_foreign, retries)
     sizes_d = doc["sizes"]
     doc["verdicts"] = report.verdicts(doc["results"], sizes_d)
     text = report.table(doc["results"], sizes_d)
-    doc["other_load_percent"] = report.other_load(doc["results"], doc["machine"]["nproc"] or 1)
-    text += "\n\nOther processes' share of the machine during each measurement: " + ", ".join(
+    doc["other_load_percent"] = report.other_load(doc["results"])
+    text += "\n\nOther work's share of the machine during each measurement: " + ", ".join(
         f"{k} {v:g}%" for k, v in doc["other_load_percent"].items()
     )
     text += f".\nregistrator {doc['machine']['registrator_commit']}."
