@@ -126,6 +126,35 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def reap_private_dockerd(root: Path) -> int:
+    """Kill what a private dockerd under ``root`` left behind (containerd shims and their
+    containers, found by that path in their command line) and unmount its mounts, so that
+    its folder can be deleted. Only processes of that daemon are touched. Returns how many
+    shims were left."""
+    marker = str(root).encode()
+    shims = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"containerd-shim" in cmdline and marker in cmdline:
+                shims.append(int(entry))
+    for shim in shims:
+        for pid in [*children(shim), shim]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    mounts = [
+        line.split()[1]
+        for line in Path("/proc/self/mounts").read_text().splitlines()
+        if line.split()[1].startswith(str(root))
+    ]
+    for mount in sorted(mounts, reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
+    return len(shims)
+
+
 def children(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
@@ -469,10 +498,22 @@ class Fleet:
 
         return self.parallel(one, specs, workers)
 
-    def remove_all(self) -> int:
+    def remove_all(self, workers: int = 8) -> list[str]:
+        """Remove every benchmark container; returns the errors (a few threads only: under
+        hundreds of parallel removals dockerd 20.10 has been seen to stop answering)."""
+        errors: list[str] = []
+
+        def remove(container_id: str) -> None:
+            try:
+                self.remove(container_id)
+            except docker.errors.NotFound:
+                pass
+            except Exception as exc:
+                errors.append(f"{container_id[:12]}: {exc}")
+
         ids = [c["Id"] for c in self.api.containers(all=True, filters={"label": BENCH_LABEL})]
-        self.parallel(self.remove, ids)
-        return len(ids)
+        self.parallel(remove, ids, workers)
+        return errors
 
     def close(self) -> None:
         self.api.close()

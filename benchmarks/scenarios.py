@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -43,6 +44,7 @@ from benchmarks.harness import (
     foreign_snapshot,
     is_deregister,
     is_register,
+    reap_private_dockerd,
     registered_id,
     self_cpu_seconds,
     service_id,
@@ -131,11 +133,20 @@ class Bench:
                 spy.wait()
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.fleet.remove_all()
+        try:
+            errors = self.fleet.remove_all()
+        except Exception as exc:
+            errors = [str(exc)]
+        if errors:
+            print(f"cleanup: {len(errors)} container(s) not removed: {errors[:3]}", file=sys.stderr)
         self.watcher.close()
         self.fleet.close()
+        root = self.dockerd.root
         self.dockerd.close()
+        left = reap_private_dockerd(root)
+        if left:
+            print(f"cleanup: killed {left} leftover containerd shim(s) of {root}", file=sys.stderr)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 CpuSample = tuple[float, float, float, float, ForeignSnapshot]
