@@ -341,7 +341,7 @@ class RegistratorProcess:
         self.profile_path = profile_path
         if profile_path is not None:
             argv = [
-                "py-spy", "record", "--nonblocking", "--threads", "--rate", "250",
+                "py-spy", "record", "--nonblocking", "--threads", "--gil", "--rate", "250",
                 "--format", "raw", "--output", str(profile_path), "--", *argv,
             ]  # fmt: skip
         env = {**os.environ, "DOCKER_HOST": docker_host, "PYTHONUNBUFFERED": "1"}

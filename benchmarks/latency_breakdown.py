@@ -78,23 +78,27 @@ def breakdown(
         if event is None:
             continue
         dequeue = first("dequeue", event)
-        inspect_end = first("inspect.end", dequeue or event)
-        derive_end = first("derive.end", inspect_end or event)
         writes = sid_writes.get(sid, [])
         begin = next(
             (r["t"] for r in writes if r["what"].endswith(".begin") and r["t"] >= event), None
         )
         end = next((r["t"] for r in writes if r["what"].endswith(".end") and r["t"] >= event), None)
         arrival = arrivals.get(sid)
-        if None in (dequeue, inspect_end, begin, end, arrival):
+        if dequeue is None or begin is None or end is None or arrival is None:
             continue
-        assert dequeue and inspect_end and begin and end and arrival
+        # A stage that did not happen (no inspect for a die, no derive for a stopped
+        # container) takes no time.
+        inspect_end = first("inspect.end", dequeue)
+        if inspect_end is None or inspect_end > begin:
+            inspect_end = dequeue
+        derive_end = first("derive.end", inspect_end)
+        if derive_end is None or derive_end > begin:
+            derive_end = inspect_end
         out["delivery"].append((event - nano) / 1e6)
         out["queue"].append((dequeue - event) / 1e6)
         out["inspect"].append((inspect_end - dequeue) / 1e6)
-        after_derive = derive_end or inspect_end  # a stopped container is not derived
-        out["derive"].append((after_derive - inspect_end) / 1e6)
-        out["reconcile"].append((begin - after_derive) / 1e6)
+        out["derive"].append((derive_end - inspect_end) / 1e6)
+        out["reconcile"].append((begin - derive_end) / 1e6)
         out["client send"].append((arrival - begin) / 1e6)
         out["double + answer"].append((end - arrival) / 1e6)
         out["total (event -> arrival)"].append((arrival - nano) / 1e6)

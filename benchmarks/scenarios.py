@@ -118,7 +118,7 @@ class Bench:
             yield
             return
         path = self.out_dir / f"profile-{name}.txt"
-        argv = ["py-spy", "record", "--pid", str(proc.pid), "--nonblocking", "--threads"]
+        argv = ["py-spy", "record", "--pid", str(proc.pid), "--nonblocking", "--threads", "--gil"]
         argv += ["--rate", "250", "--format", "raw", "--output", str(path)]
         spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)  # attached
