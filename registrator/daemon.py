@@ -13,6 +13,7 @@ Threads, each with one job:
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -30,7 +31,7 @@ from registrator.derive import (
     withheld_reason,
 )
 from registrator.docker_source import ContainerEvent, DockerSource, DockerUnavailable, EventStream
-from registrator.reconcile import Reconciler
+from registrator.reconcile import Outcome, Reconciler
 from registrator.systemd import Notifier
 from registrator.workqueue import Batch, WorkQueue
 
@@ -194,7 +195,8 @@ class Daemon:
         changed = {cid for cid, digest in listed.items() if self._fingerprints.get(cid) != digest}
         changed |= self.reconciler.tracked_containers() - set(listed)
         self._fingerprints = listed
-        return self._queue.add_batch(changed, on_done=self._after_full_sync)
+        # Nothing changed: no early agent comparison either (the poll keeps its own pace).
+        return self._queue.add_batch(changed, on_done=self._after_full_sync if changed else None)
 
     def _after_full_sync(self) -> None:
         self.reconciler.stale_removal_allowed = True
@@ -332,32 +334,43 @@ class Daemon:
     # --- the agent ---------------------------------------------------------------------
 
     def _agent_loop(self) -> None:
-        next_resync = time.monotonic() + self.config.resync if self.config.resync else 0.0
+        """Compare the agent with the desired state every ``agent_poll`` seconds (sooner
+        when woken: a full Docker listing finished), and re-list Docker every ``resync``
+        seconds on a clock of its own."""
+        now = time.monotonic()
+        next_resync = now + self.config.resync if self.config.resync else math.inf
+        next_poll = now
         backoff = Backoff(low=0.2, high=min(2.0, self.config.agent_poll))
+        woken = False
         while not self._stop.is_set():
-            outcome = self.reconciler.sync()
-            if (
-                self.reconciler.stale_removal_allowed
-                and not self.synced.is_set()
-                and outcome.complete
-            ):
-                status = (
-                    f"synced: {len(self.reconciler.tracked_containers())} container(s), "
-                    f"{len(self.reconciler.desired())} service(s)"
-                )
-                log.info("%s", status)
-                self.synced.set()
-                self.notifier.ready(status)
-            if outcome.unavailable:
-                delay = backoff.next()
-            else:
-                backoff.reset()
-                delay = self.config.agent_poll
-            if next_resync and time.monotonic() >= next_resync:
-                next_resync = time.monotonic() + self.config.resync
+            now = time.monotonic()
+            if now >= next_resync:
+                next_resync = now + self.config.resync
                 self._resync_docker()
-            self._wake_agent.wait(delay)
+            if woken or now >= next_poll:
+                outcome = self.reconciler.sync()
+                self._after_sync(outcome)
+                if outcome.unavailable:
+                    delay = backoff.next()
+                else:
+                    backoff.reset()
+                    delay = self.config.agent_poll
+                next_poll = time.monotonic() + delay
+            timeout = min(next_poll, next_resync) - time.monotonic()
+            woken = self._wake_agent.wait(max(0.0, timeout))
             self._wake_agent.clear()
+
+    def _after_sync(self, outcome: Outcome) -> None:
+        if self.synced.is_set() or not self.reconciler.stale_removal_allowed:
+            return
+        if outcome.complete:
+            status = (
+                f"synced: {len(self.reconciler.tracked_containers())} container(s), "
+                f"{len(self.reconciler.desired())} service(s)"
+            )
+            log.info("%s", status)
+            self.synced.set()
+            self.notifier.ready(status)
 
     def _watchdog_loop(self) -> None:
         """Ping systemd's watchdog while the event, worker and agent threads all live."""

@@ -18,6 +18,7 @@ import docker
 import docker.errors
 import docker.utils
 import requests
+from docker.transport import UnixHTTPAdapter
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,15 @@ class EventStream:
             log.debug("closing the event stream", exc_info=True)
 
 
+class _OnePoolUnixAdapter(UnixHTTPAdapter):  # type: ignore[misc]
+    """The Docker SDK keys its Unix-socket connection pools by the full URL, so each
+    container's inspect opened (and soon closed) a connection of its own; every request goes
+    to the same socket, so one pool of kept-alive connections serves them all."""
+
+    def get_connection(self, url: str, proxies: Any = None) -> Any:
+        return super().get_connection("http+docker://localhost", proxies)
+
+
 class DockerSource:
     """The Docker daemon, as registrator reads it."""
 
@@ -121,6 +131,13 @@ class DockerSource:
         # request (a third of the CPU of a start-up sync, measured), and a proxy is never right
         # for the local Docker socket.
         self._api.trust_env = False
+        adapter = getattr(self._api, "_custom_adapter", None)
+        if isinstance(adapter, UnixHTTPAdapter):
+            shared = _OnePoolUnixAdapter(
+                "http+unix://" + adapter.socket_path, timeout, max_pool_size=16
+            )
+            self._api._custom_adapter = shared
+            self._api.mount("http+docker://", shared)
 
     def close(self) -> None:
         self._api.close()

@@ -137,7 +137,7 @@ def test_resync_with_nothing_changed_makes_no_writes(
     wait_until(lambda: proc.logs().count("resync: ") >= done + 3, timeout=20, what="3 resyncs")
     requests_seen = consul.requests()
     assert consul.writes() == []
-    assert {r.method for r in requests_seen} == {"GET"}
+    assert {r.method for r in requests_seen} <= {"GET"}  # reads only (agent polls), if any
 
 
 def test_burst_of_100_parallel_starts_then_all_removed(
