@@ -393,7 +393,6 @@ def wait_for_consul(agent: ConsulAgent, config: Config, stop: threading.Event) -
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    command = "run"
     try:
         command, config = parse_config(argv, os.environ)
     except (UsageError, ConfigError) as exc:
