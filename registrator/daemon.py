@@ -124,9 +124,6 @@ class Daemon:
             outcome = self.reconciler.deregister_all()
             log.info("deregistered %d service(s) on shutdown", len(outcome.deregistered))
 
-    def wait(self) -> None:
-        self._stop.wait()
-
     # --- Docker ------------------------------------------------------------------------
 
     def _connect(self) -> DockerSource:

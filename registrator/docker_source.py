@@ -93,9 +93,12 @@ class EventStream:
                 event = parse_event(item)
                 if event is not None:
                     yield event
-        except (requests.exceptions.RequestException, OSError, ValueError) as exc:
-            raise DockerUnavailable(f"event stream broke: {exc}") from exc
-        except docker.errors.DockerException as exc:
+        except (
+            requests.exceptions.RequestException,
+            docker.errors.DockerException,
+            OSError,
+            ValueError,
+        ) as exc:
             raise DockerUnavailable(f"event stream broke: {exc}") from exc
 
     def close(self) -> None:
@@ -139,9 +142,6 @@ class DockerSource:
             self._api._custom_adapter = shared
             self._api.mount("http+docker://", shared)
 
-    def close(self) -> None:
-        self._api.close()
-
     def events(self, since: float | None = None) -> EventStream:
         """Subscribe now (the request is made before returning), so a listing made after this
         call misses nothing."""
@@ -155,9 +155,10 @@ class DockerSource:
             raise DockerUnavailable(f"cannot subscribe to events: {_short(exc)}") from exc
         return EventStream(raw)
 
-    def container_ids(self, include_stopped: bool = False) -> list[str]:
+    def container_ids(self) -> list[str]:
+        """The running containers' IDs."""
         try:
-            listing = self._api.containers(all=include_stopped, quiet=True)
+            listing = self._api.containers(quiet=True)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise DockerUnavailable(f"cannot list containers: {_short(exc)}") from exc
         return [str(item["Id"]) for item in listing]
@@ -181,12 +182,6 @@ class DockerSource:
             return None
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise DockerUnavailable(f"cannot inspect {container_id[:12]}: {_short(exc)}") from exc
-
-    def ping(self) -> bool:
-        try:
-            return bool(self._api.ping())
-        except (docker.errors.DockerException, requests.exceptions.RequestException):
-            return False
 
 
 HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")

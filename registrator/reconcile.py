@@ -115,10 +115,6 @@ class Reconciler:
         with self._lock:
             return container_id in self._by_container
 
-    def known(self) -> dict[str, Service]:
-        with self._lock:
-            return dict(self._known)
-
     # --- changing it -------------------------------------------------------------------
 
     def set_container(

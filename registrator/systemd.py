@@ -24,10 +24,6 @@ class Notifier:
         if usec.isdigit() and int(usec) > 0 and (not pid or pid == str(os.getpid())):
             self.watchdog_interval = int(usec) / 1e6 / 2  # ping twice per timeout, as advised
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.address)
-
     def notify(self, message: str) -> None:
         if not self.address:
             return

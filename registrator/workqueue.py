@@ -36,10 +36,6 @@ class Batch(Generic[K]):
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
 
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
 
 class WorkQueue(Generic[K]):
     def __init__(self) -> None:
@@ -103,7 +99,3 @@ class WorkQueue(Generic[K]):
         with self._cond:
             self._shut = True
             self._cond.notify_all()
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._order) + len(self._processing)

@@ -68,6 +68,17 @@ def container_logs(name: str) -> str:
     return result.stdout + result.stderr
 
 
+def wait_registered(consul: Any, sid: str, registrator: str) -> dict[str, Any]:
+    """The double's services once ``sid`` is there; on timeout the failure shows the
+    registrator container's log."""
+    try:
+        services: dict[str, Any] = consul.wait_for(lambda s: sid in s, timeout=30)
+    except AssertionError as exc:
+        logs = container_logs(registrator)
+        raise AssertionError(f"{exc}\n--- registrator ---\n{logs}") from None
+    return services
+
+
 def published_port(docker_client: Any, name: str, port: str = "80/tcp") -> int:
     attrs = docker_client.api.inspect_container(name)
     return int(attrs["NetworkSettings"]["Ports"][port][0]["HostPort"])

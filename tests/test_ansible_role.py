@@ -29,7 +29,6 @@ from tests.deploy_support import (
     SOCKET_BIND,
     ansible_playbook,
     build_image,
-    container_logs,
     published_port,
     remove_container,
     run_web,
@@ -37,6 +36,7 @@ from tests.deploy_support import (
     session_labels,
     tool,
     unique,
+    wait_registered,
 )
 
 pytestmark = pytest.mark.slow
@@ -118,11 +118,7 @@ def test_container_mode_creates_a_host_network_container_that_registers(
         service = unique("deploy-role")
         web = run_web(containers, service)
         sid = service_id(web)
-        try:
-            services = consul.wait_for(lambda s: sid in s, timeout=30)
-        except AssertionError as exc:
-            logs = container_logs(role_container)
-            raise AssertionError(f"{exc}\n--- registrator ---\n{logs}") from None
+        services = wait_registered(consul, sid, role_container)
         assert services[sid]["Service"] == service
         assert services[sid]["Tags"] == ["ami"]
         assert services[sid]["Port"] == published_port(docker_client, web)

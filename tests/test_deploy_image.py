@@ -31,6 +31,7 @@ from tests.deploy_support import (
     service_id,
     tool,
     unique,
+    wait_registered,
 )
 
 
@@ -131,10 +132,7 @@ def test_image_registers_and_deregisters_like_the_role_runs_it(
     service = unique("deploy-image")
     web = run_web(containers, service)
     sid = service_id(web)
-    try:
-        services = consul.wait_for(lambda s: sid in s, timeout=30)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n--- registrator ---\n{container_logs(name)}") from None
+    services = wait_registered(consul, sid, name)
     registered = services[sid]
     assert registered["Service"] == service
     assert registered["Address"] == "127.0.0.1"
