@@ -15,6 +15,7 @@ import socket
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import FrameType
 
 from registrator import __version__
@@ -38,16 +39,62 @@ from registrator.systemd import Notifier
 log = logging.getLogger("registrator")
 
 COMMANDS = ("run", "resync", "plan")
-BOOL_FLAGS = (
-    "internal",
-    "explicit",
-    "cleanup",
-    "dry-run",
-    "allow-script-checks",
-    "deregister-on-shutdown",
-    "require-healthy",
-    "drain",
-)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One option: ``-name`` and ``--name``; its type is its default's (a bool is a switch)."""
+
+    name: str
+    default: str | int | float | bool
+    help: str
+    metavar: str = ""
+    dest: str = ""  # the Config field; default: the name with '-' as '_'
+
+    @property
+    def field(self) -> str:
+        return self.dest or self.name.replace("-", "_")
+
+
+FLAGS = (
+    Flag("ip", "", "IP for ports mapped to the host (overrides the detected one)", "IP"),
+    Flag("internal", False, "use the container IP and exposed ports instead of published ones"),
+    Flag("explicit", False, "only register containers that set SERVICE_NAME"),
+    Flag("tags", "", "comma-separated tags appended to every service", "TAGS", "force_tags"),
+    Flag("useIpFromLabel", "", "use the IP in this container label as the service address",
+         "LABEL", "use_ip_from_label"),
+    Flag("deregister", "always", '"always" (default) or "on-success": deregister at exit only '
+         "if the exit code is 0 or a signal", "MODE"),
+    Flag("cleanup", False, "remove services this host's registrator owns whose container is gone"),
+    Flag("resync", 0.0, "re-list Docker every SECONDS (0: never); writes only what differs",
+         "SECONDS"),
+    Flag("retry-attempts", 0, "at start, retries while Consul is unreachable (-1: forever)", "N"),
+    Flag("retry-interval", 2000, "milliseconds between those retries (default 2000)", "MS",
+         "retry_interval_ms"),
+    Flag("ttl", 0, "accepted for compatibility; no effect with Consul", "SECONDS"),
+    Flag("ttl-refresh", 0, "accepted for compatibility; no effect with Consul", "SECONDS"),
+    Flag("dry-run", False, "follow Docker and log what would be registered; touch no registry"),
+    Flag("allow-script-checks", False,
+         "allow SERVICE_CHECK_SCRIPT/CMD (the agent then runs commands on this host)"),
+    Flag("deregister-on-shutdown", False,
+         "deregister this process's services when it stops (default: leave them)"),
+    Flag("agent-poll", 2.0, "how often the agent is compared with Docker's state (one read)",
+         "SECONDS"),
+    Flag("consul-timeout", 5.0, "timeout of one request to the agent", "SECONDS"),
+    Flag("workers", 8, "containers inspected in parallel", "N"),
+    Flag("require-healthy", False,
+         "register containers that have a Docker HEALTHCHECK only while healthy"),
+    Flag("drain", False, "deregister at the stop signal (docker stop/kill), not at exit"),
+    Flag("drain-grace", 15.0,
+         "a container still running this long after the signal is registered again", "SECONDS"),
+    Flag("metrics-addr", "", "serve Prometheus /metrics and /healthz here (e.g. 127.0.0.1:9102)",
+         "HOST:PORT"),
+    Flag("healthz-threshold", 60.0, "/healthz fails once Docker or Consul is unreachable this long",
+         "SECONDS", "health_threshold"),
+    Flag("log-format", "text", "text or json", "FORMAT"),
+    Flag("log-level", "INFO", "DEBUG, INFO, WARNING, ERROR", "LEVEL"),
+)  # fmt: skip
+BOOL_FLAGS = tuple(f.name for f in FLAGS if isinstance(f.default, bool))
 
 
 class UsageError(Exception):
@@ -70,160 +117,26 @@ def build_parser(command: str) -> _Parser:
         allow_abbrev=False,
         add_help=False,
     )
-
-    def flag(name: str, **kwargs: object) -> None:
-        parser.add_argument(f"-{name}", f"--{name}", **kwargs)  # type: ignore[arg-type]
-
     parser.add_argument("-h", "-help", "--help", action="help", help="show this help and exit")
     parser.add_argument(
         "-version", "--version", action="version", version=f"registrator {__version__}"
     )
-    flag(
-        "ip",
-        default="",
-        metavar="IP",
-        help="IP for ports mapped to the host (overrides the detected one)",
-    )
-    flag(
-        "internal",
-        action="store_true",
-        help="use the container IP and exposed ports instead of published ones",
-    )
-    flag("explicit", action="store_true", help="only register containers that set SERVICE_NAME")
-    flag("tags", default="", metavar="TAGS", help="comma-separated tags appended to every service")
-    flag(
-        "useIpFromLabel",
-        dest="use_ip_from_label",
-        default="",
-        metavar="LABEL",
-        help="use the IP in this container label as the service address",
-    )
-    flag(
-        "deregister",
-        default="always",
-        metavar="MODE",
-        help='"always" (default) or "on-success": deregister at exit only if the exit code is 0 or a signal',
-    )
-    flag(
-        "cleanup",
-        action="store_true",
-        help="remove services this host's registrator owns whose container is gone",
-    )
-    flag(
-        "resync",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="re-list Docker every SECONDS (0: never); writes only what differs",
-    )
-    flag(
-        "retry-attempts",
-        dest="retry_attempts",
-        type=int,
-        default=0,
-        metavar="N",
-        help="at start, retries while Consul is unreachable (-1: forever)",
-    )
-    flag(
-        "retry-interval",
-        dest="retry_interval",
-        type=int,
-        default=2000,
-        metavar="MS",
-        help="milliseconds between those retries (default 2000)",
-    )
-    flag(
-        "ttl",
-        type=int,
-        default=0,
-        metavar="SECONDS",
-        help="accepted for compatibility; no effect with Consul",
-    )
-    flag(
-        "ttl-refresh",
-        dest="ttl_refresh",
-        type=int,
-        default=0,
-        metavar="SECONDS",
-        help="accepted for compatibility; no effect with Consul",
-    )
-    flag(
-        "dry-run",
-        dest="dry_run",
-        action="store_true",
-        help="follow Docker and log what would be registered; touch no registry",
-    )
-    flag(
-        "allow-script-checks",
-        dest="allow_script_checks",
-        action="store_true",
-        help="allow SERVICE_CHECK_SCRIPT/CMD (the agent then runs commands on this host)",
-    )
-    flag(
-        "deregister-on-shutdown",
-        dest="deregister_on_shutdown",
-        action="store_true",
-        help="deregister this process's services when it stops (default: leave them)",
-    )
-    flag(
-        "agent-poll",
-        dest="agent_poll",
-        type=float,
-        default=2.0,
-        metavar="SECONDS",
-        help="how often the agent is compared with Docker's state (one read)",
-    )
-    flag(
-        "consul-timeout",
-        dest="consul_timeout",
-        type=float,
-        default=5.0,
-        metavar="SECONDS",
-        help="timeout of one request to the agent",
-    )
-    flag("workers", type=int, default=8, metavar="N", help="containers inspected in parallel")
-    flag(
-        "require-healthy",
-        dest="require_healthy",
-        action="store_true",
-        help="register containers that have a Docker HEALTHCHECK only while healthy",
-    )
-    flag(
-        "drain",
-        action="store_true",
-        help="deregister at the stop signal (docker stop/kill), not at exit",
-    )
-    flag(
-        "drain-grace",
-        dest="drain_grace",
-        type=float,
-        default=15.0,
-        metavar="SECONDS",
-        help="a container still running this long after the signal is registered again",
-    )
-    flag(
-        "metrics-addr",
-        dest="metrics_addr",
-        default="",
-        metavar="HOST:PORT",
-        help="serve Prometheus /metrics and /healthz here (e.g. 127.0.0.1:9102)",
-    )
-    flag(
-        "healthz-threshold",
-        dest="health_threshold",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="/healthz fails once Docker or Consul is unreachable this long",
-    )
-    flag("log-format", dest="log_format", default="text", metavar="FORMAT", help="text or json")
-    flag(
-        "log-level",
-        dest="log_level",
-        default="INFO",
-        metavar="LEVEL",
-        help="DEBUG, INFO, WARNING, ERROR",
-    )
+    for flag in FLAGS:
+        names = (f"-{flag.name}", f"--{flag.name}")
+        if isinstance(flag.default, bool):
+            parser.add_argument(*names, dest=flag.field, action="store_true", help=flag.help)
+            parser.add_argument(
+                f"--no-{flag.name}", dest=flag.field, action="store_false", help=argparse.SUPPRESS
+            )
+        else:
+            parser.add_argument(
+                *names,
+                dest=flag.field,
+                type=type(flag.default),
+                default=flag.default,
+                metavar=flag.metavar,
+                help=flag.help,
+            )
     if command == "plan":
         parser.add_argument(
             "-json", "--json", dest="plan_json", action="store_true", help="print JSON"
@@ -233,9 +146,6 @@ def build_parser(command: str) -> _Parser:
         nargs="*",
         help="registry URI: consul://host:port, consul-tls://, consul-unix:///path",
     )
-    for name in BOOL_FLAGS:
-        dest = name.replace("-", "_")
-        parser.add_argument(f"--no-{name}", dest=dest, action="store_false", help=argparse.SUPPRESS)
     return parser
 
 
@@ -278,7 +188,7 @@ def parse_config(
         raise UsageError("-ttl and -ttl-refresh must be specified together or not at all")
     if args.ttl > 0 and args.ttl <= args.ttl_refresh:
         raise UsageError("-ttl must be greater than -ttl-refresh")
-    if args.retry_interval <= 0:
+    if args.retry_interval_ms <= 0:
         raise UsageError("-retry-interval must be greater than 0")
     if args.retry_attempts < -1:
         raise UsageError("-retry-attempts must be -1 (forever) or more")
@@ -304,37 +214,16 @@ def parse_config(
         endpoint = parse_registry_uri(args.uri[0], env)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    values = {flag.field: getattr(args, flag.field) for flag in FLAGS}
+    values["force_tags"] = tuple(split_tags(args.force_tags))
+    values["log_level"] = level
     return command, Config(
         consul=endpoint,
         token=acl_token(env),
         docker_host=docker_host(env),
         hostname=hostname or socket.gethostname(),
-        ip=args.ip,
-        internal=args.internal,
-        explicit=args.explicit,
-        force_tags=tuple(split_tags(args.tags)),
-        use_ip_from_label=args.use_ip_from_label,
-        deregister=args.deregister,
-        cleanup=args.cleanup,
-        resync=args.resync,
-        retry_attempts=args.retry_attempts,
-        retry_interval_ms=args.retry_interval,
-        ttl=args.ttl,
-        ttl_refresh=args.ttl_refresh,
-        allow_script_checks=args.allow_script_checks,
-        dry_run=args.dry_run,
-        deregister_on_shutdown=args.deregister_on_shutdown,
-        agent_poll=args.agent_poll,
-        consul_timeout=args.consul_timeout,
-        workers=args.workers,
-        log_level=level,
         plan_json=getattr(args, "plan_json", False),
-        log_format=args.log_format,
-        require_healthy=args.require_healthy,
-        drain=args.drain,
-        drain_grace=args.drain_grace,
-        metrics_addr=args.metrics_addr,
-        health_threshold=args.health_threshold,
+        **values,
     )
 
 
