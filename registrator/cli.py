@@ -30,6 +30,7 @@ from registrator.consul_agent import ConsulAgent, ConsulError, ConsulRejected
 from registrator.daemon import Daemon
 from registrator.derive import DeriveOptions, split_tags
 from registrator.docker_source import DockerSource
+from registrator.legacy import adopting
 from registrator.logs import setup_logging
 from registrator.metrics import Metrics, MetricsServer
 from registrator.oneshot import EXIT_ERROR, run_plan, run_resync
@@ -66,6 +67,8 @@ FLAGS = (
     Flag("deregister", "always", '"always" (default) or "on-success": deregister at exit only '
          "if the exit code is 0 or a signal", "MODE"),
     Flag("cleanup", False, "remove services this host's registrator owns whose container is gone"),
+    Flag("adopt", False, "take over the services gliderlabs/registrator registered on this host: "
+         "mark those a container wants; the others are stale owned ones"),
     Flag("resync", 0.0, "re-list Docker every SECONDS (0: never); writes only what differs",
          "SECONDS"),
     Flag("retry-attempts", 0, "at start, retries while Consul is unreachable (-1: forever)", "N"),
@@ -336,7 +339,10 @@ def run_daemon(config: Config) -> int:
             log.error("cannot serve metrics on %s: %s", config.metrics_addr, exc.strerror)
             return 1
         server.start()
-    reconciler = Reconciler(agent, owner=config.hostname, cleanup=config.cleanup, metrics=metrics)
+    reconciler = Reconciler(
+        adopting(agent, config.adopt), owner=config.hostname, cleanup=config.cleanup,
+        metrics=metrics,
+    )  # fmt: skip
     daemon = Daemon(
         config,
         derive_options(config),

@@ -51,6 +51,7 @@ class Config:
     use_ip_from_label: str = ""
     deregister: str = "always"
     cleanup: bool = False
+    adopt: bool = False
     resync: float = 0.0
     retry_attempts: int = 0
     retry_interval_ms: int = 2000

@@ -7,6 +7,7 @@ unreachable or failing (``ConsulUnavailable``: retry later) or it refused this o
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -151,11 +152,33 @@ class ConsulAgent:
             if svc.meta_dict.get(OWNER_META_KEY) == owner
         }
 
-    def register(self, service: Service) -> None:
+    def register(self, service: Service, replace_checks: bool = False) -> None:
+        """Register (or update) a service. ``replace_checks`` also removes the checks the
+        service has on the agent that this registration does not define (Consul's
+        ``replace-existing-checks``); otherwise the agent keeps them."""
         what = f"registering {service.id}"
         for attempt in self._retrying():
             with attempt:
-                self._call(what, self._client.agent.service.register, **service.to_registration())
+                if replace_checks:
+                    self._call(what, self._register_replacing_checks, service)
+                else:
+                    self._call(
+                        what, self._client.agent.service.register, **service.to_registration()
+                    )
+
+    def _register_replacing_checks(self, service: Service) -> None:
+        # python-consul2's register cannot pass the query parameter: send the same body.
+        names = {"name": "Name", "service_id": "ID", "address": "Address", "port": "Port",
+                 "tags": "Tags", "meta": "Meta", "check": "Check"}  # fmt: skip
+        body = {names[k]: v for k, v in service.to_registration().items() if v}
+        headers = {"X-Consul-Token": self._client.token} if self._client.token else {}
+        self._client.http.put(
+            consul.base.CB.bool(),
+            "/v1/agent/service/register",
+            params=[("replace-existing-checks", "true")],
+            data=json.dumps(body),
+            headers=headers,
+        )
 
     def deregister(self, service_id: str) -> bool:
         """Remove a service; False when the agent had no such service (already gone), which

@@ -15,7 +15,8 @@ from registrator.consul_agent import ConsulAgent, ConsulError
 from registrator.daemon import Daemon
 from registrator.derive import DeriveOptions
 from registrator.docker_source import DockerSource, DockerUnavailable
-from registrator.model import Service
+from registrator.legacy import AdoptingAgent, adopting
+from registrator.model import OWNER_META_KEY, Service
 from registrator.reconcile import Outcome, Plan, Reconciler
 
 EXIT_OK = 0
@@ -39,7 +40,7 @@ def load_desired(config: Config, options: DeriveOptions, agent: ConsulAgent | No
             agent.ping()
         except ConsulError as exc:
             raise OneShotError(f"Consul unreachable at {config.consul}: {exc}") from None
-    reconciler = Reconciler(agent, owner=config.hostname, cleanup=True)
+    reconciler = Reconciler(adopting(agent, config.adopt), owner=config.hostname, cleanup=True)
     daemon = Daemon(config, options, reconciler, lambda: docker)
     try:
         with ThreadPoolExecutor(config.workers) as pool:
@@ -57,26 +58,35 @@ def run_resync(config: Config, options: DeriveOptions, agent: ConsulAgent | None
         print(f"registrator resync: {exc}", file=sys.stderr)
         return EXIT_ERROR
     outcome = reconciler.sync(remove_stale=True)
-    print_outcome(outcome)
+    legacy = reconciler.agent if isinstance(reconciler.agent, AdoptingAgent) else None
+    print_outcome(outcome, legacy)
     if outcome.unavailable:
         print(f"registrator resync: Consul failed: {outcome.unavailable}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK if outcome.complete else EXIT_ERROR
 
 
-def print_outcome(outcome: Outcome) -> None:
+def print_outcome(outcome: Outcome, legacy: AdoptingAgent | None = None) -> None:
+    """One line per service, then the counts; services taken over from gliderlabs/registrator
+    (``-adopt``) say so, and are also counted as added or removed."""
+    adopted = set(legacy.adopted) if legacy else set()
+    removed = set(legacy.removed) if legacy else set()
     for service in outcome.registered:
-        print(f"added      {service.id}  ({service.name} {service.address}:{service.port})")
+        verb = "adopted" if service.id in adopted else "added"
+        print(f"{verb:<10} {service.id}  ({service.name} {service.address}:{service.port})")
     for service_id in outcome.deregistered:
-        print(f"removed    {service_id}")
+        print(f"removed    {service_id}" + ("  (legacy)" if service_id in removed else ""))
     for service_id in outcome.unchanged:
         print(f"unchanged  {service_id}")
     for service_id, reason in outcome.rejected:
         print(f"failed     {service_id}: {reason}")
+    n_adopted = sum(s.id in adopted for s in outcome.registered)
+    n_removed = sum(sid in removed for sid in outcome.deregistered)
     print(
-        f"{len(outcome.registered)} added, {len(outcome.deregistered)} removed, "
-        f"{len(outcome.unchanged)} unchanged, {len(outcome.rejected)} failed"
-    )
+        f"{len(outcome.registered)} added" + (f" ({n_adopted} adopted)" if n_adopted else "")
+        + f", {len(outcome.deregistered)} removed" + (f" ({n_removed} legacy)" if n_removed else "")
+        + f", {len(outcome.unchanged)} unchanged, {len(outcome.rejected)} failed"
+    )  # fmt: skip
 
 
 def run_plan(
@@ -103,15 +113,30 @@ def run_plan(
 def plan_rows(
     plan: Plan, actual: dict[str, Service], desired: dict[str, Service]
 ) -> list[dict[str, Any]]:
-    rows = [_row("update" if svc.id in actual else "add", svc) for svc in plan.register]
-    rows += [_row("remove", actual[sid]) for sid in plan.deregister]
+    """Rows of the plan. With ``-adopt`` the owned services include gliderlabs/registrator's
+    unmarked ones of this host: ``adopt`` marks one a container wants, ``remove`` drops one no
+    container wants (``legacy`` tells them from registrator's own)."""
+
+    def legacy(sid: str) -> bool:
+        return sid in actual and OWNER_META_KEY not in actual[sid].meta_dict
+
+    rows = [
+        _row(
+            "adopt" if legacy(svc.id) else "update" if svc.id in actual else "add",
+            svc,
+            legacy(svc.id),
+        )
+        for svc in plan.register
+    ]
+    rows += [_row("remove", actual[sid], legacy(sid)) for sid in plan.deregister]
     rows += [_row("unchanged", desired[sid]) for sid in plan.unchanged]
     return rows
 
 
-def _row(action: str, service: Service) -> dict[str, Any]:
+def _row(action: str, service: Service, legacy: bool = False) -> dict[str, Any]:
     return {
         "action": action,
+        "legacy": legacy,
         "id": service.id,
         "name": service.name,
         "address": service.address,
@@ -142,7 +167,9 @@ def print_plan_table(rows: list[dict[str, Any]]) -> None:
             "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         )
     counts = {action: sum(r["action"] == action for r in rows) for action in
-              ("add", "update", "remove", "unchanged")}  # fmt: skip
+              ("add", "adopt", "update", "remove", "unchanged")}  # fmt: skip
+    if not counts["adopt"]:
+        del counts["adopt"]  # only -adopt finds any: the summary is otherwise as without it
     print(
         ", ".join(
             f"{n} to {a}" if a != "unchanged" else f"{n} unchanged" for a, n in counts.items()
