@@ -98,7 +98,7 @@ class AdoptingAgent:
                 "removed legacy service %s: no running container wants it (registered by %s)",
                 service_id,
                 LEGACY_ORIGIN,
-                extra=fields("remove-legacy", "", "", service_id),
+                extra=fields("remove_legacy", "", "", service_id),
             )
         return existed
 

@@ -2,9 +2,9 @@
 Consul double with exactly what a host running it holds before the switch.
 
 Written from its source: bridge/bridge.go (``add``, ``newService``: ports, name, ID, address,
-tags, attributes), bridge/util.go (``serviceMetaData``: labels overridden by env vars, per-port
-keys; ``servicePort``; ``combineTags``/``recParseEscapedComma``, which returns the tags of a
-comma list in reverse order) and consul/consul.go (``Register``: ID, Name, Port, Tags, Address,
+tags, attributes), bridge/util.go (``serviceMetaData``: env vars and labels, per-port keys;
+``servicePort``; ``combineTags``/``recParseEscapedComma``, which returns the tags of a comma
+list in reverse order) and consul/consul.go (``Register``: ID, Name, Port, Tags, Address,
 Check from ``buildCheck``, Meta = the remaining attributes; no owner mark). Only the parts a
 test container exercises are covered: no ``-internal``, ``-useIpFromLabel``, container network
 modes, ``check_cmd`` or gRPC checks.
@@ -46,12 +46,14 @@ def go_combine_tags(*parts: str) -> list[str]:
 
 
 def go_metadata(config: Mapping[str, Any], port: str) -> tuple[dict[str, str], set[str]]:
-    """``serviceMetaData``: labels, overridden by env vars; ``SERVICE_`` keys lower-cased; a
-    key whose first part is a number belongs to that port and wins over the generic key."""
-    merged: dict[str, str] = dict(config.get("Labels") or {})
+    """``serviceMetaData``: env vars, then labels (versions differ on which wins when both set
+    a key; these tests never set one twice); ``SERVICE_`` keys lower-cased; a key whose first
+    part is a number belongs to that port and wins over the generic key."""
+    merged: dict[str, str] = {}
     for entry in config.get("Env") or []:
         key, _, value = entry.partition("=")
         merged[key] = value
+    merged.update(config.get("Labels") or {})
     metadata: dict[str, str] = {}
     from_port: set[str] = set()
     for raw, value in merged.items():

@@ -23,12 +23,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import HOSTNAME, REPO
+from registrator.model import OWNER_META_KEY
+from tests.conftest import HOSTNAME, REPO, TEST_IMAGE
 from tests.consul_double import ConsulDouble
 from tests.deploy_support import (
     SOCKET_BIND,
     ansible_playbook,
     build_image,
+    container_logs,
     published_port,
     remove_container,
     run_web,
@@ -38,6 +40,7 @@ from tests.deploy_support import (
     unique,
     wait_registered,
 )
+from tests.go_registrator import go_registrations
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +104,8 @@ def test_container_mode_creates_a_host_network_container_that_registers(
             [f"{SOCKET_BIND}:rw", f"{token_file}:{secret}:ro"]
         ), host_config["Binds"]
         assert attrs["Config"]["Cmd"] == [
-            "-ip", "127.0.0.1", "-cleanup", "-tags", "ami", f"consul://127.0.0.1:{consul.port}",
+            "-ip", "127.0.0.1", "-cleanup", "-adopt", "-tags", "ami",
+            f"consul://127.0.0.1:{consul.port}",
         ]  # fmt: skip
         # The token is in a root-only file, not in the environment `docker inspect` shows.
         assert f"CONSUL_HTTP_TOKEN_FILE={secret}" in attrs["Config"]["Env"]
@@ -131,6 +135,65 @@ def test_container_mode_creates_a_host_network_container_that_registers(
 
         containers.rm(web)
         consul.wait_for(lambda s: sid not in s, timeout=30)
+
+
+@pytest.mark.docker
+def test_container_mode_replaces_the_go_registrator_on_a_live_host(
+    role_container: str, containers: Any, docker_client: Any
+) -> None:
+    """The documented migration: the role's container name is taken by the Go original's
+    container; the role replaces it (its image differs), starts registrator, and registrator
+    takes over what the Go original registered."""
+    with ConsulDouble() as consul:
+        # In the Go original's place: a container of that name and deployment, another image.
+        old_id = subprocess.run(
+            ["docker", "run", "-d", "--pull=never", "--name", role_container, "--net=host",
+             "-v", SOCKET_BIND, "--label", "=".join(next(iter(session_labels().items()))),
+             TEST_IMAGE, "sleep", "600"],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.strip()  # fmt: skip
+        web = run_web(containers, unique("deploy-adopt"))
+        gone = run_web(containers, unique("deploy-gone"))
+        for name in (web, gone):
+            inspect = docker_client.api.inspect_container(name)
+            for body in go_registrations(inspect, HOSTNAME, host_ip="127.0.0.1"):
+                consul.register(body)
+        containers.rm(gone)
+        web_id, gone_id = service_id(web), service_id(gone)
+        assert OWNER_META_KEY not in consul.services()[web_id].get("Meta", {})
+
+        uri = f"consul://127.0.0.1:{consul.port}"
+        role_vars = {
+            "registrator_image": "registrator:test",
+            "registrator_image_pull": "never",
+            "registrator_container_name": role_container,
+            "registrator_container_labels": session_labels(),
+            "registrator_ip": "127.0.0.1",
+            "registrator_registry_uri": uri,
+            "registrator_start": True,  # a live host: start the new one at once
+        }
+        ansible_playbook(role_vars).ok()
+        attrs = docker_client.api.inspect_container(role_container)
+        assert attrs["Id"] != old_id
+        assert attrs["Config"]["Image"] == "registrator:test"
+        assert attrs["State"]["Running"] is True
+        assert attrs["Config"]["Cmd"] == ["-ip", "127.0.0.1", "-cleanup", "-adopt", uri]
+
+        def taken_over(services: dict[str, Any]) -> bool:
+            meta = services.get(web_id, {}).get("Meta") or {}
+            return meta.get(OWNER_META_KEY) == HOSTNAME and gone_id not in services
+
+        try:
+            consul.wait_for(taken_over, timeout=30)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{container_logs(role_container)}") from None
+        logs = container_logs(role_container)
+        assert f"adopted legacy service {web_id} of container {web} " in logs, logs
+        assert f"removed legacy service {gone_id}: no running container wants it" in logs, logs
+
+        again = ansible_playbook(role_vars).ok()
+        assert again.recap()["changed"] == 0, again.output
+        assert docker_client.api.inspect_container(role_container)["Id"] == attrs["Id"]
 
 
 def unit_settings(unit: str) -> dict[str, list[str]]:
@@ -195,7 +258,7 @@ def test_systemd_mode_renders_a_verified_unit_and_a_working_venv(
         # % and $ are escaped for systemd, so registrator gets the words it was given.
         assert exec_start_argv(settings["ExecStart"][0]) == [
             str(venv / "bin/registrator"),
-            "-ip", "127.0.0.1", "-cleanup", "-tags", "ami,100%,x$y", uri,
+            "-ip", "127.0.0.1", "-cleanup", "-adopt", "-tags", "ami,100%,x$y", uri,
         ]  # fmt: skip
         assert "'ami,100%%,x$$y'" in settings["ExecStart"][0]
 
