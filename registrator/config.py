@@ -11,6 +11,8 @@ DEFAULT_CONSUL_ADDRESS = "127.0.0.1:8500"
 DEFAULT_CONSUL_TLS_PORT = 8501
 DOCKER_SOCKET_IN_CONTAINER = "/tmp/docker.sock"
 DOCKER_SOCKET_DEFAULT = "/var/run/docker.sock"
+# The ECS agent's introspection API, bound to the instance's loopback (agent >= 1.44.4).
+DEFAULT_ECS_AGENT_URI = "http://127.0.0.1:51678"
 
 
 class ConfigError(ValueError):
@@ -71,6 +73,8 @@ class Config:
     metrics_addr: str = ""
     health_threshold: float = 60.0
     plan_json: bool = False
+    ecs: bool = False
+    ecs_agent_uri: str = DEFAULT_ECS_AGENT_URI
 
 
 def parse_registry_uri(uri: str, env: Mapping[str, str]) -> ConsulEndpoint:
@@ -105,6 +109,26 @@ def parse_registry_uri(uri: str, env: Mapping[str, str]) -> ConsulEndpoint:
     if not tls:
         return ConsulEndpoint(scheme="http", host=host, port=port)
     return tls_endpoint(host, port, env)
+
+
+def parse_ecs_agent_uri(uri: str) -> tuple[str, int]:
+    """``http://host[:port]`` -> (host, port). The introspection API speaks plain HTTP on the
+    instance; anything else (a path, a query, credentials, https) is a mistake worth saying."""
+    parts = urlsplit(uri)
+    usage = "use http://HOST[:PORT], e.g. " + DEFAULT_ECS_AGENT_URI
+    if parts.scheme != "http":
+        raise ConfigError(f"-ecs-agent-uri {uri!r}: {usage}")
+    try:
+        port = 80 if parts.port is None else parts.port
+    except ValueError:
+        port = 0
+    if not port:
+        raise ConfigError(f"-ecs-agent-uri {uri!r}: bad port; {usage}")
+    if not parts.hostname or parts.username is not None or parts.password is not None:
+        raise ConfigError(f"-ecs-agent-uri {uri!r}: {usage}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"-ecs-agent-uri {uri!r}: unexpected path or query; {usage}")
+    return parts.hostname, port
 
 
 def tls_endpoint(host: str, port: int, env: Mapping[str, str]) -> ConsulEndpoint:

@@ -38,6 +38,19 @@ CHECK_STATUSES = frozenset({"passing", "warning", "critical"})
 # Go's time.ParseDuration, which Consul uses for every check duration.
 GO_DURATION_RE = re.compile(r"^[-+]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$")
 
+# Docker labels the ECS agent puts on every container of a task.
+ECS_TASK_ARN_LABEL = "com.amazonaws.ecs.task-arn"
+ECS_CONTAINER_NAME_LABEL = "com.amazonaws.ecs.container-name"
+ECS_PAUSE_CONTAINER_NAME = "~internal~ecs~pause"
+# Meta key -> the label it is read from, for every service of an ECS container (with -ecs).
+ECS_META_LABELS = (
+    ("ecs_cluster", "com.amazonaws.ecs.cluster"),
+    ("ecs_task_arn", ECS_TASK_ARN_LABEL),
+    ("ecs_task_family", "com.amazonaws.ecs.task-definition-family"),
+    ("ecs_task_revision", "com.amazonaws.ecs.task-definition-version"),
+    ("ecs_container_name", ECS_CONTAINER_NAME_LABEL),
+)
+
 
 def valid_duration(value: str, positive: bool = True) -> bool:
     """True when Consul would parse ``value`` (and it is > 0, when ``positive``)."""
@@ -59,6 +72,16 @@ class DeriveOptions:
     use_ip_from_label: str = ""
     allow_script_checks: bool = False
     require_healthy: bool = False  # -require-healthy: wait for Docker's HEALTHCHECK
+    ecs: bool = False  # -ecs: awsvpc tasks from the ECS agent, ecs_* Meta from the labels
+
+
+@dataclass(frozen=True)
+class AwsvpcNetwork:
+    """What the ECS agent says of one container of an awsvpc task: the addresses of the
+    task's ENI (Docker knows nothing of it) and the container's port mappings."""
+
+    ipv4_addresses: tuple[str, ...]
+    ports: tuple[tuple[int, str], ...] = ()  # (container port, "tcp" or "udp")
 
 
 @dataclass(frozen=True)
@@ -88,6 +111,7 @@ class PortCandidate:
     host_port: str
     host_ip: str
     exposed_ip: str
+    awsvpc: bool = False  # the address is the task ENI's: -ip and peers do not apply
 
 
 @dataclass
@@ -178,7 +202,7 @@ def port_candidates(container: Mapping[str, Any]) -> list[PortCandidate]:
     the published bindings Docker reports; the first binding of a port wins."""
     config = _d(container.get("Config"))
     settings = _d(container.get("NetworkSettings"))
-    network_mode = str(_d(container.get("HostConfig")).get("NetworkMode") or "")
+    network_mode = _network_mode(container)
 
     exposed_ip = str(settings.get("IPAddress") or "")
     if not exposed_ip:
@@ -216,19 +240,80 @@ def port_candidates(container: Mapping[str, Any]) -> list[PortCandidate]:
     return candidates
 
 
+def awsvpc_candidates(network: AwsvpcNetwork) -> list[PortCandidate]:
+    """An awsvpc container's ports, from the ECS agent: each at the task ENI's first IPv4
+    address, the container port being the port (in awsvpc the host port equals it)."""
+    address = network.ipv4_addresses[0] if network.ipv4_addresses else ""
+    found: dict[tuple[int, str], PortCandidate] = {}
+    for number, protocol in network.ports:
+        found.setdefault(
+            (number, protocol),
+            PortCandidate(str(number), protocol, str(number), address, address, awsvpc=True),
+        )
+    return [found[key] for key in sorted(found)]
+
+
+def container_labels(container: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in _d(_d(container.get("Config")).get("Labels")).items()}
+
+
+def is_ecs_pause(container: Mapping[str, Any]) -> bool:
+    """The pause container the ECS agent makes for an awsvpc task: never a service."""
+    return container_labels(container).get(ECS_CONTAINER_NAME_LABEL) == ECS_PAUSE_CONTAINER_NAME
+
+
+def awsvpc_task_arn(
+    container: Mapping[str, Any], network_peer: Mapping[str, Any] | None = None
+) -> str:
+    """The task ARN of an ECS app container that Docker gives no address because it is in an
+    awsvpc task: network mode ``none``, or ``container:<id>`` of a container in ``none`` (the
+    task's pause container, whose ENI the ECS agent attached with CNI). "" otherwise."""
+    arn = container_labels(container).get(ECS_TASK_ARN_LABEL, "")
+    if not arn or is_ecs_pause(container):
+        return ""
+    mode = _network_mode(container)
+    if mode == "none":
+        return arn
+    if mode.startswith("container:") and network_peer is not None:
+        return arn if _network_mode(network_peer) == "none" else ""
+    return ""
+
+
+def _network_mode(container: Mapping[str, Any]) -> str:
+    return str(_d(container.get("HostConfig")).get("NetworkMode") or "")
+
+
+def ecs_meta(labels: Mapping[str, str]) -> dict[str, str]:
+    """The ``ecs_*`` Meta of an ECS container's services, from its Docker labels."""
+    if not labels.get(ECS_TASK_ARN_LABEL):
+        return {}
+    return {key: labels[label] for key, label in ECS_META_LABELS if labels.get(label)}
+
+
 def derive_services(
     container: Mapping[str, Any],
     options: DeriveOptions,
     network_peer: Mapping[str, Any] | None = None,
+    awsvpc: AwsvpcNetwork | None = None,
 ) -> Derivation:
     """The services a container should have, whether or not it is running now.
 
     ``network_peer`` is the inspect of the container named by ``NetworkMode: container:<id>``
-    (its IP is the service address), when there is one.
+    (its IP is the service address), when there is one. ``awsvpc`` is what the ECS agent said
+    of the container when it is in an awsvpc task (see ``awsvpc_task_arn``; with ``-ecs``).
     """
     label = container_label(container)
     out = _Collector(label)
-    candidates = port_candidates(container)
+    if options.ecs and is_ecs_pause(container):
+        return Derivation(notes=("the pause container of an ECS task",))
+    if options.ecs and awsvpc_task_arn(container, network_peer):
+        if awsvpc is None:
+            return Derivation(notes=("awsvpc ECS task, and no answer from the ECS agent",))
+        candidates = awsvpc_candidates(awsvpc)
+        if not candidates:
+            return Derivation(notes=("no port mappings in the ECS task definition",))
+    else:
+        candidates = port_candidates(container)
     if not candidates:
         out.notes.append("no published ports")
         return Derivation((), (), tuple(out.notes))
@@ -267,7 +352,7 @@ def _service_for_port(
 ) -> Service | None:
     config = _d(container.get("Config"))
     env = config.get("Env") if isinstance(config.get("Env"), list) else []
-    labels = {str(k): str(v) for k, v in _d(config.get("Labels")).items()}
+    labels = container_labels(container)
     metadata, from_port = service_metadata(env or [], labels, port.exposed_port)
 
     if metadata.get("ignore", ""):
@@ -287,6 +372,8 @@ def _service_for_port(
         tags.append("udp")
 
     attrs = {k: v for k, v in metadata.items() if k not in CONTROL_KEYS}
+    if options.ecs:  # the container's own SERVICE_ECS_* keys win
+        attrs = {**ecs_meta(labels), **attrs}
     check = _build_check(attrs, address, port_number, options, out, container, port)
     meta = _valid_meta(attrs, options, out)
     meta[OWNER_META_KEY] = options.hostname
@@ -380,16 +467,18 @@ def _address(
     out: _Collector,
 ) -> tuple[str, int]:
     """Where the service answers: the original's precedence of host IP, ``-ip``,
-    ``-internal``, ``-useIpFromLabel`` and ``--network container:<id>``."""
-    host_ip = port.host_ip
-    if host_ip in UNSPECIFIED_ADDRESSES and options.host_ip:
-        host_ip = options.host_ip
-    if options.ip:
-        host_ip = options.ip
-    if options.internal:
+    ``-internal``, ``-useIpFromLabel`` and ``--network container:<id>``. An awsvpc task's
+    port is at its ENI's address, which only ``-useIpFromLabel`` overrides (``-ip`` names the
+    host's address for published ports; the task has an address of its own)."""
+    if port.awsvpc:
+        address, number = port.host_ip, port.host_port
+    elif options.internal:
         address, number = port.exposed_ip, port.exposed_port
     else:
-        address, number = host_ip, port.host_port
+        address = port.host_ip
+        if address in UNSPECIFIED_ADDRESSES and options.host_ip:
+            address = options.host_ip
+        address, number = options.ip or address, port.host_port
 
     if options.use_ip_from_label:
         from_label = labels.get(options.use_ip_from_label, "")
@@ -398,8 +487,8 @@ def _address(
         else:
             out.notes.append(f"label {options.use_ip_from_label!r} not found")
 
-    network_mode = str(_d(container.get("HostConfig")).get("NetworkMode") or "")
-    if network_mode.startswith("container:") and network_peer is not None:
+    network_mode = _network_mode(container)
+    if network_mode.startswith("container:") and network_peer is not None and not port.awsvpc:
         peer_settings = _d(network_peer.get("NetworkSettings"))
         address = str(peer_settings.get("IPAddress") or "")
         if not address:
@@ -555,8 +644,7 @@ def withheld_reason(container: Mapping[str, Any], options: DeriveOptions) -> str
     """
     config = _d(container.get("Config"))
     env = config.get("Env") if isinstance(config.get("Env"), list) else []
-    labels = {str(k): str(v) for k, v in _d(config.get("Labels")).items()}
-    metadata, _ = service_metadata(env or [], labels, "")
+    metadata, _ = service_metadata(env or [], container_labels(container), "")
     setting = metadata.get("require_healthy", "").strip().lower()
     required = setting in TRUE_WORDS if setting else options.require_healthy
     health = _d(_d(container.get("State")).get("Health"))

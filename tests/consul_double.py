@@ -1516,42 +1516,27 @@ class _Agent:
 # --------------------------------------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer that tracks its connections so stop() can cut keep-alive clients off."""
+class TrackingServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer that tracks its connections so stop() can cut keep-alive clients off
+    (the ECS agent double serves with it too)."""
 
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
-    request_queue_size = 128
 
-    def __init__(self, port: int, double: ConsulDouble, unix_socket: str = "") -> None:
-        if unix_socket:
-            self.address_family = socket.AF_UNIX
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(unix_socket)
-            super().__init__(unix_socket, _RequestHandler)  # type: ignore[arg-type]
-        else:
-            super().__init__(("127.0.0.1", port), _RequestHandler)
-        self.double = double
+    def __init__(self, address: Any, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
         self.stopping = threading.Event()
         self.conns: set[socket.socket] = set()
         self.conns_lock = threading.Lock()
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not isinstance(client_address, tuple):  # a Unix socket peer has no address
-            client_address = ("unix", 0)
         with self.conns_lock:
             if self.stopping.is_set():
                 self.close_request(request)
                 return
             self.conns.add(request)
         super().process_request(request, client_address)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A refused TLS handshake is the client's problem, as on a real agent: no traceback."""
-        if isinstance(sys.exc_info()[1], ssl.SSLError | ConnectionError):
-            return
-        super().handle_error(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
         with self.conns_lock:
@@ -1564,6 +1549,48 @@ class _Server(ThreadingHTTPServer):
         for conn in conns:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
+
+    def serve_in_thread(self, name: str) -> threading.Thread:
+        thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.01}, name=name, daemon=True
+        )
+        thread.start()
+        return thread
+
+    def close(self, thread: threading.Thread | None) -> None:
+        """Stop serving: the listener closes (new clients get connection refused), open
+        connections are cut, and the serving thread ends."""
+        self.stopping.set()
+        self.shutdown()
+        self.server_close()
+        self.cut_connections()
+        if thread is not None:
+            thread.join(timeout=2)
+
+
+class _Server(TrackingServer):
+    request_queue_size = 128
+
+    def __init__(self, port: int, double: ConsulDouble, unix_socket: str = "") -> None:
+        if unix_socket:
+            self.address_family = socket.AF_UNIX
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(unix_socket)
+            super().__init__(unix_socket, _RequestHandler)
+        else:
+            super().__init__(("127.0.0.1", port), _RequestHandler)
+        self.double = double
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not isinstance(client_address, tuple):  # a Unix socket peer has no address
+            client_address = ("unix", 0)
+        super().process_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A refused TLS handshake is the client's problem, as on a real agent: no traceback."""
+        if isinstance(sys.exc_info()[1], ssl.SSLError | ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -1708,14 +1735,8 @@ class ConsulDouble:
                 )
             if not self.unix_socket:
                 self.port = server.server_address[1]
-            thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": 0.01},
-                name=f"consul-double-{self.port}",
-                daemon=True,
-            )
-            self._server, self._thread = server, thread
-            thread.start()
+            self._server = server
+            self._thread = server.serve_in_thread(f"consul-double-{self.port}")
         return self
 
     def stop(self) -> None:
@@ -1732,11 +1753,7 @@ class ConsulDouble:
             with self._cond:
                 self._release_hung()
                 self._cond.notify_all()
-            server.shutdown()
-            server.server_close()
-            server.cut_connections()
-            if thread is not None:
-                thread.join(timeout=2)
+            server.close(thread)
 
     def restart(self, *, empty: bool = True) -> None:
         """Stop, then start on the same port; empty=True forgets every service and check."""
