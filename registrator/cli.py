@@ -20,10 +20,12 @@ from types import FrameType
 
 from registrator import __version__
 from registrator.config import (
+    DEFAULT_ECS_AGENT_URI,
     Config,
     ConfigError,
     acl_token,
     docker_host,
+    parse_ecs_agent_uri,
     parse_registry_uri,
 )
 from registrator.consul_agent import ConsulAgent, ConsulError, ConsulRejected
@@ -92,8 +94,12 @@ FLAGS = (
          "a container still running this long after the signal is registered again", "SECONDS"),
     Flag("metrics-addr", "", "serve Prometheus /metrics and /healthz here (e.g. 127.0.0.1:9102)",
          "HOST:PORT"),
-    Flag("healthz-threshold", 60.0, "/healthz fails once Docker or Consul is unreachable this long",
+    Flag("healthz-threshold", 60.0,
+         "/healthz fails once Docker, Consul or the ECS agent is unreachable this long",
          "SECONDS", "health_threshold"),
+    Flag("ecs", False, "ECS: register awsvpc tasks at their ENI address (from the ECS agent) "
+         "and add ecs_* Meta to ECS containers' services"),
+    Flag("ecs-agent-uri", DEFAULT_ECS_AGENT_URI, "the ECS agent's introspection API", "URL"),
     Flag("log-format", "text", "text or json", "FORMAT"),
     Flag("log-level", "INFO", "DEBUG, INFO, WARNING, ERROR", "LEVEL"),
 )  # fmt: skip
@@ -215,6 +221,7 @@ def parse_config(
 
     try:
         endpoint = parse_registry_uri(args.uri[0], env)
+        parse_ecs_agent_uri(args.ecs_agent_uri)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     values = {flag.field: getattr(args, flag.field) for flag in FLAGS}
@@ -254,6 +261,7 @@ def derive_options(config: Config) -> DeriveOptions:
         use_ip_from_label=config.use_ip_from_label,
         allow_script_checks=config.allow_script_checks,
         require_healthy=config.require_healthy,
+        ecs=config.ecs,
     )
 
 
@@ -329,7 +337,7 @@ def run_daemon(config: Config) -> int:
         agent = _make_agent(config)
         if not wait_for_consul(agent, config, stop):
             return 0 if stop.is_set() else 1
-    metrics = Metrics()
+    metrics = Metrics(ecs=config.ecs)
     server = None
     if config.metrics_addr:
         host, port = metrics_address(config.metrics_addr)

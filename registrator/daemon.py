@@ -8,6 +8,11 @@ Threads, each with one job:
 - agent: every ``agent_poll`` seconds compare the agent with the desired state (one read, no
   write when in step), which refills an agent that restarted empty and delivers what failed
   while Consul was down; every ``resync`` seconds re-list Docker too.
+
+With ``-ecs`` a worker asks the ECS agent where an awsvpc container answers before deriving
+its services. When the agent cannot say, the container is not registered (never at a guessed
+address), one warning says why, and a timer queues it again with backoff until the agent
+answers; no worker waits for it.
 """
 
 from __future__ import annotations
@@ -23,14 +28,20 @@ from typing import Any
 
 from registrator.config import Config
 from registrator.derive import (
+    ECS_CONTAINER_NAME_LABEL,
+    AwsvpcNetwork,
     DeriveOptions,
+    awsvpc_task_arn,
     container_label,
+    container_labels,
     derive_services,
     is_running,
     retained_after_exit,
     withheld_reason,
 )
 from registrator.docker_source import ContainerEvent, DockerSource, DockerUnavailable, EventStream
+from registrator.ecs_agent import EcsAgent, EcsAgentError
+from registrator.model import Service
 from registrator.reconcile import Outcome, Reconciler
 from registrator.systemd import Notifier
 from registrator.workqueue import Batch, WorkQueue
@@ -44,6 +55,10 @@ DRAIN_SIGNALS = frozenset({"2", "3", "9", "15", "SIGINT", "SIGQUIT", "SIGKILL", 
 RECONNECT_MIN = 0.2
 RECONNECT_MAX = 5.0
 UNREACHABLE_REPORT_EVERY = 30.0
+# Retries of an awsvpc container the ECS agent could not place: the first within a second,
+# then at most every ECS_RETRY_MAX seconds (so it registers within that of the agent answering).
+ECS_RETRY_FIRST = 1.0
+ECS_RETRY_MAX = 4.0
 
 
 @dataclass
@@ -60,6 +75,14 @@ class Backoff:
 
     def reset(self) -> None:
         self.current = 0.0
+
+
+@dataclass
+class _EcsRetry:
+    """The pending retry of one task's containers that the ECS agent could not place yet."""
+
+    backoff: Backoff
+    timer: threading.Timer | None = None
 
 
 class Daemon:
@@ -92,6 +115,14 @@ class Daemon:
         self.metrics = reconciler.metrics
         self.synced = threading.Event()  # set once the first full sync has been applied
         self.last_event_time = 0.0
+        self._ecs: EcsAgent | None = None
+        self._ecs_lock = threading.Lock()
+        self._ecs_tasks: dict[str, str] = {}  # awsvpc container ID -> its task ARN
+        self._ecs_waiting: dict[str, tuple[str, str]] = {}  # ID -> (task ARN, ECS name)
+        self._ecs_retries: dict[str, _EcsRetry] = {}  # task ARN -> its pending retry
+        if config.ecs:
+            self._ecs = EcsAgent(config.ecs_agent_uri, observer=self._ecs_observed)
+            reconciler.hold_stale = self._held_for_ecs
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -114,6 +145,10 @@ class Daemon:
         self._stop.set()
         self._wake_agent.set()
         self._queue.shutdown()
+        with self._ecs_lock:
+            for retry in self._ecs_retries.values():
+                if retry.timer is not None:
+                    retry.timer.cancel()
         stream = self._stream
         if stream is not None:
             stream.close()
@@ -242,7 +277,9 @@ class Daemon:
 
     def process(self, container_id: str, write: bool = True) -> None:
         """Bring one container's services in line with its current state (``write=False``:
-        only record what it wants; a later ``sync`` writes)."""
+        only record what it wants; a later ``sync`` writes; the one-shot commands, for which
+        an ECS agent that cannot place an awsvpc container raises EcsAgentError instead of
+        being retried)."""
         last = self._last_event.pop(container_id, None)
         if last is not None and self._exited_for_good(last):
             # Its newest event says it is not running: no inspect needed (a dying container
@@ -282,7 +319,18 @@ class Daemon:
         if withheld:
             self.reconciler.set_container(container_id, (), write=write)
             return
-        derivation = derive_services(container, self.options, self._network_peer(docker, container))
+        peer = self._network_peer(docker, container)
+        awsvpc: AwsvpcNetwork | None = None
+        task_arn = awsvpc_task_arn(container, peer) if self._ecs is not None else ""
+        if task_arn:
+            try:
+                awsvpc = self._ecs_network(container_id, container, task_arn)
+            except EcsAgentError as exc:
+                if not write:
+                    raise type(exc)(f"{label}: {exc}") from exc
+                self._ecs_wait(container_id, container, task_arn, exc)
+                return  # its services, if any, stay as they are: nothing is guessed
+        derivation = derive_services(container, self.options, peer, awsvpc)
         if self._problems.get(container_id) != tuple(map(str, derivation.problems)):
             for problem in derivation.problems:
                 log.warning("%s", problem)
@@ -316,6 +364,87 @@ class Daemon:
         self._problems.pop(container_id, None)
         self._withheld_logged.pop(container_id, None)
         self._draining.pop(container_id, None)
+        with self._ecs_lock:
+            self._ecs_waiting.pop(container_id, None)
+            task_arn = self._ecs_tasks.pop(container_id, None)
+            if task_arn is None:
+                return
+            self._ecs_settle(task_arn)
+            if self._ecs is not None and task_arn not in self._ecs_tasks.values():
+                self._ecs.forget(task_arn)  # the task's last container went
+
+    # --- the ECS agent -----------------------------------------------------------------
+
+    def _ecs_network(
+        self, container_id: str, container: Mapping[str, Any], task_arn: str
+    ) -> AwsvpcNetwork:
+        """What the ECS agent says of an awsvpc container (one request per task)."""
+        assert self._ecs is not None
+        with self._ecs_lock:
+            self._ecs_tasks[container_id] = task_arn
+        network = self._ecs.network(task_arn, container_id)
+        with self._ecs_lock:
+            waited = self._ecs_waiting.pop(container_id, None)
+            self._ecs_settle(task_arn)
+        if waited is not None:
+            log.info("%s: the ECS agent answered; registering", container_label(container))
+        return network
+
+    def _ecs_wait(
+        self, container_id: str, container: Mapping[str, Any], task_arn: str, exc: EcsAgentError
+    ) -> None:
+        """Not registered until the agent answers: say so once, retry the task with backoff."""
+        name = container_labels(container).get(ECS_CONTAINER_NAME_LABEL, "")
+        with self._ecs_lock:
+            first = container_id not in self._ecs_waiting
+            self._ecs_waiting[container_id] = (task_arn, name)
+            retry = self._ecs_retries.setdefault(
+                task_arn, _EcsRetry(Backoff(low=ECS_RETRY_FIRST, high=ECS_RETRY_MAX))
+            )
+            if retry.timer is None:
+                retry.timer = threading.Timer(retry.backoff.next(), self._ecs_retry, [task_arn])
+                retry.timer.daemon = True
+                retry.timer.start()
+        label = container_label(container)
+        if first:
+            log.warning("%s: not registered: %s; retrying until the ECS agent answers", label, exc)
+        else:
+            log.debug("%s: still not registered: %s", label, exc)
+
+    def _ecs_retry(self, task_arn: str) -> None:
+        """A task's retry is due: queue its waiting containers (the first one asks; the
+        others share its answer)."""
+        with self._ecs_lock:
+            retry = self._ecs_retries.get(task_arn)
+            if retry is None:
+                return
+            retry.timer = None
+            waiting = [cid for cid, (arn, _) in self._ecs_waiting.items() if arn == task_arn]
+            self._ecs_settle(task_arn)
+        for container_id in waiting:
+            self._queue.add(container_id)
+
+    def _ecs_settle(self, task_arn: str) -> None:
+        """Drop the task's retry once none of its containers waits (the lock is held)."""
+        if any(arn == task_arn for arn, _ in self._ecs_waiting.values()):
+            return
+        retry = self._ecs_retries.pop(task_arn, None)
+        if retry is not None and retry.timer is not None:
+            retry.timer.cancel()
+
+    def _ecs_observed(self, error: EcsAgentError | None) -> None:
+        """After every request to the ECS agent: failures and reachability, as for Consul."""
+        if error is not None:
+            self.metrics.failures.labels(error.reason).inc()
+        self.metrics.reachable("ecs", error is None or error.answered)
+
+    def _held_for_ecs(self, service: Service) -> bool:
+        """A service of an awsvpc container waiting for the agent (e.g. registered before a
+        restart of registrator) is not removed as stale: it is not known to be wrong."""
+        meta = service.meta_dict
+        key = (meta.get("ecs_task_arn", ""), meta.get("ecs_container_name", ""))
+        with self._ecs_lock:
+            return key in self._ecs_waiting.values()
 
     def _network_peer(
         self, docker: DockerSource, container: Mapping[str, Any]

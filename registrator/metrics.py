@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class Metrics:
     """The daemon's metrics, in a registry of their own (no process-global state)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ecs: bool = False) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.registrations = Counter(
@@ -66,6 +66,14 @@ class Metrics:
         self.consul_up = Gauge(
             "registrator_consul_reachable", "1 when the Consul agent answers", registry=r
         )
+        self._gauges = {"docker": self.docker_up, "consul": self.consul_up}
+        if ecs:  # asked only for awsvpc containers: "up" until a request gets no answer
+            self._gauges["ecs"] = Gauge(
+                "registrator_ecs_agent_reachable",
+                "1 when the ECS agent answered its last request (or has not been asked yet)",
+                registry=r,
+            )
+            self._gauges["ecs"].set(1)
         self.latency = Histogram(
             "registrator_event_to_registration_seconds",
             "From Docker's event time to the agent holding the change",
@@ -73,7 +81,7 @@ class Metrics:
             registry=r,
         )
         self._sync_time = 0.0
-        self._down_since = {"docker": 0.0, "consul": 0.0}
+        self._down_since = dict.fromkeys(self._gauges, 0.0)
         self._lock = threading.Lock()
 
     def _since_sync(self) -> float:
@@ -84,8 +92,12 @@ class Metrics:
         self.last_sync.set(self._sync_time)
 
     def reachable(self, what: str, up: bool) -> None:
-        """Record whether ``docker`` or ``consul`` answers, and since when it does not."""
-        (self.docker_up if what == "docker" else self.consul_up).set(1 if up else 0)
+        """Record whether ``docker``, ``consul`` or ``ecs`` (the ECS agent, with -ecs)
+        answers, and since when it does not."""
+        gauge = self._gauges.get(what)
+        if gauge is None:
+            return
+        gauge.set(1 if up else 0)
         with self._lock:
             if up:
                 self._down_since[what] = 0.0
@@ -93,7 +105,8 @@ class Metrics:
                 self._down_since[what] = time.monotonic()
 
     def health(self, threshold: float) -> tuple[bool, dict[str, Any]]:
-        """Healthy unless Docker or Consul has been unreachable longer than ``threshold``."""
+        """Healthy unless Docker, Consul or (with -ecs) the ECS agent has been unreachable
+        longer than ``threshold``."""
         now = time.monotonic()
         with self._lock:
             down = {k: (now - v if v else 0.0) for k, v in self._down_since.items()}

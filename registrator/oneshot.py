@@ -15,6 +15,7 @@ from registrator.consul_agent import ConsulAgent, ConsulError
 from registrator.daemon import Daemon
 from registrator.derive import DeriveOptions
 from registrator.docker_source import DockerSource, DockerUnavailable
+from registrator.ecs_agent import EcsAgentError
 from registrator.legacy import AdoptingAgent, adopting
 from registrator.model import OWNER_META_KEY, Service
 from registrator.reconcile import Outcome, Plan, Reconciler
@@ -47,6 +48,8 @@ def load_desired(config: Config, options: DeriveOptions, agent: ConsulAgent | No
             list(pool.map(lambda cid: daemon.process(cid, write=False), container_ids))
     except DockerUnavailable as exc:
         raise OneShotError(f"Docker failed: {exc}") from None
+    except EcsAgentError as exc:  # nothing is written from a guess
+        raise OneShotError(f"ECS agent failed for {exc}") from None
     return reconciler
 
 

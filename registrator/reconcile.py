@@ -97,6 +97,9 @@ class Reconciler:
         self._last_read_error = ""
         self.healthy = True
         self.stale_removal_allowed = False
+        # Owned services that are not removed as stale while this says so (services of an
+        # awsvpc container whose addresses the ECS agent has not given yet).
+        self.hold_stale: Callable[[Service], bool] | None = None
 
     # --- reading the state -------------------------------------------------------------
 
@@ -214,7 +217,11 @@ class Reconciler:
         allow = self.stale_removal_allowed if remove_stale is None else remove_stale
         if not allow:
             return set()
-        return set(actual) if self.cleanup else set(self._retired)
+        removable = set(actual) if self.cleanup else set(self._retired)
+        hold = self.hold_stale
+        if hold is not None:
+            removable = {sid for sid in removable if sid not in actual or not hold(actual[sid])}
+        return removable
 
     def deregister_all(self) -> Outcome:
         """Remove every service this process wants (used at shutdown when asked to)."""

@@ -30,6 +30,13 @@ def test_original_single_dash_flags_and_double_dash_spellings():
     assert config.consul == ConsulEndpoint("http", "10.0.0.1", 8600)
 
 
+def test_ecs_flags():
+    _, config = parse("consul://")
+    assert (config.ecs, config.ecs_agent_uri) == (False, "http://127.0.0.1:51678")
+    _, config = parse("-ecs", "-ecs-agent-uri", "http://127.0.0.1:5000", "consul://")
+    assert (config.ecs, config.ecs_agent_uri) == (True, "http://127.0.0.1:5000")
+
+
 def test_go_style_boolean_values():
     _, config = parse("-internal=true", "-cleanup=false", "consul://")
     assert config.internal and not config.cleanup
@@ -56,6 +63,8 @@ def test_resync_subcommand():
         (["-bogus", "consul://"], "unrecognized arguments: -bogus"),
         (["etcd://127.0.0.1:2379"], "unrecognized registry backend"),
         (["consul://127.0.0.1:abc"], "is not a number"),
+        (["-ecs-agent-uri", "https://127.0.0.1:51678", "consul://"], "-ecs-agent-uri"),
+        (["-ecs-agent-uri", "127.0.0.1:51678", "consul://"], "use http://HOST"),
     ],
 )
 def test_bad_usage_is_a_clear_error(argv, message):

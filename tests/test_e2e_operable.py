@@ -130,6 +130,17 @@ def test_drained_container_that_survives_the_signal_is_registered_again(
     consul.wait_for(lambda s: sid("survivor.0") in s, timeout=10)
 
 
+def scrape(port: int) -> dict[str, float]:
+    """``/metrics`` as ``name{label=value,...}`` -> value."""
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return values
+
+
 def test_metrics_and_healthz_over_http(registrator, consul, containers):
     port = free_port()
     start(
@@ -139,17 +150,8 @@ def test_metrics_and_healthz_over_http(registrator, consul, containers):
     containers.run("metered.0", "-p", "127.0.0.1::80")
     consul.wait_for(lambda s: sid("metered.0") in s)
 
-    def scrape() -> dict[str, float]:
-        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-        values: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-                values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-        return values
-
     values = wait_until(
-        lambda: (v := scrape()).get("registrator_services_owned") == 1 and v,
+        lambda: (v := scrape(port)).get("registrator_services_owned") == 1 and v,
         what="services_owned 1",
     )
     assert values["registrator_registrations_total"] >= 1
@@ -168,7 +170,7 @@ def test_metrics_and_healthz_over_http(registrator, consul, containers):
         timeout=15,
         what="/healthz to fail with Consul down",
     )
-    values = scrape()
+    values = scrape(port)
     assert values["registrator_consul_reachable"] == 0
     assert values["registrator_failures_total{reason=consul_unavailable}"] >= 1
 
