@@ -309,6 +309,8 @@ def derive_services(
     if options.ecs and awsvpc_task_arn(container, network_peer):
         if awsvpc is None:
             return Derivation(notes=("awsvpc ECS task, and no answer from the ECS agent",))
+        if not awsvpc.ipv4_addresses:
+            return Derivation(notes=("the ECS task has no ENI address (network mode none)",))
         candidates = awsvpc_candidates(awsvpc)
         if not candidates:
             return Derivation(notes=("no port mappings in the ECS task definition",))

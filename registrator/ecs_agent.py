@@ -85,11 +85,16 @@ class EcsTask:
         return next((c for c in self.containers if c.docker_id == docker_id), None)
 
     def network(self, docker_id: str) -> AwsvpcNetwork:
-        """Where this container of the task answers; raises when the agent cannot say yet."""
+        """Where this container of the task answers; raises when the agent cannot say yet.
+
+        A task still PENDING (the agent's backend status until all its containers run) may
+        not have its ENI yet: ask again later. A RUNNING or STOPPED one without an ENI will
+        not get one (an ECS task in network mode ``none``): no addresses, nothing to register.
+        """
         container = self.container(docker_id)
         if container is None:
             raise EcsBadAnswer(f"the agent's task {self.arn} does not list this container")
-        if not container.ipv4_addresses:
+        if not container.ipv4_addresses and self.known_status in ("", "PENDING"):
             raise EcsNoAddressYet(
                 f"task {self.arn} has no ENI address yet (KnownStatus {self.known_status or '-'})"
             )

@@ -135,6 +135,8 @@ def test_awsvpc_without_an_answer_from_the_agent_registers_nothing():
     assert derivation.notes == ("awsvpc ECS task, and no answer from the ECS agent",)
     no_ports = derive_services(WEB, ECS, PAUSE, AwsvpcNetwork(("10.0.12.34",)))
     assert no_ports.services == () and no_ports.notes
+    no_eni = derive_services(WEB, ECS, PAUSE, AwsvpcNetwork((), ((80, "tcp"),)))
+    assert no_eni.services == () and no_eni.notes  # never an empty or guessed address
 
 
 def test_a_bridge_task_container_keeps_dockers_ports_and_gets_the_meta():

@@ -257,11 +257,19 @@ def test_restart_with_the_agent_down_keeps_what_was_registered(
     assert consul.writes() == []  # and unchanged: nothing to write
 
 
-def test_plan_and_resync_show_awsvpc_services(consul, containers, ecs_agent):
+def test_dry_run_plan_and_resync_show_awsvpc_services(registrator, consul, containers, ecs_agent):
     arn, names = awsvpc_task(containers, ecs_agent, "shop5", {"web": [(80, "tcp")]}, ["10.0.16.1"])
     web_id = sid(names["web"], 80)
     flags = ["-ecs", "-ecs-agent-uri", ecs_agent.url, "-ip", "127.0.0.1"]
     uri = f"consul://127.0.0.1:{consul.port}"
+
+    dry = registrator("-dry-run", *flags, uri)
+    dry.wait_log(
+        rf"dry-run: would register shop5-web \([0-9a-f]{{12}}\): service {web_id} "
+        r"\(name busybox, 10\.0\.16\.1:80, tags \[\]\)"
+    )
+    dry.stop()
+    assert consul.requests() == []
 
     plan = run_cli("plan", "-json", *flags, uri)
     assert plan.returncode == 2, plan.stderr

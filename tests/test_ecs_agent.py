@@ -129,6 +129,15 @@ def test_unreachable_timeout_404_garbage_and_pending(double):
     assert [e.answered for e in seen if e] == [False, False, True, True, True]
 
 
+def test_a_running_task_without_an_eni_has_no_address(double):
+    none_mode = "arn:aws:ecs:eu-west-1:123456789012:task/test-cluster/none-mode"
+    double.add_task(none_mode, [DoubleContainer(docker_id(40), "app")], known_status="RUNNING")
+    agent = EcsAgent(double.url)
+    assert agent.network(none_mode, docker_id(40)) == AwsvpcNetwork(())
+    assert agent.network(none_mode, docker_id(40)) == AwsvpcNetwork(())  # definitive: cached
+    assert len(double.task_requests()) == 1
+
+
 def test_a_task_other_than_the_label_says_is_refused(double):
     add_task(double)
     with pytest.raises(EcsBadAnswer, match="its label says arn:other"):
