@@ -11,7 +11,7 @@ DEFAULT_CONSUL_ADDRESS = "127.0.0.1:8500"
 DEFAULT_CONSUL_TLS_PORT = 8501
 DOCKER_SOCKET_IN_CONTAINER = "/tmp/docker.sock"
 DOCKER_SOCKET_DEFAULT = "/var/run/docker.sock"
-# The ECS agent's introspection API, bound to the instance's loopback (agent >= 1.44.4).
+# The ECS agent's introspection API, on the instance's loopback (since agent PR #2588, 2020).
 DEFAULT_ECS_AGENT_URI = "http://127.0.0.1:51678"
 
 
