@@ -1,3 +1,39 @@
 """registrator: keeps the local Consul agent in step with the Docker containers on a host."""
 
-__version__ = "0.1.0"
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+UNKNOWN_VERSION = "0+unknown"
+
+
+def source_version(package_dir: Path) -> str | None:
+    """The version in the pyproject.toml beside ``package_dir`` when that is registrator's source
+    tree (a checkout, or an editable install whose metadata may be older than the file)."""
+    try:
+        project = tomllib.loads((package_dir.parent / "pyproject.toml").read_text())["project"]
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError):
+        return None
+    if not isinstance(project, dict) or project.get("name") != "registrator":
+        return None
+    version = project.get("version")
+    return version if isinstance(version, str) else None
+
+
+def find_version(package_dir: Path, distribution: str = "registrator") -> str:
+    """pyproject.toml is the one place the version is written: a source tree reads it there, an
+    installed wheel (no pyproject.toml beside the package) from its metadata, which the build
+    copied from it."""
+    found = source_version(package_dir)
+    if found is not None:
+        return found
+    from importlib import metadata  # only here: a source tree's run need not import it
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return UNKNOWN_VERSION
+
+
+__version__ = find_version(Path(__file__).resolve().parent)
