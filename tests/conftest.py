@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import signal
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -100,19 +102,31 @@ def consul() -> Iterator[ConsulDouble]:
 
 
 class Registrator:
-    """The real registrator process, with its log captured to a file."""
+    """The real registrator process, with its log captured to a file: the work tree's by
+    default, or another ``command`` (an installed wheel's) run in ``cwd`` with exactly ``env``."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        *,
+        command: list[str] | None = None,
+        cwd: Path = REPO,
+    ) -> None:
         self.log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - open while the process runs
             prefix="registrator-", suffix=".log", delete=False
         )
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        full_env = {
+            "PYTHONUNBUFFERED": "1",
+            **(os.environ if command is None else {}),
+            **(env or {}),
+        }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "registrator", *args],
+            [*(command or [sys.executable, "-m", "registrator"]), *args],
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
             env=full_env,
-            cwd=REPO,
+            cwd=cwd,
         )
 
     def logs(self) -> str:
@@ -159,6 +173,69 @@ def registrator() -> Iterator[Callable[..., Registrator]]:
     yield start
     for proc in started:
         proc.close()
+
+
+def project_version() -> str:
+    """The version, from the one place it is written."""
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert isinstance(version, str)
+    return version
+
+
+def source_date_epoch() -> str:
+    """The wheel's file times: the last commit's, so that an unchanged tree builds the same
+    wheel and the image build reuses its cached layers."""
+    if "SOURCE_DATE_EPOCH" in os.environ:
+        return os.environ["SOURCE_DATE_EPOCH"]
+    result = subprocess.run(
+        ["git", "log", "-1", "--format=%ct"], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    return result.stdout.strip() if result.returncode == 0 else "315532800"  # 1980-01-01
+
+
+@dataclasses.dataclass(frozen=True)
+class Dist:
+    """This checkout's sdist and wheel, as ``python -m build`` makes them: what users install."""
+
+    sdist: Path
+    wheel: Path
+    version: str
+
+
+@pytest.fixture(scope="session")
+def dist() -> Iterator[Dist]:
+    """Built once per session into a temporary directory outside the work tree, or taken from
+    ``REGISTRATOR_DIST`` (a directory CI has built into), which must hold this version's files."""
+    version = project_version()
+    given = os.environ.get("REGISTRATOR_DIST", "")
+    with contextlib.ExitStack() as stack:
+        if given:
+            outdir = Path(given)
+        else:
+            outdir = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="registrator-dist-"))
+            )
+            result = subprocess.run(
+                [sys.executable, "-m", "build", "--outdir", str(outdir), str(REPO)],
+                capture_output=True,
+                text=True,
+                timeout=900,
+                env={**os.environ, "SOURCE_DATE_EPOCH": source_date_epoch()},
+            )
+            assert result.returncode == 0, (
+                f"python -m build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+            )
+        built = Dist(
+            outdir / f"registrator-{version}.tar.gz",
+            outdir / f"registrator-{version}-py3-none-any.whl",
+            version,
+        )
+        for path in (built.sdist, built.wheel):
+            assert path.is_file(), (
+                f"{path.name} is not in {outdir} (REGISTRATOR_DIST={given!r}): build it with "
+                f"python3 -m build --outdir {outdir}"
+            )
+        yield built
 
 
 def run_cli(
