@@ -25,10 +25,15 @@ PLAYBOOK = REPO / "ansible/ami.yml"
 SOCKET_BIND = "/var/run/docker.sock:/tmp/docker.sock"
 
 
-def build_image() -> str:
-    """Build registrator:test with the repository's Dockerfile (the base image is cached)."""
+def build_image(wheel: Path) -> str:
+    """Build registrator:test with the repository's Dockerfile from ``wheel`` (the base image
+    is cached)."""
     result = subprocess.run(
-        ["bash", str(BUILD_SCRIPT), IMAGE], capture_output=True, text=True, timeout=1800
+        ["bash", str(BUILD_SCRIPT), IMAGE],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env={**os.environ, "REGISTRATOR_WHEEL": str(wheel)},
     )
     assert result.returncode == 0, (
         f"{BUILD_SCRIPT.name} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"

@@ -2,22 +2,26 @@
 runs it (host network, the Docker socket at /tmp/docker.sock), registers and deregisters a
 container's service in the Consul double.
 
-The image build (tests/images/build-registrator.sh) makes its base once with debootstrap (about
-a minute and a half) and caches it; later builds reuse Docker's layer cache."""
+The image installs the wheel the session built (the ``dist`` fixture), as a release would. The
+image build (tests/images/build-registrator.sh) makes its base once with debootstrap (about a
+minute and a half) and caches it; later builds reuse Docker's layer cache."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import HOSTNAME, REPO, SESSION_LABEL
+from tests.conftest import HOSTNAME, REPO, SESSION_LABEL, Dist, project_version
 from tests.consul_double import ConsulDouble
 from tests.deploy_support import (
     BASE_IMAGE,
@@ -36,8 +40,8 @@ from tests.deploy_support import (
 
 
 @pytest.fixture(scope="module")
-def image(docker_client: Any) -> str:
-    return build_image()
+def image(docker_client: Any, dist: Dist) -> str:
+    return build_image(dist.wheel)
 
 
 @pytest.fixture
@@ -65,10 +69,33 @@ def test_dockerfile_shape() -> None:
     assert "COPY --from=builder /opt/registrator /opt/registrator" in final
     assert "RUN " not in final  # nothing is built or installed in the final stage
     assert 'ENTRYPOINT ["registrator"]' in final
+    assert 'org.opencontainers.image.version="${VERSION}"' in final
+    builder = text.split(f"\n{stages[1]}\n", 1)[0]
+    # The builder installs the built wheel that VERSION names, not the source tree; the
+    # version is not written here (no default).
+    assert "COPY dist/registrator-${VERSION}-py3-none-any.whl /tmp/" in builder
+    assert re.findall(r"^ARG VERSION\b.*$", text, re.MULTILINE) == ["ARG VERSION", "ARG VERSION"]
+    assert not re.search(r"^COPY (?!dist/|--from=builder )", text, re.MULTILINE)
     lines = (REPO / ".dockerignore").read_text().splitlines()
     patterns = [line for line in lines if line and not line.startswith("#")]
-    # Everything is ignored but what `pip install .` reads.
-    assert patterns[:4] == ["*", "!pyproject.toml", "!README.md", "!registrator/"]
+    # Everything is ignored but the wheel.
+    assert patterns == ["*", "!dist/registrator-*.whl"]
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_building_without_version_says_what_is_missing(image: str, dist: Dist) -> None:
+    with tempfile.TemporaryDirectory(prefix="registrator-context-") as name:
+        context = Path(name)
+        (context / "dist").mkdir()
+        shutil.copy(dist.wheel, context / "dist")
+        shutil.copy(REPO / "Dockerfile", context)
+        result = docker(
+            "build", "--network=host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", str(context),
+            timeout=600,
+        )  # fmt: skip
+    assert result.returncode != 0
+    assert "build arg VERSION is required" in result.stdout + result.stderr, result
 
 
 @pytest.mark.slow
@@ -89,22 +116,26 @@ def test_base_python_satisfies_requires_python(image: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_image_metadata_and_contents(image: str, docker_client: Any) -> None:
+def test_image_metadata_and_contents(image: str, docker_client: Any, dist: Dist) -> None:
     attrs = docker_client.api.inspect_image(image)
     config = attrs["Config"]
     assert config["Entrypoint"] == ["registrator"]
     labels = config["Labels"]
     assert labels["org.opencontainers.image.title"] == "registrator"
-    assert labels["org.opencontainers.image.version"] == "0.1.0"
+    # The label is the VERSION build arg: the version in pyproject.toml, of the wheel installed.
+    assert labels["org.opencontainers.image.version"] == dist.version == project_version()
+    assert labels["org.opencontainers.image.licenses"] == "MIT"
     assert labels["org.opencontainers.image.base.name"] == BASE_IMAGE
     assert attrs["Size"] < 300 * 1024 * 1024, attrs["Size"]
 
     version = docker("run", "--rm", "--pull=never", "--net=none", image, "-version")
-    assert (version.returncode, version.stdout.strip()) == (0, "registrator 0.1.0"), version
-    # Only the venv came from the builder: no sources, no build context, no pip cache.
+    assert (version.returncode, version.stdout.strip()) == (0, f"registrator {dist.version}"), (
+        version
+    )
+    # Only the venv came from the builder: no sources, no wheel, no pip cache.
     probe = docker(
         "run", "--rm", "--pull=never", "--net=none", "--entrypoint", "sh", image, "-c",
-        "test ! -e /src && test ! -e /root/.cache/pip && command -v registrator",
+        "test ! -e /src && ! ls /tmp/*.whl && test ! -e /root/.cache/pip && command -v registrator",
     )  # fmt: skip
     assert (probe.returncode, probe.stdout.strip()) == (0, "/opt/registrator/bin/registrator"), (
         probe

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the registrator image from the repository's Dockerfile without any image registry.
+# Builds the registrator image from the repository's Dockerfile and a built wheel, without any
+# image registry.
 #
 # The Dockerfile stays standard (its default base is a public python image). Here no registry can
 # be pulled from, so the base is made locally once and cached: a debootstrap'd Debian bookworm
@@ -7,7 +8,11 @@
 # inside the build trusts the same TLS as the host does. Later runs reuse it and only rebuild the
 # image (Docker's layer cache makes that quick when nothing changed).
 #
+# The build context is what `docker build .` sees in a checkout after `python3 -m build`: the
+# Dockerfile, .dockerignore and dist/ holding the one wheel, whose version is the VERSION build arg.
+#
 #   bash tests/images/build-registrator.sh [IMAGE]     # default registrator:test
+#   REGISTRATOR_WHEEL=...       the wheel to install (default: built from this checkout now)
 #   REGISTRATOR_BASE_IMAGE=...  the base to build on (default rtest/python-base:bookworm)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,7 +25,11 @@ make_base() {
     root="$(mktemp -d /tmp/registrator-base.XXXXXX)"
     log="$root.log"
     # debootstrap mounts /proc and /sys inside the target: unmount, never delete through a mount.
-    trap "{ findmnt -rn -o TARGET | grep '^$root/' | sort -r | xargs -r -n1 umount -l; } || true; rm -rf --one-file-system '$root' '$log'" EXIT
+    remove_root() {
+        { findmnt -rn -o TARGET | grep "^$root/" | sort -r | xargs -r -n1 umount -l; } || true
+        rm -rf --one-file-system "$root" "$log"
+    }
+    trap remove_root EXIT
     echo "debootstrap bookworm into $root (about a minute)"
     if ! debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
         bookworm "$root" "$mirror" >"$log" 2>&1; then
@@ -34,9 +43,33 @@ make_base() {
         -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         -c 'CMD ["/bin/bash"]' - "$base" >/dev/null
     echo "built base image $base"
+    remove_root
+    trap - EXIT
 }
 
 if ! docker image inspect "$base" >/dev/null 2>&1; then
     make_base
 fi
-docker build --network=host --build-arg BASE_IMAGE="$base" -t "$image" .
+
+context="$(mktemp -d /tmp/registrator-context.XXXXXX)"
+trap 'rm -rf "$context"' EXIT
+wheel="${REGISTRATOR_WHEEL:-}"
+if [ -z "$wheel" ]; then
+    SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}" \
+        python3 -m build --wheel --outdir "$context/dist" . >"$context/build.log" 2>&1 \
+        || { tail -40 "$context/build.log" >&2; exit 1; }
+    wheel="$(echo "$context"/dist/registrator-*-py3-none-any.whl)"
+else
+    mkdir "$context/dist"
+    cp "$wheel" "$context/dist/"
+fi
+name="$(basename "$wheel")"
+version="${name#registrator-}"
+version="${version%-py3-none-any.whl}"
+if [ ! -f "$wheel" ] || [ "registrator-$version-py3-none-any.whl" != "$name" ] || [ -z "$version" ]; then
+    echo "not a registrator wheel: $wheel" >&2
+    exit 1
+fi
+cp Dockerfile .dockerignore "$context/"
+docker build --network=host --build-arg BASE_IMAGE="$base" --build-arg VERSION="$version" \
+    -t "$image" "$context"
