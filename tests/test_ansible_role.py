@@ -1,10 +1,11 @@
 """The Ansible role ansible/roles/registrator, run for real by ansible/ami.yml against this host.
 
 Container mode creates the container in the real Docker engine (from the image
-tests/images/build-registrator.sh builds), and the container, once started, registers services in
-the Consul double. Systemd mode runs against a temporary root (the role's path variables) with
-systemctl off: it makes a real venv with registrator installed and a unit that passes
-``systemd-analyze verify``; the unit's ExecStart, run with its environment, registers too."""
+tests/images/build-registrator.sh builds from the session's wheel), and the container, once
+started, registers services in the Consul double; a new image recreates it. Systemd mode runs
+against a temporary root (the role's path variables) with systemctl off: it makes a real venv
+with the session's wheel installed and a unit that passes ``systemd-analyze verify``; the unit's
+ExecStart, run with its environment, registers too; a new wheel upgrades the venv."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import stat
 import subprocess
@@ -24,13 +26,15 @@ from typing import Any
 import pytest
 
 from registrator.model import OWNER_META_KEY
-from tests.conftest import HOSTNAME, REPO, TEST_IMAGE
+from tests.conftest import HOSTNAME, REPO, TEST_IMAGE, Dist, project_version
 from tests.consul_double import ConsulDouble
 from tests.deploy_support import (
     SOCKET_BIND,
+    PlaybookRun,
     ansible_playbook,
     build_image,
     container_logs,
+    docker,
     published_port,
     remove_container,
     run_web,
@@ -64,23 +68,37 @@ def test_ansible_lint_is_clean() -> None:
 
 
 @pytest.fixture
-def role_container(docker_client: Any) -> Iterator[str]:
-    build_image()
+def role_container(docker_client: Any, dist: Dist) -> Iterator[str]:
+    build_image(dist.wheel)
     name = unique("registrator-role")
     yield name
     remove_container(name)
 
 
+@pytest.fixture
+def role_image(role_container: str) -> Iterator[str]:
+    """A tag of its own for registrator:test, which the test may rebuild as a new version."""
+    tag = f"{unique('registrator-role-image')}:latest"
+    subprocess.run(["docker", "tag", "registrator:test", tag], check=True, timeout=60)
+    yield tag
+    remove_container(role_container)
+    docker("rmi", tag)
+
+
+def handler_ran(run: PlaybookRun) -> bool:
+    return "RUNNING HANDLER [registrator : Restart registrator]" in run.output
+
+
 @pytest.mark.docker
 def test_container_mode_creates_a_host_network_container_that_registers(
-    role_container: str, containers: Any, docker_client: Any, temp_dir: Path
+    role_container: str, role_image: str, containers: Any, docker_client: Any, temp_dir: Path
 ) -> None:
     token = unique("acl-token")
     token_file = temp_dir / "etc/registrator/consul-http-token"
     with ConsulDouble(acl_token=token) as consul:
         role_vars = {
             "registrator_mode": "container",
-            "registrator_image": "registrator:test",
+            "registrator_image": role_image,
             "registrator_image_pull": "never",
             "registrator_container_name": role_container,
             "registrator_container_labels": session_labels(),
@@ -136,6 +154,31 @@ def test_container_mode_creates_a_host_network_container_that_registers(
 
         containers.rm(web)
         consul.wait_for(lambda s: sid not in s, timeout=30)
+
+        # An upgrade: a new image under the same name. The role recreates the container from it
+        # and starts it again, since it was running (registrator_start is still false).
+        new_version = subprocess.run(
+            ["docker", "build", "-t", role_image, "-"],
+            input="FROM registrator:test\nLABEL org.opencontainers.image.version=next\n",
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert new_version.returncode == 0, new_version.stdout + new_version.stderr
+        upgrade = ansible_playbook(role_vars).ok()
+        assert upgrade.recap()["changed"] == 1, upgrade.output
+        upgraded = docker_client.api.inspect_container(role_container)
+        assert upgraded["Id"] != attrs["Id"]
+        assert upgraded["Image"] == docker_client.api.inspect_image(role_image)["Id"]
+        assert upgraded["State"]["Running"], upgraded["State"]
+        assert upgraded["HostConfig"]["Binds"] == host_config["Binds"]
+        assert upgraded["Config"]["Cmd"] == attrs["Config"]["Cmd"]
+        later = run_web(containers, unique("deploy-role"))
+        wait_registered(consul, service_id(later), role_container)
+
+        unchanged = ansible_playbook(role_vars).ok()
+        assert unchanged.recap()["changed"] == 0, unchanged.output
+        assert docker_client.api.inspect_container(role_container)["Id"] == upgraded["Id"]
 
 
 @pytest.mark.docker
@@ -220,31 +263,72 @@ def environment_file(path: Path) -> dict[str, str]:
     return env
 
 
+def checkout_with_wheel(root: Path, wheel: Path) -> Path:
+    """What the role's default wheel comes from: a checkout's pyproject.toml and the wheel
+    ``python3 -m build`` wrote to its dist/."""
+    checkout = root / "checkout"
+    (checkout / "dist").mkdir(parents=True)
+    shutil.copy(REPO / "pyproject.toml", checkout)
+    shutil.copy(wheel, checkout / "dist")
+    return checkout
+
+
+def systemd_vars(root: Path, **more: Any) -> dict[str, Any]:
+    """The role in systemd mode, writing under ``root`` instead of /, with systemctl off."""
+    unit_path = root / "etc/systemd/system/registrator.service"
+    unit_path.parent.mkdir(parents=True, exist_ok=True)
+    return {
+        "registrator_mode": "systemd",
+        "registrator_python": sys.executable,
+        "registrator_venv": str(root / "opt/registrator"),
+        "registrator_unit_path": str(unit_path),
+        "registrator_env_file": str(root / "etc/registrator/registrator.env"),
+        "registrator_systemd_enable": False,  # no running systemd here
+        **more,
+    }
+
+
+def venv_run(venv: Path, *argv: str) -> str:
+    """Run a venv's command outside the work tree, without the work tree on any path."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run(
+        [str(venv / "bin" / argv[0]), *argv[1:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=venv,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip()
+
+
 @pytest.mark.docker
 def test_systemd_mode_renders_a_verified_unit_and_a_working_venv(
-    temp_dir: Path, containers: Any, docker_client: Any
+    temp_dir: Path, containers: Any, docker_client: Any, dist: Dist
 ) -> None:
     token = unique("acl-token")
     venv = temp_dir / "opt/registrator"
     unit_path = temp_dir / "etc/systemd/system/registrator.service"
     env_file = temp_dir / "etc/registrator/registrator.env"
-    unit_path.parent.mkdir(parents=True)
     with ConsulDouble(acl_token=token) as consul:
         uri = f"consul://127.0.0.1:{consul.port}"
-        role_vars = {
-            "registrator_mode": "systemd",
-            "registrator_python": sys.executable,
-            "registrator_venv": str(venv),
-            "registrator_unit_path": str(unit_path),
-            "registrator_env_file": str(env_file),
-            "registrator_systemd_enable": False,  # no running systemd here
-            "registrator_ip": "127.0.0.1",
-            "registrator_registry_uri": uri,
-            "registrator_consul_token": token,
-            "registrator_extra_flags": ["-tags", "ami,100%,x$y"],
-        }
+        role_vars = systemd_vars(
+            temp_dir,
+            # The default wheel: the checkout's dist/ wheel of its pyproject.toml's version.
+            registrator_source_dir=str(checkout_with_wheel(temp_dir, dist.wheel)),
+            registrator_ip="127.0.0.1",
+            registrator_registry_uri=uri,
+            registrator_consul_token=token,
+            registrator_extra_flags=["-tags", "ami,100%,x$y"],
+        )
         first = ansible_playbook(role_vars, "-v").ok()
         assert token not in first.output
+        # The venv holds the wheel (not the work tree), and only the wheel is kept beside it.
+        assert venv_run(venv, "registrator", "-version") == f"registrator {dist.version}"
+        module = venv_run(venv, "python", "-c", "import registrator; print(registrator.__file__)")
+        assert Path(module).is_relative_to(venv), module
+        assert [path.name for path in (venv / "wheels").iterdir()] == [dist.wheel.name]
 
         unit = unit_path.read_text()
         settings = unit_settings(unit)
@@ -329,3 +413,72 @@ def test_systemd_mode_renders_a_verified_unit_and_a_working_venv(
         assert re.search(rf"added\s+{re.escape(sid)}", resync.output), resync.output
         assert sid in consul.services()
         assert token not in resync.output
+
+
+def build_wheel(root: Path, version: str, build: str) -> Path:
+    """A wheel of this source tree as ``version``, marked with ``build`` (registrator.BUILD):
+    the new release an operator ships, or a rebuild of one."""
+    source = root / f"source-{build}"
+    shutil.copytree(
+        REPO / "registrator", source / "registrator", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for name in ("README.md", "LICENSE", "MANIFEST.in", "CHANGELOG.md"):
+        shutil.copy(REPO / name, source)
+    pyproject, count = re.subn(
+        r'(?m)^version = "[^"]+"$',
+        f'version = "{version}"',
+        (REPO / "pyproject.toml").read_text(),
+        count=1,
+    )
+    assert count == 1
+    (source / "pyproject.toml").write_text(pyproject)
+    with (source / "registrator/__init__.py").open("a") as module:
+        module.write(f"\nBUILD = {build!r}\n")
+    outdir = root / f"dist-{build}"
+    result = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(outdir), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return outdir / f"registrator-{version}-py3-none-any.whl"
+
+
+def test_systemd_mode_upgrades_the_venv_when_the_wheel_changes(temp_dir: Path, dist: Dist) -> None:
+    venv = temp_dir / "opt/registrator"
+    role_vars = systemd_vars(temp_dir, registrator_wheel=str(dist.wheel))
+    first = ansible_playbook(role_vars).ok()
+    assert handler_ran(first), first.output
+    again = ansible_playbook(role_vars).ok()
+    assert (again.recap()["changed"], handler_ran(again)) == (0, False), again.output
+
+    # A new version: the venv is upgraded and the unit restarted (the handler; here systemctl
+    # is off, so it is notified and skipped).
+    next_version = f"{dist.version}.post1"
+    upgrade = build_wheel(temp_dir, next_version, "upgrade")
+    upgraded = ansible_playbook({**role_vars, "registrator_wheel": str(upgrade)}).ok()
+    assert handler_ran(upgraded), upgraded.output
+    assert venv_run(venv, "registrator", "-version") == f"registrator {next_version}"
+    assert [path.name for path in (venv / "wheels").iterdir()] == [upgrade.name]
+
+    # A rebuild that keeps the version (pip alone would keep what is installed) replaces it too.
+    rebuild = build_wheel(temp_dir, next_version, "rebuild")
+    rebuilt = ansible_playbook({**role_vars, "registrator_wheel": str(rebuild)}).ok()
+    assert handler_ran(rebuilt), rebuilt.output
+    build = venv_run(venv, "python", "-c", "import registrator; print(registrator.BUILD)")
+    assert build == "rebuild"
+
+    settled = ansible_playbook({**role_vars, "registrator_wheel": str(rebuild)}).ok()
+    assert (settled.recap()["changed"], handler_ran(settled)) == (0, False), settled.output
+
+
+def test_systemd_mode_without_a_wheel_says_how_to_build_one(temp_dir: Path) -> None:
+    checkout = temp_dir / "checkout"
+    checkout.mkdir()
+    shutil.copy(REPO / "pyproject.toml", checkout)
+    run = ansible_playbook(systemd_vars(temp_dir, registrator_source_dir=str(checkout)))
+    assert run.returncode != 0
+    wheel = checkout / f"dist/registrator-{project_version()}-py3-none-any.whl"
+    assert f"no wheel at {wheel}: run `python3 -m build` in the checkout" in run.output, run.output
+    assert not (temp_dir / "opt/registrator").exists()  # nothing is made before the check
