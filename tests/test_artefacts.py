@@ -95,6 +95,7 @@ def test_version_lookup_order(tmp_path: Path) -> None:
     assert find_version(package, "pytest") == "7.1"
 
 
+@pytest.mark.slow  # builds the sdist and the wheel (the dist fixture)
 def test_the_wheel_holds_the_package_licence_and_metadata(dist: Dist) -> None:
     info = f"registrator-{dist.version}.dist-info"
     with zipfile.ZipFile(dist.wheel) as wheel:
@@ -112,6 +113,7 @@ def test_the_wheel_holds_the_package_licence_and_metadata(dist: Dist) -> None:
     assert "registrator = registrator.cli:main" in entry_points
 
 
+@pytest.mark.slow  # builds the sdist and the wheel (the dist fixture)
 def test_the_sdist_holds_what_the_wheel_is_built_from(dist: Dist) -> None:
     top = f"registrator-{dist.version}"
     with tarfile.open(dist.sdist) as sdist:
