@@ -175,6 +175,16 @@ def registrator() -> Iterator[Callable[..., Registrator]]:
         proc.close()
 
 
+def environ_outside_work_tree() -> dict[str, str]:
+    """This environment without what could put the work tree on a Python path, for what runs
+    an installed registrator (a venv, the role's pip) as a user's machine would."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH"}
+    }
+
+
 def project_version() -> str:
     """The version, from the one place it is written."""
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]

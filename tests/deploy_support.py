@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import HOSTNAME, REPO, SESSION_LABEL
+from tests.conftest import HOSTNAME, REPO, SESSION_LABEL, environ_outside_work_tree
 
 IMAGE = "registrator:test"
 BASE_IMAGE = "rtest/python-base:bookworm"
@@ -148,8 +148,9 @@ def ansible_playbook(extra_vars: dict[str, Any], *args: str, timeout: float = 60
             text=True,
             timeout=timeout,
             cwd=REPO,
+            # The role's pip must see the venv it installs into, not this test's work tree.
             env={
-                **os.environ,
+                **environ_outside_work_tree(),
                 "ANSIBLE_NOCOLOR": "1",
                 "ANSIBLE_FORCE_COLOR": "0",
                 "ANSIBLE_LOCALHOST_WARNING": "0",

@@ -26,7 +26,14 @@ from typing import Any
 import pytest
 
 from registrator.model import OWNER_META_KEY
-from tests.conftest import HOSTNAME, REPO, TEST_IMAGE, Dist, project_version
+from tests.conftest import (
+    HOSTNAME,
+    REPO,
+    TEST_IMAGE,
+    Dist,
+    environ_outside_work_tree,
+    project_version,
+)
 from tests.consul_double import ConsulDouble
 from tests.deploy_support import (
     SOCKET_BIND,
@@ -290,13 +297,12 @@ def systemd_vars(root: Path, **more: Any) -> dict[str, Any]:
 
 def venv_run(venv: Path, *argv: str) -> str:
     """Run a venv's command outside the work tree, without the work tree on any path."""
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     result = subprocess.run(
         [str(venv / "bin" / argv[0]), *argv[1:]],
         capture_output=True,
         text=True,
         timeout=60,
-        env=env,
+        env=environ_outside_work_tree(),
         cwd=venv,
     )
     assert result.returncode == 0, result.stdout + result.stderr

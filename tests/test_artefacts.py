@@ -7,7 +7,6 @@ once, in pyproject.toml; everything else reads it."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from tests.conftest import (
     Containers,
     Dist,
     Registrator,
+    environ_outside_work_tree,
     project_version,
     run_cli,
 )
@@ -133,11 +133,7 @@ class Installed:
         self.root = root
         self.venv = root / "venv"
         self.registrator = self.venv / "bin/registrator"
-        self.env = {
-            key: value
-            for key, value in os.environ.items()
-            if key not in {"PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH"}
-        }
+        self.env = environ_outside_work_tree()
 
     def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
