@@ -117,8 +117,8 @@ class Registrator:
             prefix="registrator-", suffix=".log", delete=False
         )
         full_env = {
-            "PYTHONUNBUFFERED": "1",
             **(os.environ if command is None else {}),
+            "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
         self.proc = subprocess.Popen(
