@@ -87,6 +87,8 @@ FLAGS = (
          "SECONDS"),
     Flag("consul-timeout", 5.0, "timeout of one request to the agent", "SECONDS"),
     Flag("workers", 8, "containers inspected in parallel", "N"),
+    Flag("agent-writes", 8, "writes in flight to the agent at most (never two for one service)",
+         "N"),
     Flag("require-healthy", False,
          "register containers that have a Docker HEALTHCHECK only while healthy"),
     Flag("drain", False, "deregister at the stop signal (docker stop/kill), not at exit"),
@@ -207,8 +209,8 @@ def parse_config(
         raise UsageError("-resync must be 0 (off) or a number of seconds")
     if args.agent_poll <= 0 or args.consul_timeout <= 0:
         raise UsageError("-agent-poll and -consul-timeout must be greater than 0")
-    if args.workers < 1:
-        raise UsageError("-workers must be at least 1")
+    if args.workers < 1 or args.agent_writes < 1:
+        raise UsageError("-workers and -agent-writes must be at least 1")
     if args.log_format not in ("text", "json"):
         raise UsageError(f"-log-format {args.log_format!r}: use text or json")
     if args.drain_grace <= 0 or args.health_threshold <= 0:
@@ -348,9 +350,12 @@ def run_daemon(config: Config) -> int:
             return 1
         server.start()
     reconciler = Reconciler(
-        adopting(agent, config.adopt), owner=config.hostname, cleanup=config.cleanup,
+        adopting(agent, config.adopt),
+        owner=config.hostname,
+        cleanup=config.cleanup,
         metrics=metrics,
-    )  # fmt: skip
+        max_writes=config.agent_writes,
+    )
     daemon = Daemon(
         config,
         derive_options(config),

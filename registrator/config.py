@@ -65,6 +65,7 @@ class Config:
     agent_poll: float = 2.0
     consul_timeout: float = 5.0
     workers: int = 8
+    agent_writes: int = 8
     log_level: str = "INFO"
     log_format: str = "text"
     require_healthy: bool = False

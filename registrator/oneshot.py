@@ -41,7 +41,12 @@ def load_desired(config: Config, options: DeriveOptions, agent: ConsulAgent | No
             agent.ping()
         except ConsulError as exc:
             raise OneShotError(f"Consul unreachable at {config.consul}: {exc}") from None
-    reconciler = Reconciler(adopting(agent, config.adopt), owner=config.hostname, cleanup=True)
+    reconciler = Reconciler(
+        adopting(agent, config.adopt),
+        owner=config.hostname,
+        cleanup=True,
+        max_writes=config.agent_writes,
+    )
     daemon = Daemon(config, options, reconciler, lambda: docker)
     try:
         with ThreadPoolExecutor(config.workers) as pool:

@@ -3,15 +3,24 @@
 Every path (an event, start-up, a periodic resync, Consul coming back, the ``resync``
 command) ends here as "these containers now want these services"; the reconciler works out
 the difference and writes only that. It never removes a service it does not own.
+
+Writes are decided under a lock and sent without it: up to ``max_writes`` requests are in
+flight to the agent at once, never two for one service ID (a change for an ID that is being
+written waits for that write, and only the newest such change is sent), and the bookkeeping
+of each result (what the agent holds, what it refused, what is retired) is done under the
+lock as the result comes in. A full comparison (``sync``) reads the agent without holding
+anything up, then waits for the writes in flight and plans and writes alone.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from registrator.consul_agent import ConsulRejected, ConsulUnavailable
 from registrator.logs import fields
@@ -19,7 +28,9 @@ from registrator.metrics import Metrics
 from registrator.model import Service
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
+
+DEFAULT_MAX_WRITES = 8
+KEPT_FOR_LATER = "Consul unavailable: change kept for later"
 
 
 class Agent(Protocol):
@@ -71,6 +82,27 @@ class Outcome:
         return not self.unavailable and not self.rejected
 
 
+class _Ticket:
+    """The writes of one plan: their outcome, and how many are not finished yet."""
+
+    def __init__(self, forced: bool) -> None:
+        self.outcome = Outcome()
+        self.open = 0
+        self.aborted = False  # the agent was unavailable: start none of the remaining writes
+        self.forced = forced  # a full comparison writes even while Consul is marked down
+
+
+@dataclass(eq=False)
+class _Write:
+    """One write: register ``service``, or (``service`` None) deregister ``service_id``;
+    ``gone`` is the service being removed, when known (it names the container in logs)."""
+
+    service_id: str
+    service: Service | None
+    gone: Service | None
+    ticket: _Ticket
+
+
 class Reconciler:
     """Holds the desired services per container and applies differences to the agent.
 
@@ -83,18 +115,30 @@ class Reconciler:
         owner: str,
         cleanup: bool = False,
         metrics: Metrics | None = None,
+        max_writes: int = DEFAULT_MAX_WRITES,
     ) -> None:
         self.agent = agent
         self.metrics = metrics or Metrics()
         self.owner = owner
         self.cleanup = cleanup
+        self.max_writes = max(1, max_writes)
         self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._write_slots = threading.BoundedSemaphore(self.max_writes)
         self._by_container: dict[str, dict[str, Service]] = {}
         self._claims: dict[str, set[str]] = {}  # service ID -> containers that want it
         self._known: dict[str, Service] = {}  # what the agent holds, as last seen or written
         self._retired: set[str] = set()  # once desired, no longer, removal not yet confirmed
         self._rejected: dict[str, Service] = {}  # refused by the agent: not retried unchanged
         self._last_read_error = ""
+        # Writes in flight, by service ID, each with the newest change waiting behind it.
+        self._busy: dict[str, _Write | None] = {}
+        self._changing = 0  # set_container calls between their decision and their last write
+        self._alone_now = False  # a sync (or deregister_all) is planning and writing
+        self._alone_waiting = 0
+        self._writes_done = 0  # results recorded so far, to tell which reads may be stale
+        self._written_at: dict[str, int] = {}  # service ID -> _writes_done after its write
+        self._down_count = 0  # times the agent was found unavailable
         self.healthy = True
         self.stale_removal_allowed = False
         # Owned services that are not removed as stale while this says so (services of an
@@ -127,6 +171,8 @@ class Reconciler:
         With ``write=False`` the change is only recorded, for a later ``sync``."""
         wanted = {svc.id: svc for svc in services}
         with self._lock:
+            while self._alone_now or self._alone_waiting:
+                self._cond.wait()
             old = self._by_container.pop(container_id, {})
             for sid in old:
                 self._claims[sid].discard(container_id)
@@ -142,16 +188,24 @@ class Reconciler:
             if not write:
                 return Outcome()
             if not self.healthy:
-                return Outcome(unavailable="Consul unavailable: change kept for later")
-            plan = Plan(
-                register=tuple(
-                    svc
-                    for sid, svc in sorted(wanted.items())
-                    if self._known.get(sid) != svc and self._rejected.get(sid) != svc
-                ),
-                deregister=tuple(gone),
+                return Outcome(unavailable=KEPT_FOR_LATER)
+            register = tuple(
+                svc
+                for sid, svc in sorted(wanted.items())
+                if sid in self._busy  # decided when the write in flight for it is done
+                or (self._known.get(sid) != svc and self._rejected.get(sid) != svc)
             )
-            return self._apply(plan, old)
+            if not register and not gone:
+                return Outcome()
+            ticket = _Ticket(forced=False)
+            writes = self._writes_for(Plan(register, tuple(gone)), old, ticket)
+            self._changing += 1
+        try:
+            return self._run(writes, ticket, parallel=False)
+        finally:
+            with self._lock:
+                self._changing -= 1
+                self._cond.notify_all()
 
     def sync(self, remove_stale: bool | None = None) -> Outcome:
         """Compare everything desired with what the agent holds now and apply the difference.
@@ -160,33 +214,53 @@ class Reconciler:
         refilled and how changes made while it was down are delivered.
         """
         with self._lock:
-            try:
-                actual = self._read_actual()
-            except ConsulUnavailable as exc:
+            before = self._writes_done
+        try:
+            # Read without holding changes up: an event need not wait for this answer.
+            actual = self._read_actual()
+        except ConsulUnavailable as exc:
+            with self._lock:
                 self._mark_unhealthy(str(exc))
-                return Outcome(unavailable=str(exc))
-            except ConsulRejected as exc:
+            return Outcome(unavailable=str(exc))
+        except ConsulRejected as exc:
+            with self._lock:
                 if self._last_read_error != str(exc):
                     log.error("cannot list services on the agent: %s", exc)
                 self._last_read_error = str(exc)
-                return Outcome(unavailable=str(exc))
-            self._last_read_error = ""
-            self._known = dict(actual)
-            self._retired &= set(actual)
-            desired = self.desired()
-            retry_desired = {
-                sid: svc for sid, svc in desired.items() if self._rejected.get(sid) != svc
-            }
-            plan = make_plan(retry_desired, actual, self._removable(actual, remove_stale))
-            outcome = self._apply(plan, actual)
+            return Outcome(unavailable=str(exc))
+        with self._alone():
+            with self._lock:
+                self._last_read_error = ""
+                # The read may not show what this process wrote while it was under way.
+                for sid, at in self._written_at.items():
+                    if at > before:
+                        if sid in self._known:
+                            actual[sid] = self._known[sid]
+                        else:
+                            actual.pop(sid, None)
+                self._written_at.clear()
+                self._known = dict(actual)
+                self._retired &= set(actual)
+                desired = self.desired()
+                retry_desired = {
+                    sid: svc for sid, svc in desired.items() if self._rejected.get(sid) != svc
+                }
+                plan = make_plan(retry_desired, actual, self._removable(actual, remove_stale))
+                down_count = self._down_count
+                ticket = _Ticket(forced=True)
+                writes = self._writes_for(plan, actual, ticket)
+            outcome = self._run(writes, ticket, parallel=True)
             outcome.unchanged = list(plan.unchanged)
             if outcome.unavailable:
                 return outcome
             self.metrics.reachable("consul", True)
             if outcome.complete:
                 self.metrics.synced()
-            if not self.healthy:
-                self.healthy = True
+            with self._lock:
+                back = not self.healthy and self._down_count == down_count
+                if back:
+                    self.healthy = True
+            if back:
                 log.info(
                     "Consul reachable again: %d registered, %d removed, %d unchanged",
                     len(outcome.registered),
@@ -202,13 +276,14 @@ class Reconciler:
     def preview(self, remove_stale: bool = True) -> tuple[Plan, dict[str, Service]]:
         """What ``sync`` would write now, and the owned services it compared with; no writes.
         Raises ConsulError when the agent cannot be read."""
+        actual = self._read_actual()
         with self._lock:
-            actual = self._read_actual()
             return make_plan(self.desired(), actual, self._removable(actual, remove_stale)), actual
 
     def _read_actual(self) -> dict[str, Service]:
         if self.agent is None:
-            return dict(self._known)
+            with self._lock:
+                return dict(self._known)
         return self.agent.owned_services(self.owner)
 
     def _removable(self, actual: Mapping[str, Service], remove_stale: bool | None) -> set[str]:
@@ -225,90 +300,187 @@ class Reconciler:
 
     def deregister_all(self) -> Outcome:
         """Remove every service this process wants (used at shutdown when asked to)."""
+        with self._alone():
+            with self._lock:
+                desired = self.desired()
+                ticket = _Ticket(forced=True)
+                writes = self._writes_for(Plan(deregister=tuple(sorted(desired))), desired, ticket)
+            return self._run(writes, ticket, parallel=True)
+
+    @contextmanager
+    def _alone(self) -> Iterator[None]:
+        """Plan and write with no set_container write in flight and none starting (they wait
+        until this ends), and with no other sync doing the same."""
         with self._lock:
-            desired = self.desired()
-            plan = Plan(deregister=tuple(sorted(desired)))
-            return self._apply(plan, desired)
+            self._alone_waiting += 1
+            try:
+                while self._alone_now or self._changing:
+                    self._cond.wait()
+            finally:
+                self._alone_waiting -= 1
+            self._alone_now = True
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._alone_now = False
+                self._cond.notify_all()
 
     # --- writing -----------------------------------------------------------------------
 
-    def _apply(self, plan: Plan, previous: Mapping[str, Service]) -> Outcome:
-        """Write the plan; ``previous`` names the containers of services being removed.
-        Stops at the first sign that the agent is unavailable (the rest waits for a sync)."""
-        outcome = Outcome()
-        try:
-            for service in plan.register:
-                self._register(service, outcome)
-            for service_id in plan.deregister:
-                self._deregister(service_id, previous.get(service_id), outcome)
-        except _AgentDown:
-            pass
-        self.metrics.services_owned.set(len(self._known))
+    def _writes_for(
+        self, plan: Plan, previous: Mapping[str, Service], ticket: _Ticket
+    ) -> list[_Write]:
+        """The plan as writes; ``previous`` names the containers of services being removed."""
+        writes = [_Write(svc.id, svc, None, ticket) for svc in plan.register]
+        writes += [_Write(sid, None, previous.get(sid), ticket) for sid in plan.deregister]
+        ticket.open = len(writes)
+        return writes
+
+    def _run(self, writes: list[_Write], ticket: _Ticket, parallel: bool) -> Outcome:
+        """Send the writes (without the lock; on up to ``max_writes`` threads when
+        ``parallel``) and wait until each has a result, was superseded by a newer change for
+        its service ID, or was given up because the agent is unavailable."""
+        todo = deque(writes)
+
+        def drain() -> None:
+            while todo:
+                try:
+                    write = todo.popleft()
+                except IndexError:
+                    return
+                self._send(write)
+
+        helpers = min(self.max_writes, len(writes)) - 1 if parallel else 0
+        for n in range(helpers):
+            threading.Thread(target=drain, name=f"write-{n}", daemon=True).start()
+        drain()
+        with self._lock:
+            while ticket.open:
+                self._cond.wait()
+            self.metrics.services_owned.set(len(self._known))
+        outcome = ticket.outcome
+        outcome.registered.sort(key=lambda svc: svc.id)
+        outcome.deregistered.sort()
+        outcome.rejected.sort()
         return outcome
 
-    def _register(self, service: Service, outcome: Outcome) -> None:
-        extra = fields("register", service.container_name, service.container_id, service.id)
-        if self.agent is not None:
-            what = f"{_who(service)}: service {service.id} not registered"
-            if not self._write(self.agent.register, service, what, extra, outcome):
-                self._rejected[service.id] = service
-                return
-        self._rejected.pop(service.id, None)
-        self._known[service.id] = service
-        outcome.registered.append(service)
-        if self.agent is None:
-            log.info("dry-run: would register %s", _desc(service), extra=extra)
-        else:
-            self.metrics.registrations.inc()
-            log.info("registered %s", _desc(service), extra=extra)
+    def _send(self, write: _Write) -> None:
+        """Send one write, then, on this thread, the newest change queued behind it."""
+        current: _Write | None = write
+        while current is not None:
+            with self._lock:
+                if not self._claim(current):
+                    return
+            kind, detail = self._perform(current)
+            with self._lock:
+                self._record(current, kind, detail)
+                self._writes_done += 1
+                self._written_at[current.service_id] = self._writes_done
+                queued = self._busy.pop(current.service_id, None)
+                self._finish(current)
+            current = queued
 
-    def _deregister(self, service_id: str, gone: Service | None, outcome: Outcome) -> None:
-        who = f"{_who(gone)}: " if gone is not None and gone.container_id else ""
-        extra = fields(
-            "deregister", gone.container_name if gone else "", gone.container_id if gone else "",
-            service_id,
-        )  # fmt: skip
-        if self.agent is None:
-            log.info("dry-run: would deregister %sservice %s", who, service_id, extra=extra)
-        else:
-            what = f"{who}service {service_id} not deregistered"
-            existed = self._write(self.agent.deregister, service_id, what, extra, outcome)
-            if existed is None:
-                return
-            note = "" if existed else " (already gone)"
-            self.metrics.deregistrations.inc()
-            log.info("deregistered %sservice %s%s", who, service_id, note, extra=extra)
-        self._known.pop(service_id, None)
-        self._retired.discard(service_id)
-        self._rejected.pop(service_id, None)
-        outcome.deregistered.append(service_id)
+    def _claim(self, write: _Write) -> bool:
+        """Under the lock: may this write go now? Queues it behind a write in flight for the
+        same ID (replacing an older queued one), or drops it when nothing needs writing."""
+        sid = write.service_id
+        if sid in self._busy:
+            superseded = self._busy[sid]
+            if superseded is not None:
+                self._finish(superseded)
+            self._busy[sid] = write
+            return False
+        ticket = write.ticket
+        if ticket.aborted or (not ticket.forced and not self.healthy):
+            ticket.outcome.unavailable = ticket.outcome.unavailable or KEPT_FOR_LATER
+            self._finish(write)
+            return False
+        svc = write.service
+        if svc is not None and (self._known.get(sid) == svc or self._rejected.get(sid) == svc):
+            self._finish(write)
+            return False
+        self._busy[sid] = None
+        return True
 
-    def _write(
-        self,
-        call: Callable[[_T], object],
-        subject: _T,
-        what: str,
-        extra: dict[str, Any],
-        outcome: Outcome,
-    ) -> Any:
-        """One write to the agent: its result; None when the agent refused it (logged, the
-        rest goes on); raises _AgentDown when the agent is unavailable."""
-        subject_id = subject.id if isinstance(subject, Service) else str(subject)
-        try:
-            result = call(subject)
-        except ConsulUnavailable as exc:
-            self._mark_unhealthy(str(exc))
-            outcome.unavailable = str(exc)
-            raise _AgentDown from exc
-        except ConsulRejected as exc:
-            extra["error"] = str(exc)
-            log.error("%s: %s", what, exc, extra=extra)
+    def _finish(self, write: _Write) -> None:
+        write.ticket.open -= 1
+        if not write.ticket.open:
+            self._cond.notify_all()
+
+    def _perform(self, write: _Write) -> tuple[str, Any]:
+        """The request, without the lock and within the bound: ("done", existed),
+        ("refused", why) or ("unavailable", why)."""
+        if self.agent is None:
+            return "done", True
+        with self._write_slots:
+            try:
+                if write.service is not None:
+                    self.agent.register(write.service)
+                    return "done", True
+                return "done", self.agent.deregister(write.service_id)
+            except ConsulUnavailable as exc:
+                return "unavailable", str(exc)
+            except ConsulRejected as exc:
+                return "refused", str(exc)
+
+    def _record(self, write: _Write, kind: str, detail: Any) -> None:
+        """Under the lock: what a write's result means for the state, the log and metrics."""
+        sid, service, gone, outcome = (
+            write.service_id,
+            write.service,
+            write.gone,
+            write.ticket.outcome,
+        )
+        if kind == "unavailable":
+            self._mark_unhealthy(detail)
+            outcome.unavailable = outcome.unavailable or detail
+            write.ticket.aborted = True
+            return
+        if service is not None:
+            who = _who(service)
+            extra = fields("register", service.container_name, service.container_id, sid)
+        else:
+            who = f"{_who(gone)}" if gone is not None and gone.container_id else ""
+            extra = fields(
+                "deregister", gone.container_name if gone else "", gone.container_id if gone else "",
+                sid,
+            )  # fmt: skip
+        if kind == "refused":
+            extra["error"] = detail
+            if service is not None:
+                log.error("%s: service %s not registered: %s", who, sid, detail, extra=extra)
+                self._rejected[sid] = service
+            else:
+                prefix = f"{who}: " if who else ""
+                log.error("%sservice %s not deregistered: %s", prefix, sid, detail, extra=extra)
             self.metrics.failures.labels("consul_rejected").inc()
-            outcome.rejected.append((subject_id, str(exc)))
-            return None
-        return True if result is None else result
+            outcome.rejected.append((sid, detail))
+            return
+        if service is not None:
+            self._rejected.pop(sid, None)
+            self._known[sid] = service
+            outcome.registered.append(service)
+            if self.agent is None:
+                log.info("dry-run: would register %s", _desc(service), extra=extra)
+            else:
+                self.metrics.registrations.inc()
+                log.info("registered %s", _desc(service), extra=extra)
+            return
+        prefix = f"{who}: " if who else ""
+        if self.agent is None:
+            log.info("dry-run: would deregister %sservice %s", prefix, sid, extra=extra)
+        else:
+            note = "" if detail else " (already gone)"
+            self.metrics.deregistrations.inc()
+            log.info("deregistered %sservice %s%s", prefix, sid, note, extra=extra)
+        self._known.pop(sid, None)
+        self._retired.discard(sid)
+        self._rejected.pop(sid, None)
+        outcome.deregistered.append(sid)
 
     def _mark_unhealthy(self, reason: str) -> None:
+        self._down_count += 1
         self.metrics.failures.labels("consul_unavailable").inc()
         self.metrics.reachable("consul", False)
         if self.healthy:
@@ -316,10 +488,6 @@ class Reconciler:
                 "Consul unavailable (%s); changes are kept and applied when it answers", reason
             )
         self.healthy = False
-
-
-class _AgentDown(Exception):
-    """Internal: stop applying a plan, the agent is unavailable."""
 
 
 def _who(service: Service) -> str:

@@ -62,7 +62,7 @@ DEFAULT_LEADER = "127.0.0.1:8300"
 NODE_ADDRESS = "127.0.0.1"
 
 VALID_STATUSES = ("passing", "warning", "critical")
-FAULT_MODES = ("error", "hang", "reset", "reset_after")
+FAULT_MODES = ("error", "hang", "reset", "reset_after", "slow")
 DEREGISTER_MODES = ("404", "200", "500")
 
 # Texts copied from Consul's sources (agent/agent_endpoint.go, agent/agent.go, agent/structs).
@@ -895,6 +895,7 @@ class RecordedRequest:
     time: float  # time.monotonic() when it arrived
     has_token: bool = False
     wall_ns: int = 0  # time.time_ns() when it arrived (comparable with Docker's event timeNano)
+    finished: float = 0.0  # time.monotonic() when it was answered (0: not answered)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -926,6 +927,7 @@ class _Fault:
     paths: str | None
     release: threading.Event
     count: int = 0
+    delay: float = 0.0
 
 
 def _text(status: int, message: str) -> _Response:
@@ -1704,6 +1706,8 @@ class ConsulDouble:
             denied_services=denied_services,
         )
         self._requests: list[RecordedRequest] = []
+        self._in_flight = {"all": 0, "writes": 0}  # requests being served now
+        self._in_flight_peak = {"all": 0, "writes": 0}  # the most at once since cleared
         self._fault: _Fault | None = None
         self._hang_release = threading.Event()
         self._lifecycle = threading.Lock()
@@ -1866,8 +1870,16 @@ class ConsulDouble:
         return [r for r in self.requests() if r.method in ("PUT", "POST", "DELETE")]
 
     def clear_requests(self) -> None:
+        """Forget the recorded requests and the in-flight peaks."""
         with self._cond:
             self._requests.clear()
+            self._in_flight_peak = dict(self._in_flight)
+
+    def in_flight_peak(self, writes: bool = True) -> int:
+        """The most requests (writes only: PUT/POST/DELETE) the double was serving at once,
+        from arrival to answer, since it started or clear_requests()."""
+        with self._cond:
+            return self._in_flight_peak["writes" if writes else "all"]
 
     def wait_for_requests(
         self, predicate: Callable[[list[RecordedRequest]], bool], timeout: float = 10.0
@@ -1895,12 +1907,14 @@ class ConsulDouble:
         body: str = "rpc error: No cluster leader",
         every: int = 1,
         paths: str | None = None,
+        delay: float = 0.05,
     ) -> None:
         """Inject a fault into matching requests; mode None makes the agent healthy again.
 
         "error": answer status/body. "hang": hold the request until the fault is cleared or the
         double stops, then drop the connection. "reset": close with a TCP RST, no response.
         "reset_after": process the request (state changes) but reset instead of answering.
+        "slow": wait ``delay`` seconds, then answer normally (a busy agent).
         every=N hits only every Nth matching request (deterministic counter); paths restricts
         the fault to request paths starting with that prefix.
         """
@@ -1913,7 +1927,7 @@ class ConsulDouble:
             self._fault = (
                 None
                 if mode is None
-                else _Fault(mode, status, body, every, paths, self._hang_release)
+                else _Fault(mode, status, body, every, paths, self._hang_release, delay=delay)
             )
 
     def _release_hung(self) -> None:
@@ -1954,17 +1968,56 @@ class ConsulDouble:
             token is not None,
             wall_ns=time.time_ns(),
         )
+        # In flight from arrival until the answer is about to be written (a client may send
+        # its next request as soon as it reads the answer) or the connection is dropped.
+        kinds = ("all", "writes") if handler.command in ("PUT", "POST", "DELETE") else ("all",)
+        landed = threading.Event()
+
+        def land() -> None:
+            if not landed.is_set():
+                landed.set()
+                for kind in kinds:
+                    self._in_flight[kind] -= 1
+
         with self._cond:
             position = len(self._requests)
             self._requests.append(record)
+            for kind in kinds:
+                self._in_flight[kind] += 1
+                self._in_flight_peak[kind] = max(self._in_flight_peak[kind], self._in_flight[kind])
             self._cond.notify_all()
 
         def finish(status: int) -> None:
             with self._cond:
                 if position < len(self._requests) and self._requests[position] is record:
-                    self._requests[position] = dataclasses.replace(record, status=status)
+                    self._requests[position] = dataclasses.replace(
+                        record, status=status, finished=time.monotonic()
+                    )
+                land()
                 self._cond.notify_all()
 
+        def landed_now() -> None:
+            with self._cond:
+                land()
+
+        try:
+            self._answer(handler, path, query, body, token, finish, landed_now)
+        finally:
+            with self._cond:
+                land()
+
+    def _answer(
+        self,
+        handler: _RequestHandler,
+        path: str,
+        query: dict[str, list[str]],
+        body: str,
+        token: str | None,
+        finish: Callable[[int], None],
+        land: Callable[[], None],
+    ) -> None:
+        """Answer as the agent (or the fault) would; ``finish`` records the status of an
+        answer, ``land`` ends the request's time in flight when it is dropped instead."""
         req = _Request(handler.command, path, query, body, token)
         fault = self._take_fault(path)
         if fault is not None and fault.mode == "error":
@@ -1973,19 +2026,25 @@ class ConsulDouble:
             return
         if fault is not None and fault.mode == "hang":
             fault.release.wait()
+            land()
             handler.drop(reset=False)
             return
         if fault is not None and fault.mode == "reset":
+            land()
             handler.drop(reset=True)
             return
+        if fault is not None and fault.mode == "slow":
+            fault.release.wait(fault.delay)
         try:
             resp = self._agent.dispatch(req, handler.server.stopping)
         except Exception as exc:  # a bug in the double must surface, not hang the client
             resp = _text(500, f"consul double internal error: {exc!r}")
         if fault is not None and fault.mode == "reset_after":
+            land()
             handler.drop(reset=True)
             return
         if handler.server.stopping.is_set():  # a stopped agent answers nothing in flight
+            land()
             handler.drop(reset=False)
             return
         finish(resp.status)

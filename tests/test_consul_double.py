@@ -8,6 +8,7 @@ everything waits on a condition with a deadline.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import http.client
 import json
 import re
@@ -1140,6 +1141,34 @@ def test_fault_reset_after_applies_the_write_but_loses_the_answer(
         register(session, double, {"Name": "web"})
     assert "web" in double.services()
     assert double.requests()[-1].status == 0
+
+
+def test_fault_slow_answers_late_and_counts_requests_in_flight(double: ConsulDouble) -> None:
+    double.fail("slow", delay=0.5, paths=REGISTER)
+
+    def put(name: str) -> int:
+        body = json.dumps({"Name": name})
+        return requests.put(double.url + REGISTER, data=body, timeout=TIMEOUT).status_code
+
+    hung = [in_thread(functools.partial(put, f"s{n}")) for n in range(3)]
+    double.wait_for_requests(lambda reqs: len(reqs) == 3)
+    assert double.services() == {}, "nothing is applied before the delay is over"
+    reader = requests.get(double.url + "/v1/agent/services", timeout=TIMEOUT)
+    assert reader.status_code == 200, "other paths are not delayed"
+    for thread, outcome in hung:
+        thread.join(TIMEOUT)
+        assert outcome["result"] == 200
+    assert set(double.services()) == {"s0", "s1", "s2"}
+    assert double.in_flight_peak() == 3
+    assert double.in_flight_peak(writes=False) == 4
+    writes = double.writes()
+    assert all(r.finished - r.time >= 0.5 for r in writes)
+    double.fail(None)
+    double.clear_requests()
+    assert double.in_flight_peak() == 0
+    for n in range(3):
+        assert register(requests.Session(), double, {"Name": f"t{n}"}).status_code == 200
+    assert double.in_flight_peak() == 1, "one after another: never two at once"
 
 
 def test_fault_every_nth_request(double: ConsulDouble, session: requests.Session) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+import threading
+
 import pytest
 
 from registrator.config import ConsulEndpoint
 from registrator.consul_agent import ConsulAgent, ConsulRejected, ConsulUnavailable, WritePolicy
 from registrator.model import OWNER_META_KEY, Check, Service, freeze_meta
 from registrator.reconcile import Reconciler, make_plan
-from tests.consul_double import ConsulDouble
+from tests.conftest import wait_until
+from tests.consul_double import ConsulDouble, RecordedRequest
 
 OWNER = "host1"
 
@@ -147,6 +152,83 @@ def test_a_refused_service_does_not_stop_the_others_and_is_not_retried_unchanged
         double.clear_requests()
         rec.sync()
         assert double.writes() == []
+
+
+def overlapping(requests: list[RecordedRequest]) -> bool:
+    """Whether any two of these requests were being served at the same time."""
+    spans = sorted((r.time, r.finished) for r in requests)
+    return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
+
+
+def written_id(request: RecordedRequest) -> str:
+    if request.path.startswith("/v1/agent/service/deregister/"):
+        return request.path.rsplit("/", 1)[1]
+    body = {k.lower(): v for k, v in json.loads(request.body).items()}
+    return str(body["id"])
+
+
+def test_writes_go_in_parallel_up_to_the_bound_never_two_for_one_id():
+    with ConsulDouble() as double:
+        rec = Reconciler(agent_for(double), OWNER, max_writes=3)
+        double.fail("slow", delay=0.1, paths="/v1/agent/service/")
+        rec.set_container("c1", [svc(f"s{n}", port=n) for n in range(12)], write=False)
+        outcome = rec.sync(remove_stale=True)
+        assert [s.id for s in outcome.registered] == sorted(f"s{n}" for n in range(12))
+        assert set(double.services()) == {f"s{n}" for n in range(12)}
+        assert 2 <= double.in_flight_peak() <= 3
+
+        double.clear_requests()
+        threads = [
+            threading.Thread(target=rec.set_container, args=(f"c{n}", [svc(f"x{n % 3}", port=n)]))
+            for n in range(9)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert {"x0", "x1", "x2"} <= set(double.services())
+        assert 2 <= double.in_flight_peak() <= 3
+        assert not any(
+            overlapping([r for r in double.writes() if written_id(r) == sid])
+            for sid in {written_id(r) for r in double.writes()}
+        )
+
+
+def test_a_change_for_a_service_being_written_waits_and_the_newest_wins():
+    with ConsulDouble() as double:
+        rec = Reconciler(agent_for(double), OWNER)
+        double.fail("slow", delay=0.3, paths="/v1/agent/service/")
+        first = threading.Thread(target=rec.set_container, args=("c1", [svc("a", port=1)]))
+        first.start()
+        double.wait_for_requests(lambda reqs: len(reqs) == 1)
+        # while port 1 is being written: port 2 is wanted, then the service is not wanted at all
+        second = threading.Thread(target=rec.set_container, args=("c1", [svc("a", port=2)]))
+        second.start()
+        wait_until(lambda: rec.desired().get("a") == svc("a", port=2), what="port 2 recorded")
+        outcome = rec.set_container("c1", [])
+        for thread in (first, second):
+            thread.join(10)
+        assert outcome.deregistered == ["a"]
+        assert double.services() == {}
+        writes = double.writes()
+        assert [r.path for r in writes] == [
+            "/v1/agent/service/register",
+            "/v1/agent/service/deregister/a",
+        ], "port 2 was superseded before it was sent"
+        assert not overlapping(writes)
+
+
+def test_no_write_is_lost_when_the_state_returns_while_a_write_is_in_flight():
+    with ConsulDouble() as double:
+        rec = Reconciler(agent_for(double), OWNER)
+        rec.set_container("c1", [svc("a", port=1)])
+        double.fail("slow", delay=0.3, paths="/v1/agent/service/")
+        changing = threading.Thread(target=rec.set_container, args=("c1", [svc("a", port=2)]))
+        changing.start()
+        double.wait_for_requests(lambda reqs: len(reqs) == 2)
+        rec.set_container("c1", [svc("a", port=1)])  # back to what the agent held before
+        changing.join(10)
+        assert double.services()["a"]["Port"] == 1
 
 
 # --- the adapter ------------------------------------------------------------------------------
