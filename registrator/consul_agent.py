@@ -7,28 +7,33 @@ unreachable or failing (``ConsulUnavailable``: retry later) or it refused this o
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
+import random
+import ssl
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-import consul
 import consul.base
-import consul.std
-import requests
-from tenacity import (
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
+from registrator.agent_http import AgentHTTP
 from registrator.config import ConsulEndpoint
+from registrator.logs import brief
 from registrator.model import OWNER_META_KEY, Service
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
-UNIX_BASE_URI = "http+consulunix://localhost"
+# What an operator needs from a failed exchange with the agent, beyond the common markers.
+CONSUL_ERROR_MARKERS = (
+    "CERTIFICATE_VERIFY_FAILED",
+    "certificate required",
+    "timed out",
+    "Connection reset",
+)
 
 
 class ConsulError(Exception):
@@ -50,34 +55,28 @@ class WritePolicy:
     attempts: int = 3
     max_wait: float = 1.0
 
+    def run(self, call: Callable[[], _T]) -> _T:
+        """``call()``, again after a random wait of up to 0.05 s, 0.1 s, 0.2 s ... (at most
+        ``max_wait``) while the agent is unavailable, ``attempts`` times in all."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return call()
+            except ConsulUnavailable:
+                if attempt >= self.attempts:
+                    raise
+                time.sleep(random.uniform(0, min(self.max_wait, 0.05 * 2 ** (attempt - 1))))
+        raise AssertionError("attempts must be at least 1")
 
-class _HTTPClient(consul.std.HTTPClient):  # type: ignore[misc]
-    """python-consul2's requests client, pointed at exactly the endpoint we were given
-    (its constructor lets CONSUL_HTTP_ADDR override an explicit address) and able to speak
-    over a Unix socket through the Docker SDK's adapter."""
 
-    def __init__(self, endpoint: ConsulEndpoint, timeout: float, token: str) -> None:
-        self._init_transport(endpoint, timeout)
-        # The local agent is never behind a proxy (HTTP_PROXY without 127.0.0.1 in NO_PROXY
-        # would send registrations through it), and reading the proxy variables on every
-        # request costs a third of the CPU of a start-up sync.
-        self.session.trust_env = False
-        if token:  # on every request, including those python-consul2 sends without it
-            self.session.headers["X-Consul-Token"] = token
+class _Consul(consul.base.Consul):  # type: ignore[misc]
+    """python-consul2's API on our transport (its own would open a requests session)."""
 
-    def _init_transport(self, endpoint: ConsulEndpoint, timeout: float) -> None:
-        if endpoint.socket_path:
-            super().__init__("localhost", 0, "http", True, None, timeout)
-            from docker.transport import UnixHTTPAdapter
+    def __init__(self, http: AgentHTTP) -> None:
+        self._transport = http
+        super().__init__()
 
-            self.session.mount(
-                "http+consulunix://", UnixHTTPAdapter(endpoint.socket_path, timeout=timeout)
-            )
-            self.base_uri = UNIX_BASE_URI
-        else:
-            verify: bool | str = (endpoint.ca_file or True) if endpoint.verify else False
-            cert = (endpoint.cert_file, endpoint.key_file) if endpoint.cert_file else None
-            super().__init__(endpoint.host, endpoint.port, endpoint.scheme, verify, cert, timeout)
+    def http_connect(self, *_args: Any, **_kwargs: Any) -> AgentHTTP:
+        return self._transport
 
 
 class ConsulAgent:
@@ -91,8 +90,7 @@ class ConsulAgent:
         write_policy: WritePolicy | None = None,
     ) -> None:
         self.endpoint = endpoint
-        self._client = consul.Consul()
-        self._client.http = _HTTPClient(endpoint, timeout, token)
+        self._client = _Consul(AgentHTTP(endpoint, timeout, token))
         self._client.token = token or None
         self._policy = write_policy or WritePolicy()
 
@@ -110,23 +108,17 @@ class ConsulAgent:
             if "Scripts are disabled" in text:  # a 500, but about this request only
                 raise ConsulRejected(f"{what}: agent refused: {text}") from exc
             raise ConsulUnavailable(f"{what}: agent error: {text}") from exc
-        except requests.exceptions.SSLError as exc:
+        except ssl.SSLError as exc:
             raise ConsulUnavailable(
-                f"{what}: TLS with the agent failed ({_short(exc)}): check CONSUL_CACERT, "
-                "CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY"
+                f"{what}: TLS with the agent failed ({brief(exc, CONSUL_ERROR_MARKERS)}): "
+                "check CONSUL_CACERT, CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY"
             ) from exc
-        except requests.exceptions.RequestException as exc:
-            raise ConsulUnavailable(f"{what}: agent unreachable: {_short(exc)}") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise ConsulUnavailable(
+                f"{what}: agent unreachable: {brief(exc, CONSUL_ERROR_MARKERS)}"
+            ) from exc
         except ValueError as exc:  # a body that is not JSON
             raise ConsulUnavailable(f"{what}: unreadable answer: {exc}") from exc
-
-    def _retrying(self) -> Retrying:
-        return Retrying(
-            stop=stop_after_attempt(self._policy.attempts),
-            wait=wait_random_exponential(multiplier=0.05, max=self._policy.max_wait),
-            retry=retry_if_exception_type(ConsulUnavailable),
-            reraise=True,
-        )
 
     def ping(self) -> str:
         """The cluster leader's address; as the original's ping, any answer means alive."""
@@ -157,14 +149,11 @@ class ConsulAgent:
         service has on the agent that this registration does not define (Consul's
         ``replace-existing-checks``); otherwise the agent keeps them."""
         what = f"registering {service.id}"
-        for attempt in self._retrying():
-            with attempt:
-                if replace_checks:
-                    self._call(what, self._register_replacing_checks, service)
-                else:
-                    self._call(
-                        what, self._client.agent.service.register, **service.to_registration()
-                    )
+        if replace_checks:
+            self._policy.run(lambda: self._call(what, self._register_replacing_checks, service))
+        else:
+            register = self._client.agent.service.register
+            self._policy.run(lambda: self._call(what, register, **service.to_registration()))
 
     def _register_replacing_checks(self, service: Service) -> None:
         # python-consul2's register cannot pass the query parameter: send the same body.
@@ -195,26 +184,7 @@ class ConsulAgent:
             return True
 
         path = f"/v1/agent/service/deregister/{service_id}"
-        for attempt in self._retrying():
-            with attempt:
-                return bool(
-                    self._call(what, self._client.http.put, gone_or_raise, path, headers=headers)
-                )
-        raise AssertionError("unreachable: tenacity re-raises the last error")
-
-
-def _short(exc: BaseException) -> str:
-    """requests' messages embed whole reprs; keep the part an operator reads."""
-    text = str(exc)
-    for marker in (
-        "CERTIFICATE_VERIFY_FAILED",
-        "certificate required",
-        "Connection refused",
-        "No such file or directory",
-        "Read timed out",
-        "timed out",
-        "Connection reset",
-    ):
-        if marker in text:
-            return marker
-    return text[:200]
+        put = self._client.http.put
+        return bool(
+            self._policy.run(lambda: self._call(what, put, gone_or_raise, path, headers=headers))
+        )

@@ -20,6 +20,8 @@ import docker.utils
 import requests
 from docker.transport import UnixHTTPAdapter
 
+from registrator.logs import brief
+
 log = logging.getLogger(__name__)
 
 # Container actions registrator reacts to; anything else cannot change a container's services.
@@ -129,7 +131,7 @@ class DockerSource:
                 version="auto", timeout=timeout, max_pool_size=16, **kwargs
             )
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise DockerUnavailable(f"cannot reach Docker at {base_url}: {_short(exc)}") from exc
+            raise DockerUnavailable(f"cannot reach Docker at {base_url}: {brief(exc)}") from exc
         # requests would otherwise scan the whole environment for proxy settings on every
         # request (a third of the CPU of a start-up sync, measured), and a proxy is never right
         # for the local Docker socket.
@@ -152,7 +154,7 @@ class DockerSource:
                 filters={"type": ["container"], "event": list(WATCHED_ACTIONS)},
             )
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise DockerUnavailable(f"cannot subscribe to events: {_short(exc)}") from exc
+            raise DockerUnavailable(f"cannot subscribe to events: {brief(exc)}") from exc
         return EventStream(raw)
 
     def container_ids(self) -> list[str]:
@@ -160,7 +162,7 @@ class DockerSource:
         try:
             listing = self._api.containers(quiet=True)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise DockerUnavailable(f"cannot list containers: {_short(exc)}") from exc
+            raise DockerUnavailable(f"cannot list containers: {brief(exc)}") from exc
         return [str(item["Id"]) for item in listing]
 
     def running_fingerprints(self) -> dict[str, str]:
@@ -170,7 +172,7 @@ class DockerSource:
         try:
             listing = self._api.containers()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise DockerUnavailable(f"cannot list containers: {_short(exc)}") from exc
+            raise DockerUnavailable(f"cannot list containers: {brief(exc)}") from exc
         return {str(item.get("Id")): fingerprint(item) for item in listing if item.get("Id")}
 
     def inspect(self, container_id: str) -> dict[str, Any] | None:
@@ -181,7 +183,7 @@ class DockerSource:
         except docker.errors.NotFound:
             return None
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-            raise DockerUnavailable(f"cannot inspect {container_id[:12]}: {_short(exc)}") from exc
+            raise DockerUnavailable(f"cannot inspect {container_id[:12]}: {brief(exc)}") from exc
 
 
 HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
@@ -194,11 +196,3 @@ def fingerprint(summary: Mapping[str, Any]) -> str:
     stable["Health"] = health.group(1) if health else ""
     text = json.dumps(stable, sort_keys=True, default=str)
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc)
-    for marker in ("Connection refused", "No such file or directory", "Read timed out"):
-        if marker in text:
-            return marker
-    return text[:200]

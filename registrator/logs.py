@@ -14,6 +14,8 @@ import time
 from typing import Any
 
 ACTION_FIELDS = ("container", "container_id", "service_id", "action", "error")
+# The part of a client library's error an operator reads, whichever adapter it came from.
+COMMON_ERROR_MARKERS = ("Connection refused", "No such file or directory", "Read timed out")
 
 
 def fields(
@@ -31,6 +33,17 @@ def fields(
         "service_id": service_id,
         "error": error,
     }
+
+
+def brief(exc: BaseException, markers: tuple[str, ...] = ()) -> str:
+    """An error as an operator needs it: client libraries' messages embed whole reprs, so
+    the first known marker found (the common ones, then the adapter's ``markers``) stands
+    for it; otherwise its first 200 characters."""
+    text = str(exc)
+    for marker in (*COMMON_ERROR_MARKERS, *markers):
+        if marker in text:
+            return marker
+    return text[:200]
 
 
 class JsonFormatter(logging.Formatter):

@@ -3,7 +3,9 @@ here and the real registrator process."""
 
 from __future__ import annotations
 
+import shutil
 import ssl
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +60,32 @@ def test_mutual_tls_agent(tls_consul: ConsulDouble, pki: dict[str, str]) -> None
     agent = ConsulAgent(endpoint)
     assert agent.ping() == "127.0.0.1:8300"
     assert agent.services() == {}
+
+
+def test_tls_with_a_ca_directory_or_without_verification(
+    tls_consul: ConsulDouble, pki: dict[str, str], tmp_path: Path
+) -> None:
+    """CONSUL_CAPATH names a folder of CA certificates (OpenSSL's hashed names);
+    CONSUL_HTTP_SSL_VERIFY=false accepts any server certificate."""
+    folder = tmp_path / "cas"
+    folder.mkdir()
+    shutil.copy(pki["ca"], folder / "ca.pem")
+    subprocess.run(["openssl", "rehash", str(folder)], check=True, capture_output=True)
+    client = tls_env(pki)
+    del client["CONSUL_CACERT"]
+    uri = f"consul-tls://127.0.0.1:{tls_consul.port}"
+    with_folder = parse_registry_uri(uri, {**client, "CONSUL_CAPATH": str(folder)})
+    assert ConsulAgent(with_folder, token=TOKEN).ping() == "127.0.0.1:8300"
+    wrong = parse_registry_uri(uri, {**client, "CONSUL_CACERT": pki["other-ca"]})
+    with pytest.raises(ConsulUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+        ConsulAgent(wrong).ping()
+    unverified = parse_registry_uri(
+        uri, {**client, "CONSUL_CACERT": pki["other-ca"], "CONSUL_HTTP_SSL_VERIFY": "false"}
+    )
+    agent = ConsulAgent(unverified, token=TOKEN)
+    assert agent.services() == {}
+    assert agent.deregister("nothing") is False
+    assert all(r.has_token for r in tls_consul.requests()), "the token on every request"
 
 
 @pytest.mark.parametrize(
