@@ -34,7 +34,7 @@ from registrator.derive import DeriveOptions, split_tags
 from registrator.docker_source import DockerSource
 from registrator.legacy import adopting
 from registrator.logs import setup_logging
-from registrator.metrics import Metrics, MetricsServer
+from registrator.metrics import Metrics, MetricsServer, PrometheusMetrics
 from registrator.oneshot import EXIT_ERROR, run_plan, run_resync
 from registrator.reconcile import Reconciler
 from registrator.systemd import Notifier
@@ -343,8 +343,9 @@ def run_daemon(config: Config) -> int:
     server = None
     if config.metrics_addr:
         host, port = metrics_address(config.metrics_addr)
+        metrics = served = PrometheusMetrics(ecs=config.ecs)
         try:
-            server = MetricsServer(metrics, host, port, config.health_threshold)
+            server = MetricsServer(served, host, port, config.health_threshold)
         except OSError as exc:
             log.error("cannot serve metrics on %s: %s", config.metrics_addr, exc.strerror)
             return 1

@@ -1,7 +1,8 @@
-"""Prometheus metrics and the /healthz endpoint, served only when ``-metrics-addr`` is given.
+"""Metrics and the /healthz endpoint; Prometheus's only when ``-metrics-addr`` is given.
 
-The counters are always kept (they cost nothing); the reconciler and daemon update them at
-the points where they log the same facts.
+The reconciler and daemon count at the points where they log the same facts. Without
+``-metrics-addr`` nothing reads the counts, so they are plain numbers and prometheus_client
+(and the HTTP server) are not even imported; ``PrometheusMetrics`` is the served form.
 """
 
 from __future__ import annotations
@@ -10,25 +11,100 @@ import json
 import logging
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+if TYPE_CHECKING:
+    from http.server import BaseHTTPRequestHandler
 
 log = logging.getLogger(__name__)
 
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class _Plain:
+    """A counter, gauge or histogram nobody scrapes: the last value or the running total."""
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self._children: dict[tuple[str, ...], _Plain] = {}
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+    def set(self, value: float) -> None:
+        self.value = value
+
+    def observe(self, value: float) -> None:
+        self.value = value
+
+    def labels(self, *values: str) -> _Plain:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children.setdefault(values, _Plain())
+        return child
+
 
 class Metrics:
-    """The daemon's metrics, in a registry of their own (no process-global state)."""
+    """The daemon's metrics as plain numbers, and the health that /healthz reports."""
 
     def __init__(self, ecs: bool = False) -> None:
+        self.registrations: Any = _Plain()
+        self.deregistrations: Any = _Plain()
+        self.failures: Any = _Plain()  # by reason
+        self.services_owned: Any = _Plain()
+        self.events: Any = _Plain()  # by action
+        self.last_sync: Any = _Plain()
+        self.docker_up: Any = _Plain()
+        self.consul_up: Any = _Plain()
+        self.latency: Any = _Plain()
+        self._gauges: dict[str, Any] = {"docker": self.docker_up, "consul": self.consul_up}
+        if ecs:  # asked only for awsvpc containers: "up" until a request gets no answer
+            self._gauges["ecs"] = _Plain()
+            self._gauges["ecs"].set(1)
+        self._sync_time = 0.0
+        self._down_since = dict.fromkeys(self._gauges, 0.0)
+        self._lock = threading.Lock()
+
+    def _since_sync(self) -> float:
+        return time.time() - self._sync_time if self._sync_time else float("nan")
+
+    def synced(self) -> None:
+        self._sync_time = time.time()
+        self.last_sync.set(self._sync_time)
+
+    def reachable(self, what: str, up: bool) -> None:
+        """Record whether ``docker``, ``consul`` or ``ecs`` (the ECS agent, with -ecs)
+        answers, and since when it does not."""
+        gauge = self._gauges.get(what)
+        if gauge is None:
+            return
+        gauge.set(1 if up else 0)
+        with self._lock:
+            if up:
+                self._down_since[what] = 0.0
+            elif not self._down_since[what]:
+                self._down_since[what] = time.monotonic()
+
+    def health(self, threshold: float) -> tuple[bool, dict[str, Any]]:
+        """Healthy unless Docker, Consul or (with -ecs) the ECS agent has been unreachable
+        longer than ``threshold``."""
+        now = time.monotonic()
+        with self._lock:
+            down = {k: (now - v if v else 0.0) for k, v in self._down_since.items()}
+        body: dict[str, Any] = {f"{k}_unreachable_seconds": round(v, 1) for k, v in down.items()}
+        body["seconds_since_last_sync"] = round(self._since_sync(), 1) if self._sync_time else None
+        healthy = all(v <= threshold for v in down.values())
+        body["status"] = "ok" if healthy else "unhealthy"
+        return healthy, body
+
+
+class PrometheusMetrics(Metrics):
+    """The same metrics in a Prometheus registry of their own (no process-global state)."""
+
+    def __init__(self, ecs: bool = False) -> None:
+        super().__init__(ecs)
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
         self.registry = CollectorRegistry()
         r = self.registry
         self.registrations = Counter(
@@ -77,50 +153,25 @@ class Metrics:
         self.latency = Histogram(
             "registrator_event_to_registration_seconds",
             "From Docker's event time to the agent holding the change",
-            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self._sync_time = 0.0
-        self._down_since = dict.fromkeys(self._gauges, 0.0)
-        self._lock = threading.Lock()
 
-    def _since_sync(self) -> float:
-        return time.time() - self._sync_time if self._sync_time else float("nan")
+    def exposition(self) -> tuple[str, bytes]:
+        """The content type and body of a /metrics answer."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    def synced(self) -> None:
-        self._sync_time = time.time()
-        self.last_sync.set(self._sync_time)
-
-    def reachable(self, what: str, up: bool) -> None:
-        """Record whether ``docker``, ``consul`` or ``ecs`` (the ECS agent, with -ecs)
-        answers, and since when it does not."""
-        gauge = self._gauges.get(what)
-        if gauge is None:
-            return
-        gauge.set(1 if up else 0)
-        with self._lock:
-            if up:
-                self._down_since[what] = 0.0
-            elif not self._down_since[what]:
-                self._down_since[what] = time.monotonic()
-
-    def health(self, threshold: float) -> tuple[bool, dict[str, Any]]:
-        """Healthy unless Docker, Consul or (with -ecs) the ECS agent has been unreachable
-        longer than ``threshold``."""
-        now = time.monotonic()
-        with self._lock:
-            down = {k: (now - v if v else 0.0) for k, v in self._down_since.items()}
-        body: dict[str, Any] = {f"{k}_unreachable_seconds": round(v, 1) for k, v in down.items()}
-        body["seconds_since_last_sync"] = round(self._since_sync(), 1) if self._sync_time else None
-        healthy = all(v <= threshold for v in down.values())
-        body["status"] = "ok" if healthy else "unhealthy"
-        return healthy, body
+        return CONTENT_TYPE_LATEST, generate_latest(self.registry)
 
 
 class MetricsServer:
     """``/metrics`` (Prometheus text format) and ``/healthz`` on one address."""
 
-    def __init__(self, metrics: Metrics, host: str, port: int, health_threshold: float) -> None:
+    def __init__(
+        self, metrics: PrometheusMetrics, host: str, port: int, health_threshold: float
+    ) -> None:
+        from http.server import ThreadingHTTPServer
+
         self.metrics = metrics
         self.threshold = health_threshold
         handler = _handler_for(self)
@@ -141,11 +192,13 @@ class MetricsServer:
 
 
 def _handler_for(owner: MetricsServer) -> type[BaseHTTPRequestHandler]:
+    from http.server import BaseHTTPRequestHandler
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._send(200, CONTENT_TYPE_LATEST, generate_latest(owner.metrics.registry))
+                self._send(200, *owner.metrics.exposition())
             elif path == "/healthz":
                 healthy, body = owner.metrics.health(owner.threshold)
                 payload = json.dumps(body, sort_keys=True).encode() + b"\n"
