@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import tomllib
+import warnings
 from pathlib import Path
 
 UNKNOWN_VERSION = "0+unknown"
@@ -37,3 +39,11 @@ def find_version(package_dir: Path, distribution: str = "registrator") -> str:
 
 
 __version__ = find_version(Path(__file__).resolve().parent)
+
+# requests (under the Docker SDK) imports a character-set detector to guess the encoding of
+# answers that name none. Docker answers JSON, which requests decodes without it (and with
+# no detector requests assumes UTF-8); loading it costs a sixth of the start-up and 3.5 MB
+# (it loads every CJK codec). Left out unless something imported it before registrator.
+sys.modules.setdefault("charset_normalizer", None)  # type: ignore[arg-type]
+sys.modules.setdefault("chardet", None)  # type: ignore[arg-type]
+warnings.filterwarnings("ignore", "Unable to find acceptable character detection dependency")
