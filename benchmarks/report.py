@@ -35,14 +35,14 @@ ROWS = (
         "event latency p50: dockerd `start` -> register at agent",
         _dig("event_latency", "start_to_register_ms", "p50"),
         "ms",
-        6,
+        4,
         "4 ms",
     ),
     Row(
         "event latency p99",
         _dig("event_latency", "start_to_register_ms", "p99"),
         "ms",
-        30,
+        12,
     ),
     Row(
         "`die` -> deregister at agent, p50",
@@ -63,9 +63,45 @@ ROWS = (
         "containers",
     ),
     Row(
+        "start-up: registrator CPU per container (minus a 0-container start-up's)",
+        _dig("startup_sync", "cpu_ms_per_container"),
+        "ms",
+        1.5,
+        "",
+        "containers",
+    ),
+    Row(
         "start-up: Popen -> first Consul request (imports, connect)",
         _dig("startup_sync", "first_consul_request_s_median"),
         "s",
+        0.2,
+    ),
+    Row(
+        "start-up: writes in flight at the double, peak",
+        _dig("startup_sync", "writes_in_flight_peak"),
+        "writes",
+    ),
+    Row(
+        "start-up, agent taking 5 ms a write: writes in flight, peak (-agent-writes 8)",
+        _dig("startup_slow_agent", "writes_in_flight_peak"),
+        "writes",
+        8,
+    ),
+    Row(
+        "start-up, agent taking 5 ms a write: Popen -> all registered",
+        _dig("startup_slow_agent", "sync_s"),
+        "s",
+    ),
+    Row(
+        "start-up scaling: wall time per container, high count / low count",
+        _dig("startup_scaling", "wall_per_container_ratio"),
+        "x",
+        1.2,
+    ),
+    Row(
+        "start-up scaling: CPU per container, high count / low count",
+        _dig("startup_scaling", "cpu_per_container_ratio"),
+        "x",
     ),
     Row(
         "start-up with 0 containers: Popen -> `synced` log line",
@@ -132,7 +168,7 @@ ROWS = (
         "peak RSS (VmHWM) tracking the background containers",
         _dig("memory", "vm_hwm_mb"),
         "MB",
-        60,
+        36,
         "18 MB",
         "containers",
     ),
@@ -247,7 +283,15 @@ def other_load(results: dict[str, Any]) -> dict[str, float]:
     """Share (%) of the machine that other people's work (processes neither ours nor the
     container runtime's) took during each measurement that the figures come from."""
     out: dict[str, float] = {}
-    for key in ("startup_sync", "idle", "event_latency", "burst", "resync"):
+    for key in (
+        "startup_sync",
+        "startup_slow_agent",
+        "idle",
+        "event_latency",
+        "burst",
+        "resync",
+        "startup_scaling",
+    ):
         value = results.get(key, {}).get("foreign_share_percent")
         if value is not None:
             out[key.replace("_", " ")] = float(value)

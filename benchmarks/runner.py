@@ -21,7 +21,14 @@ from benchmarks.harness import REPO, CodeUnderTest, wait_quiet
 from tests.conftest import TEST_IMAGE
 
 SMOKE = scenarios.Sizes(
-    containers=20, starts=20, burst=10, idle=5.0, resync_window=4.0, startup_runs=1
+    containers=20,
+    starts=20,
+    burst=10,
+    idle=5.0,
+    resync_window=4.0,
+    startup_runs=1,
+    scale_low=10,
+    scale_high=30,
 )
 
 
@@ -45,6 +52,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--startup-runs", type=int, help=f"start-up repetitions (default {full.startup_runs})"
+    )
+    p.add_argument(
+        "--scale-low",
+        type=int,
+        help=f"start-up scaling: the smaller number of running containers (default {full.scale_low})",
+    )
+    p.add_argument(
+        "--scale-high",
+        type=int,
+        help=f"start-up scaling: the larger number (default {full.scale_high}; 0: skip scaling)",
     )
     p.add_argument(
         "--smoke", action="store_true", help="tiny sizes; finishes in well under 2 minutes"
@@ -201,6 +218,10 @@ def run(
             bench, sizes.startup_runs, max_foreign, extra=retries * sizes.startup_runs
         )
         try:
+            step("start-up sync against a slow agent", "startup_slow_agent")
+            results["startup_slow_agent"] = attempts(
+                "startup_slow_agent", lambda _: scenarios.startup_slow_agent(bench)
+            )
             step(f"idle {sizes.idle:g}s", "idle")
             results["idle"] = attempts(
                 "idle", lambda _: scenarios.idle(bench, proc, double, sizes.idle)
@@ -227,6 +248,19 @@ def run(
         )
         step("double ceiling", "double_ceiling")
         results["double_ceiling"] = scenarios.double_ceiling(max(sizes.containers, 20))
+        empty_cpu = results["startup_empty"]["cpu_s"]
+        results["startup_sync"]["cpu_ms_per_container"] = round(
+            1000
+            * (results["startup_sync"]["registrator_cpu_s_median"] - empty_cpu)
+            / max(1, sizes.containers),
+            3,
+        )
+        if sizes.scale_high:
+            counts = (sizes.scale_low, sizes.scale_high)
+            step(f"start-up scaling at {counts[0]} and {counts[1]} running", "startup_scaling")
+            results["startup_scaling"] = scenarios.startup_scaling(
+                bench, counts, sizes.startup_runs, empty_cpu
+            )
     finally:
         log("cleaning up")
         bench.close()

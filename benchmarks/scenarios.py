@@ -68,6 +68,8 @@ class Sizes:
     idle: float = 60.0
     resync_window: float = 20.0
     startup_runs: int = 3
+    scale_low: int = 100
+    scale_high: int = 1000
 
 
 class Bench:
@@ -272,6 +274,7 @@ def startup_sync(
         last = max(r.wall_ns for r in registers)
         row: dict[str, Any] = {
             "sync_s": round((last - proc.started_ns) / 1e9, 3),
+            "writes_in_flight_peak": double.in_flight_peak(),
             "first_consul_request_s": round((requests[0].wall_ns - proc.started_ns) / 1e9, 3),
             "first_register_s": round(
                 (min(r.wall_ns for r in registers) - proc.started_ns) / 1e9, 3
@@ -325,11 +328,107 @@ def startup_sync(
         "first_consul_request_s_median": round(
             statistics.median(r["first_consul_request_s"] for r in measured), 3
         ),
+        "registrator_cpu_s_median": round(
+            statistics.median(r["registrator_cpu_s"] for r in measured), 3
+        ),
+        "writes_in_flight_peak": max(r["writes_in_flight_peak"] for r in measured),
         "registers_per_container": round(
             statistics.median(r["registers"] for r in measured) / max(1, len(expected)), 3
         ),
     }
     return result, proc, double
+
+
+def startup_slow_agent(bench: Bench, delay: float = 0.005) -> dict[str, Any]:
+    """Start-up sync against an agent that takes ``delay`` s per write (the double otherwise
+    answers at once and, one process under one GIL, seldom has two requests in hand): how
+    many writes registrator keeps in flight, which -agent-writes bounds (default 8)."""
+    expected = set(bench.background)
+    with BenchDouble() as double:
+        double.fail("slow", delay=delay, paths="/v1/agent/service/")
+        before = _window_cpu(bench, None)
+        proc = bench.registrator(double, label="startup-slow-agent")
+        try:
+            double.wait_ids(lambda ids: expected <= ids, timeout=120)
+            after = _window_cpu(bench, None)
+            registers = [r for r in double.requests() if is_register(r)]
+            sync_s = (max(r.wall_ns for r in registers) - proc.started_ns) / 1e9
+            window = _cpu_delta(before, after, proc.cpu_seconds())
+            return {
+                "write_delay_s": delay,
+                "containers": len(expected),
+                "sync_s": round(sync_s, 3),
+                "writes_in_flight_peak": double.in_flight_peak(),
+                "sequential_floor_s": round(len(registers) * delay, 3),
+                "foreign_share_percent": foreign_share(window["foreign_cpu_s"], sync_s),
+                **window,
+            }
+        finally:
+            proc.stop()
+
+
+def set_running(bench: Bench, count: int) -> dict[str, Any]:
+    """Make exactly ``count`` background containers run: kill the surplus (SIGKILL: busybox
+    ``sleep`` as PID 1 ignores SIGTERM), start stopped ones again, create more if needed."""
+    fleet = bench.fleet
+    began = time.monotonic()
+    items = sorted(bench.background.items(), key=lambda kv: int(kv[0].rsplit(":", 1)[1]))
+    running = {c["Id"] for c in fleet.api.containers(filters={"label": "registrator-bench"})}
+    keep, surplus = items[:count], items[count:]
+    fleet.parallel(fleet.api.kill, [cid for _, cid in surplus if cid in running], workers=8)
+    fleet.parallel(fleet.start, [cid for _, cid in keep if cid not in running], workers=16)
+    for sid in [sid for sid, _ in surplus]:
+        del bench.background[sid]
+    specs = [(f"bg.{n}", BACKGROUND_PORT + n) for n in range(len(keep), count)]
+    ids = fleet.create_and_start(specs, workers=16)
+    bench.background.update(
+        {service_id(name, port): cid for (name, port), cid in zip(specs, ids, strict=True)}
+    )
+    return {"running": count, "seconds": round(time.monotonic() - began, 1)}
+
+
+def startup_scaling(
+    bench: Bench, counts: Sequence[int], runs: int, floor_cpu_s: float
+) -> dict[str, Any]:
+    """Start-up sync at each number of running containers: whether the cost per container
+    stays flat (linear) as a host grows. Per container: (Popen -> all registered, minus
+    Popen -> first Consul request) / N, and (registrator's CPU - ``floor_cpu_s``, a start-up
+    with no containers) / N."""
+    result: dict[str, Any] = {"counts": list(counts), "by_count": {}}
+    for count in counts:
+        result["by_count"][str(count)] = {"populate": set_running(bench, count)}
+        sync, proc, double = startup_sync(bench, runs)
+        proc.stop()
+        double.stop()
+        per = [
+            (r["sync_s"] - r["first_consul_request_s"]) / count
+            for r in sync["runs"]
+            if r.get("used")
+        ]
+        result["by_count"][str(count)].update(
+            {
+                "sync_s_median": sync["sync_s_median"],
+                "first_consul_request_s_median": sync["first_consul_request_s_median"],
+                "registrator_cpu_s_median": sync["registrator_cpu_s_median"],
+                "wall_ms_per_container": round(1000 * statistics.median(per), 3),
+                "cpu_ms_per_container": round(
+                    1000 * (sync["registrator_cpu_s_median"] - floor_cpu_s) / count, 3
+                ),
+                "foreign_share_percent": sync["foreign_share_percent"],
+                "runs": sync["runs"],
+            }
+        )
+    low, high = (result["by_count"][str(c)] for c in (min(counts), max(counts)))
+    result["wall_per_container_ratio"] = round(
+        high["wall_ms_per_container"] / low["wall_ms_per_container"], 2
+    )
+    result["cpu_per_container_ratio"] = round(
+        high["cpu_ms_per_container"] / low["cpu_ms_per_container"], 2
+    )
+    result["foreign_share_percent"] = max(
+        r["foreign_share_percent"] for r in result["by_count"].values()
+    )
+    return result
 
 
 # --- 4. idle ---------------------------------------------------------------------------------
