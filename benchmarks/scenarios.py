@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import (
+    BENCH_LABEL,
     REPO,
     BenchDouble,
     CodeUnderTest,
@@ -90,6 +91,7 @@ class Bench:
         self.fleet = Fleet(self.host)
         self.watcher = EventWatcher(self.host)
         self.background: dict[str, str] = {}  # service ID -> container ID
+        self.stopped: dict[str, str] = {}  # background containers killed (set_running)
         self._runs = 0
 
     @property
@@ -368,22 +370,24 @@ def startup_slow_agent(bench: Bench, delay: float = 0.005) -> dict[str, Any]:
 
 
 def set_running(bench: Bench, count: int) -> dict[str, Any]:
-    """Make exactly ``count`` background containers run: kill the surplus (SIGKILL: busybox
-    ``sleep`` as PID 1 ignores SIGTERM), start stopped ones again, create more if needed."""
+    """Make exactly the first ``count`` background containers (by port) run: kill the rest
+    (SIGKILL: busybox ``sleep`` as PID 1 ignores SIGTERM), start stopped ones again, create
+    more if needed. ``bench.background`` then names the running ones."""
     fleet = bench.fleet
     began = time.monotonic()
-    items = sorted(bench.background.items(), key=lambda kv: int(kv[0].rsplit(":", 1)[1]))
-    running = {c["Id"] for c in fleet.api.containers(filters={"label": "registrator-bench"})}
+    every = {**bench.stopped, **bench.background}
+    items = sorted(every.items(), key=lambda kv: int(kv[0].rsplit(":", 1)[1]))
+    running = {c["Id"] for c in fleet.api.containers(filters={"label": BENCH_LABEL})}
     keep, surplus = items[:count], items[count:]
     fleet.parallel(fleet.api.kill, [cid for _, cid in surplus if cid in running], workers=8)
     fleet.parallel(fleet.start, [cid for _, cid in keep if cid not in running], workers=16)
-    for sid in [sid for sid, _ in surplus]:
-        del bench.background[sid]
     specs = [(f"bg.{n}", BACKGROUND_PORT + n) for n in range(len(keep), count)]
     ids = fleet.create_and_start(specs, workers=16)
+    bench.background = dict(keep)
     bench.background.update(
         {service_id(name, port): cid for (name, port), cid in zip(specs, ids, strict=True)}
     )
+    bench.stopped = dict(surplus)
     return {"running": count, "seconds": round(time.monotonic() - began, 1)}
 
 
