@@ -27,6 +27,8 @@ from registrator.model import OWNER_META_KEY, Service
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
+SERVICES_PATH = "/v1/agent/services"
+
 # What an operator needs from a failed exchange with the agent, beyond the common markers.
 CONSUL_ERROR_MARKERS = (
     "CERTIFICATE_VERIFY_FAILED",
@@ -93,6 +95,7 @@ class ConsulAgent:
         self._client = _Consul(AgentHTTP(endpoint, timeout, token))
         self._client.token = token or None
         self._policy = write_policy or WritePolicy()
+        self._last_listing: tuple[bytes, dict[str, Service]] | None = None
 
     def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -126,15 +129,25 @@ class ConsulAgent:
         return str(leader or "")
 
     def services(self) -> dict[str, Service]:
-        """Every service on the agent, by ID."""
-        body = self._call("listing services", self._client.agent.services)
+        """Every service on the agent, by ID. The agent is read every -agent-poll seconds
+        and seldom changes: an answer identical to the last one is not decoded again."""
+        content = self._call("listing services", self._client.http.get, _body, SERVICES_PATH)
+        last = self._last_listing
+        if last is not None and last[0] == content:
+            return dict(last[1])
+        try:
+            body = json.loads(content)
+        except ValueError as exc:
+            raise ConsulUnavailable(f"listing services: unreadable answer: {exc}") from exc
         if not isinstance(body, dict):
             raise ConsulUnavailable(f"listing services: unexpected answer {type(body).__name__}")
-        return {
+        services = {
             str(sid): Service.from_agent(value)
             for sid, value in body.items()
             if isinstance(value, dict)
         }
+        self._last_listing = (content, services)
+        return dict(services)
 
     def owned_services(self, owner: str) -> dict[str, Service]:
         """The services registrator on host ``owner`` registered: the only ones it may remove."""
@@ -188,3 +201,9 @@ class ConsulAgent:
         return bool(
             self._policy.run(lambda: self._call(what, put, gone_or_raise, path, headers=headers))
         )
+
+
+def _body(response: consul.base.Response) -> bytes:
+    """python-consul2's status checks (errors raised as its exceptions), then the raw body."""
+    consul.base.CB._status(response)
+    return bytes(response.content)
