@@ -372,13 +372,20 @@ class Reconciler:
             with self._lock:
                 if not self._claim(current):
                     return
-            kind, detail = self._perform(current)
-            with self._lock:
-                self._record(current, kind, detail)
-                self._writes_done += 1
-                self._written_at[current.service_id] = self._writes_done
-                queued = self._busy.pop(current.service_id, None)
-                self._finish(current)
+            failed = True
+            try:
+                kind, detail = self._perform(current)
+                with self._lock:
+                    self._record(current, kind, detail)
+                failed = False
+            finally:  # even after an unexpected error the ID is freed and nobody waits forever
+                with self._lock:
+                    self._writes_done += 1
+                    self._written_at[current.service_id] = self._writes_done
+                    queued = self._busy.pop(current.service_id, None)
+                    self._finish(current)
+                    if failed and queued is not None:
+                        self._finish(queued)  # dropped: the next sync compares again
             current = queued
 
     def _claim(self, write: _Write) -> bool:
