@@ -423,12 +423,13 @@ def startup_scaling(
             }
         )
     low, high = (result["by_count"][str(c)] for c in (min(counts), max(counts)))
-    result["wall_per_container_ratio"] = round(
-        high["wall_ms_per_container"] / low["wall_ms_per_container"], 2
-    )
-    result["cpu_per_container_ratio"] = round(
-        high["cpu_ms_per_container"] / low["cpu_ms_per_container"], 2
-    )
+    for kind in ("wall", "cpu"):
+        key = f"{kind}_ms_per_container"
+        # None when the smaller run's cost is below what can be measured (tiny smoke sizes:
+        # CPU is counted in 10 ms ticks)
+        result[f"{kind}_per_container_ratio"] = (
+            round(high[key] / low[key], 2) if low[key] > 0 else None
+        )
     result["foreign_share_percent"] = max(
         r["foreign_share_percent"] for r in result["by_count"].values()
     )
