@@ -59,15 +59,28 @@ class WritePolicy:
 
     def run(self, call: Callable[[], _T]) -> _T:
         """``call()``, again after a random wait of up to 0.05 s, 0.1 s, 0.2 s ... (at most
-        ``max_wait``) while the agent is unavailable, ``attempts`` times in all."""
-        for attempt in range(1, self.attempts + 1):
-            try:
-                return call()
-            except ConsulUnavailable:
-                if attempt >= self.attempts:
-                    raise
-                time.sleep(random.uniform(0, min(self.max_wait, 0.05 * 2 ** (attempt - 1))))
-        raise AssertionError("attempts must be at least 1")
+        ``max_wait``) while the agent is unavailable, ``attempts`` times in all. tenacity is
+        imported only once a first try failed: a healthy agent's writes never pay for it."""
+        try:
+            return call()
+        except ConsulUnavailable:
+            if self.attempts <= 1:
+                raise
+        from tenacity import (
+            Retrying,
+            retry_if_exception_type,
+            stop_after_attempt,
+            wait_random_exponential,
+        )
+
+        time.sleep(random.uniform(0, min(self.max_wait, 0.05)))
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts - 1),
+            wait=wait_random_exponential(multiplier=0.1, max=self.max_wait),
+            retry=retry_if_exception_type(ConsulUnavailable),
+            reraise=True,
+        )
+        return retrying(call)
 
 
 class _Consul(consul.base.Consul):  # type: ignore[misc]
