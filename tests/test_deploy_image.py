@@ -91,7 +91,8 @@ def test_building_without_version_says_what_is_missing(image: str, dist: Dist) -
         shutil.copy(dist.wheel, context / "dist")
         shutil.copy(REPO / "Dockerfile", context)
         result = docker(
-            "build", "--network=host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", str(context),
+            "build", "--force-rm", "--network=host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
+            str(context),
             timeout=600,
         )  # fmt: skip
     assert result.returncode != 0
