@@ -18,11 +18,15 @@ import docker
 import docker.errors
 import docker.utils
 import requests
+import urllib3.exceptions
 from docker.transport import UnixHTTPAdapter
 
 from registrator.logs import brief
 
 log = logging.getLogger(__name__)
+
+# A container ID or name as Docker allows them (names: [a-zA-Z0-9][a-zA-Z0-9_.-]*).
+CONTAINER_REFERENCE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 # Container actions registrator reacts to; anything else cannot change a container's services.
 WATCHED_ACTIONS = ("start", "die", "destroy", "rename", "kill", "stop", "health_status")
@@ -115,7 +119,7 @@ class _OnePoolUnixAdapter(UnixHTTPAdapter):  # type: ignore[misc]
     container's inspect opened (and soon closed) a connection of its own; every request goes
     to the same socket, so one pool of kept-alive connections serves them all."""
 
-    def get_connection(self, url: str, proxies: Any = None) -> Any:
+    def get_connection(self, url: str = "", proxies: Any = None) -> Any:
         return super().get_connection("http+docker://localhost", proxies)
 
 
@@ -136,13 +140,18 @@ class DockerSource:
         # request (a third of the CPU of a start-up sync, measured), and a proxy is never right
         # for the local Docker socket.
         self._api.trust_env = False
+        self._timeout = timeout
+        self._unix: _OnePoolUnixAdapter | None = None
         adapter = getattr(self._api, "_custom_adapter", None)
         if isinstance(adapter, UnixHTTPAdapter):
-            shared = _OnePoolUnixAdapter(
+            self._unix = _OnePoolUnixAdapter(
                 "http+unix://" + adapter.socket_path, timeout, max_pool_size=16
             )
-            self._api._custom_adapter = shared
-            self._api.mount("http+docker://", shared)
+            self._api._custom_adapter = self._unix
+            self._api.mount("http+docker://", self._unix)
+        # What the SDK sends with every GET: its session headers (User-Agent) and the
+        # HttpHeaders of the Docker CLI's config.json.
+        self._headers = {**self._api.headers, **_configured_headers(self._api)}
 
     def events(self, since: float | None = None) -> EventStream:
         """Subscribe now (the request is made before returning), so a listing made after this
@@ -176,7 +185,43 @@ class DockerSource:
         return {str(item.get("Id")): fingerprint(item) for item in listing if item.get("Id")}
 
     def inspect(self, container_id: str) -> dict[str, Any] | None:
-        """The container's inspect data, or None when it no longer exists."""
+        """The container's inspect data, or None when it no longer exists.
+
+        On the Unix socket (the usual case) the request goes straight to the SDK's urllib3
+        connection pool: the same kept-alive connections and the same request, without the
+        requests machinery around it, which cost half the CPU of an inspect (0.96 against
+        0.46 ms, measured against dockerd). Other Docker hosts (TCP, TLS, SSH) go through
+        the SDK's own call."""
+        if self._unix is None:
+            return self._inspect_through_sdk(container_id)
+        if not CONTAINER_REFERENCE.fullmatch(container_id):
+            return None  # no container has such an ID or name
+        path = f"/v{self._api.api_version}/containers/{container_id}/json"
+        try:
+            answer = self._unix.get_connection().urlopen(
+                "GET",
+                path,
+                headers=self._headers,
+                retries=False,
+                redirect=False,
+                timeout=self._timeout,
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise DockerUnavailable(f"cannot inspect {container_id[:12]}: {brief(exc)}") from exc
+        if answer.status == 404:
+            return None
+        try:
+            result = json.loads(answer.data)
+        except ValueError:
+            result = None
+        if answer.status != 200 or not isinstance(result, dict):
+            raise DockerUnavailable(
+                f"cannot inspect {container_id[:12]}: Docker answered {answer.status} "
+                f"{_docker_message(result, answer.data)}"
+            )
+        return result
+
+    def _inspect_through_sdk(self, container_id: str) -> dict[str, Any] | None:
         try:
             result: dict[str, Any] = self._api.inspect_container(container_id)
             return result
@@ -184,6 +229,19 @@ class DockerSource:
             return None
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise DockerUnavailable(f"cannot inspect {container_id[:12]}: {brief(exc)}") from exc
+
+
+def _configured_headers(api: Any) -> dict[str, str]:
+    configured = getattr(api, "_general_configs", None) or {}
+    headers = configured.get("HttpHeaders") if isinstance(configured, Mapping) else None
+    return {str(k): str(v) for k, v in headers.items()} if isinstance(headers, Mapping) else {}
+
+
+def _docker_message(answer: Any, raw: bytes) -> str:
+    """The ``message`` of a Docker error answer, or the start of whatever it sent."""
+    if isinstance(answer, Mapping) and isinstance(answer.get("message"), str):
+        return str(answer["message"])[:200]
+    return raw[:200].decode("utf-8", "replace") or "(no body)"
 
 
 HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
