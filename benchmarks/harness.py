@@ -9,8 +9,10 @@ benchmark compares with an event is ``time.time_ns()`` too; durations inside one
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -19,9 +21,11 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +35,8 @@ from tests.conftest import TEST_IMAGE
 from tests.consul_double import ConsulDouble, RecordedRequest
 
 REPO = Path(__file__).resolve().parent.parent
+# py-spy samples a second (REGISTRATOR_BENCH_SPY_RATE): higher for a short start-up's profile.
+SPY_RATE = os.environ.get("REGISTRATOR_BENCH_SPY_RATE", "250")
 HOSTNAME = socket.gethostname()
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BENCH_LABEL = "registrator-bench"
@@ -72,20 +78,28 @@ def is_deregister(request: RecordedRequest) -> bool:
 @dataclass(frozen=True)
 class CodeUnderTest:
     """registrator as of one commit, exported to a folder of its own, so that edits in the
-    work tree while a benchmark runs (or between runs) cannot mix versions."""
+    work tree while a benchmark runs (or between runs) cannot mix versions; byte-compiled, as
+    pip compiles an installed wheel (this machine sets PYTHONDONTWRITEBYTECODE, so an
+    uncompiled copy would be compiled again at every start, 0.07-0.1 s); run by ``python``,
+    a venv like the deployed one (``deployed_python``)."""
 
     directory: Path
     commit: str  # short hash, or "work tree" (+ "-dirty" when it differs from HEAD)
+    python: str = sys.executable
+    python_env: str = "this Python"
 
     @classmethod
     def export(cls, ref: str) -> CodeUnderTest:
+        python, python_env = deployed_python()
         if ref == "worktree":
             status = subprocess.run(
                 ["git", "-C", str(REPO), "status", "--porcelain", "--", "registrator"],
                 capture_output=True, text=True, check=True,
             ).stdout  # fmt: skip
             head = _git("rev-parse", "--short", "HEAD")
-            return cls(REPO, f"work tree at {head}" + ("-dirty" if status.strip() else ""))
+            _compile(REPO / "registrator")
+            commit = f"work tree at {head}" + ("-dirty" if status.strip() else "")
+            return cls(REPO, commit, python, python_env)
         commit = _git("rev-parse", "--short", f"{ref}^{{commit}}")
         target = Path(tempfile.mkdtemp(prefix=f"registrator-{commit}-"))
         archive = subprocess.run(
@@ -93,11 +107,72 @@ class CodeUnderTest:
             capture_output=True, check=True,
         ).stdout  # fmt: skip
         subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-        return cls(target, commit)
+        _compile(target / "registrator")
+        return cls(target, commit, python, python_env)
 
     def cleanup(self) -> None:
         if self.directory != REPO:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _compile(package: Path) -> None:
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
+
+
+def dependency_pins() -> list[str]:
+    """registrator's dependencies and theirs, each at the version installed here, so that a
+    venv measures the same libraries."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    todo = [str(req) for req in project["dependencies"]]
+    pins: dict[str, str] = {}
+    while todo:
+        req = todo.pop()
+        match = re.match(r"[A-Za-z0-9._-]+", req)
+        if match is None or "extra ==" in req:
+            continue
+        name = match.group(0).lower().replace("_", "-")
+        if name in pins:
+            continue
+        try:
+            pins[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+        todo.extend(metadata.requires(name) or [])
+    return sorted(f"{name}=={version}" for name, version in pins.items())
+
+
+def deployed_python() -> tuple[str, str]:
+    """An interpreter like the deployed one (the image and the role's systemd mode: a venv
+    holding registrator's dependencies, compiled by pip): made once and kept under
+    /var/tmp. This machine's own site-packages carries start-up hooks that no deployed
+    registrator has (an editable install's finder, a sandbox's CA injection importing
+    certifi, setuptools' distutils shim: 0.07 s at every interpreter start). Falls back to
+    this interpreter (saying so) when the venv cannot be made (no package index)."""
+    pins = dependency_pins()
+    key = hashlib.sha256("\n".join([sys.version, *pins]).encode()).hexdigest()[:12]
+    venv = Path("/var/tmp") / f"registrator-bench-venv-{key}"
+    python = venv / "bin" / "python"
+    description = f"a venv with {', '.join(pins)}"
+    if python.exists():
+        return str(python), description
+    building = Path(tempfile.mkdtemp(prefix=f"{venv.name}-", dir=venv.parent))
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(building)], check=True)
+        subprocess.run(
+            [str(building / "bin" / "python"), "-m", "pip", "install", "-q", *pins],
+            check=True, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    except (subprocess.SubprocessError, OSError) as exc:
+        shutil.rmtree(building, ignore_errors=True)
+        detail = getattr(exc, "stderr", "") or str(exc)
+        print(f"benchmarks: no venv ({detail.strip()[-300:]}); using {sys.executable}",
+              file=sys.stderr)  # fmt: skip
+        return sys.executable, "this Python (a venv could not be made)"
+    try:
+        building.rename(venv)
+    except OSError:  # made meanwhile by another run
+        shutil.rmtree(building, ignore_errors=True)
+    return str(python), description
 
 
 def _git(*args: str) -> str:
@@ -334,14 +409,15 @@ class RegistratorProcess:
         profile_path: Path | None = None,
         module: Sequence[str] = ("registrator",),
         code_dir: Path = REPO,
+        python: str = sys.executable,
     ) -> None:
         self.log_path = log_path or Path(f"/tmp/registrator-bench-{os.getpid()}.log")
-        argv = [sys.executable, "-m", *module, "-ip", "127.0.0.1", *args]
+        argv = [python, "-m", *module, "-ip", "127.0.0.1", *args]
         argv.append(f"consul://127.0.0.1:{consul_port}")
         self.profile_path = profile_path
         if profile_path is not None:
             argv = [
-                "py-spy", "record", "--nonblocking", "--threads", "--gil", "--rate", "250",
+                "py-spy", "record", "--nonblocking", "--threads", "--gil", "--rate", SPY_RATE,
                 "--format", "raw", "--output", str(profile_path), "--", *argv,
             ]  # fmt: skip
         env = {**os.environ, "DOCKER_HOST": docker_host, "PYTHONUNBUFFERED": "1"}

@@ -117,7 +117,7 @@ def sizes_from(args: argparse.Namespace) -> scenarios.Sizes:
     return dataclasses.replace(base, **chosen)
 
 
-def machine(docker_host: str, commit: str) -> dict[str, Any]:
+def machine(docker_host: str, code: CodeUnderTest) -> dict[str, Any]:
     def run(*argv: str) -> str:
         try:
             return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
@@ -150,7 +150,8 @@ def machine(docker_host: str, commit: str) -> dict[str, Any]:
             (c.get("Version") for c in version.get("Components", []) if c.get("Name") == "containerd"),
             None,
         ),
-        "registrator_commit": commit,
+        "registrator_commit": code.commit,
+        "registrator_python": code.python_env,
         "load_average_at_start": Path("/proc/loadavg").read_text().split()[:3],
     }  # fmt: skip
 
@@ -208,7 +209,7 @@ def run(
 
     bench = scenarios.Bench(out, profile=profile, code=code)
     try:
-        info = machine(bench.host, code.commit)
+        info = machine(bench.host, code)
         step("start-up with no containers", "startup_empty")
         results["startup_empty"] = scenarios.startup_empty(bench)
         step(f"starting {sizes.containers} background containers")
@@ -292,7 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     text += "\n\nOther work's share of the machine during each measurement: " + ", ".join(
         f"{k} {v:g}%" for k, v in doc["other_load_percent"].items()
     )
-    text += f".\nregistrator {doc['machine']['registrator_commit']}."
+    text += (
+        f".\nregistrator {doc['machine']['registrator_commit']}, run by "
+        f"{doc['machine']['registrator_python']}."
+    )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for name in ("latest.json", f"run-{stamp}.json"):
         (args.out / name).write_text(json.dumps(doc, indent=2) + "\n")

@@ -34,6 +34,7 @@ from typing import Any
 from benchmarks.harness import (
     BENCH_LABEL,
     REPO,
+    SPY_RATE,
     BenchDouble,
     CodeUnderTest,
     DockerPool,
@@ -112,8 +113,9 @@ class Bench:
         profile = self.out_dir / f"profile-{name}.txt" if spawn_profile else None
         log = self.logs / f"registrator-{name}.log"
         return RegistratorProcess(
-            self.host, double.port, args, log, profile, module, self.code.directory
-        )
+            self.host, double.port, args, log, profile, module, self.code.directory,
+            self.code.python,
+        )  # fmt: skip
 
     @contextlib.contextmanager
     def profiled(self, proc: RegistratorProcess, name: str) -> Iterator[None]:
@@ -123,7 +125,7 @@ class Bench:
             return
         path = self.out_dir / f"profile-{name}.txt"
         argv = ["py-spy", "record", "--pid", str(proc.pid), "--nonblocking", "--threads", "--gil"]
-        argv += ["--rate", "250", "--format", "raw", "--output", str(path)]
+        argv += ["--rate", SPY_RATE, "--format", "raw", "--output", str(path)]
         spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)  # attached
         try:
