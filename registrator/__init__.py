@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import tomllib
 import warnings
 from pathlib import Path
 
@@ -14,8 +13,14 @@ def source_version(package_dir: Path) -> str | None:
     """The version in the pyproject.toml beside ``package_dir`` when that is registrator's source
     tree (a checkout, or an editable install whose metadata may be older than the file)."""
     try:
-        project = tomllib.loads((package_dir.parent / "pyproject.toml").read_text())["project"]
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError):
+        text = (package_dir.parent / "pyproject.toml").read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    import tomllib  # only here: an installed registrator (no pyproject.toml) need not load it
+
+    try:
+        project = tomllib.loads(text)["project"]
+    except (tomllib.TOMLDecodeError, KeyError, TypeError):
         return None
     if not isinstance(project, dict) or project.get("name") != "registrator":
         return None
