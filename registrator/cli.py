@@ -84,7 +84,7 @@ FLAGS = (
     Flag("agent-poll", 2.0, "how often the agent is compared with Docker's state (one read)",
          "SECONDS"),
     Flag("consul-timeout", 5.0, "timeout of one request to the agent", "SECONDS"),
-    Flag("workers", 8, "containers inspected in parallel", "N"),
+    Flag("workers", 4, "containers inspected in parallel", "N"),
     Flag("agent-writes", 8, "writes in flight to the agent at most (never two for one service)",
          "N"),
     Flag("require-healthy", False,

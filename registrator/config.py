@@ -64,7 +64,7 @@ class Config:
     deregister_on_shutdown: bool = False
     agent_poll: float = 2.0
     consul_timeout: float = 5.0
-    workers: int = 8
+    workers: int = 4
     agent_writes: int = 8
     log_level: str = "INFO"
     log_format: str = "text"
