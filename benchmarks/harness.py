@@ -90,14 +90,21 @@ class CodeUnderTest:
 
     @classmethod
     def export(cls, ref: str) -> CodeUnderTest:
-        python, python_env = deployed_python()
+        # REGISTRATOR_BENCH_RUNTIME=source: this interpreter and uncompiled code, as the
+        # benchmarks ran before 2026-11-26 (to compare with figures measured that way).
+        as_source = os.environ.get("REGISTRATOR_BENCH_RUNTIME", "deployed") == "source"
+        if as_source:
+            python, python_env = sys.executable, "this Python, the code not byte-compiled"
+        else:
+            python, python_env = deployed_python()
         if ref == "worktree":
             status = subprocess.run(
                 ["git", "-C", str(REPO), "status", "--porcelain", "--", "registrator"],
                 capture_output=True, text=True, check=True,
             ).stdout  # fmt: skip
             head = _git("rev-parse", "--short", "HEAD")
-            _compile(REPO / "registrator")
+            if not as_source:
+                _compile(REPO / "registrator")
             commit = f"work tree at {head}" + ("-dirty" if status.strip() else "")
             return cls(REPO, commit, python, python_env)
         commit = _git("rev-parse", "--short", f"{ref}^{{commit}}")
@@ -107,7 +114,8 @@ class CodeUnderTest:
             capture_output=True, check=True,
         ).stdout  # fmt: skip
         subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-        _compile(target / "registrator")
+        if not as_source:
+            _compile(target / "registrator")
         return cls(target, commit, python, python_env)
 
     def cleanup(self) -> None:

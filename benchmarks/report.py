@@ -82,7 +82,7 @@ ROWS = (
         "writes",
     ),
     Row(
-        "start-up, agent taking 5 ms a write: writes in flight, peak (-agent-writes 8)",
+        "start-up, agent taking 5 ms a write: writes in flight, peak (-workers 16, -agent-writes 8)",
         _dig("startup_slow_agent", "writes_in_flight_peak"),
         "writes",
         8,

@@ -346,12 +346,14 @@ def startup_sync(
 def startup_slow_agent(bench: Bench, delay: float = 0.005) -> dict[str, Any]:
     """Start-up sync against an agent that takes ``delay`` s per write (the double otherwise
     answers at once and, one process under one GIL, seldom has two requests in hand): how
-    many writes registrator keeps in flight, which -agent-writes bounds (default 8)."""
+    many writes registrator keeps in flight, which -agent-writes bounds (default 8). Run with
+    more workers than that (each worker writes its own container's services), so that the
+    peak shows the bound of -agent-writes, not the number of workers."""
     expected = set(bench.background)
     with BenchDouble() as double:
         double.fail("slow", delay=delay, paths="/v1/agent/service/")
         before = _window_cpu(bench, None)
-        proc = bench.registrator(double, label="startup-slow-agent")
+        proc = bench.registrator(double, ["-workers", "16"], label="startup-slow-agent")
         try:
             double.wait_ids(lambda ids: expected <= ids, timeout=120)
             after = _window_cpu(bench, None)
