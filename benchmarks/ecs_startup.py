@@ -21,27 +21,26 @@ import json
 import os
 import socket
 import statistics
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
-import docker
-
+from benchmarks.harness import (
+    BENCH_LABEL,
+    REPO,
+    CodeUnderTest,
+    Fleet,
+    RegistratorProcess,
+    is_register,
+)
+from registrator.config import docker_host
 from tests.conftest import TEST_IMAGE
 from tests.consul_double import ConsulDouble
 from tests.ecs_agent_double import DoubleContainer, EcsAgentDouble
 
-REPO = Path(__file__).resolve().parent.parent
-LABEL = "registrator-bench-ecs"
 PAUSE = "~internal~ecs~pause"
 APP_PORT = 8080
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ class Run:
 
 def ecs_labels(task_arn: str, container_name: str) -> dict[str, str]:
     return {
-        LABEL: "1",
+        BENCH_LABEL: "1",
         "com.amazonaws.ecs.cluster": "bench",
         "com.amazonaws.ecs.task-arn": task_arn,
         "com.amazonaws.ecs.task-definition-family": "bench",
@@ -63,15 +62,11 @@ def ecs_labels(task_arn: str, container_name: str) -> dict[str, str]:
     }
 
 
-def parallel(func: Callable[[Any], T], items: Sequence[Any], workers: int = 8) -> list[T]:
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(func, items))
-
-
 def lay_out_tasks(
-    api: Any, agent: EcsAgentDouble, tasks: int, per_task: int
+    fleet: Fleet, agent: EcsAgentDouble, tasks: int, per_task: int
 ) -> dict[str, tuple[str, int]]:
     """Create and start the tasks; returns service ID -> the (address, port) it must have."""
+    api = fleet.api
     run_id = uuid.uuid4().hex[:6]
     hostname = socket.gethostname()
 
@@ -98,11 +93,11 @@ def lay_out_tasks(
         )
         return str(created["Id"])
 
-    pauses = parallel(pause, range(tasks))
+    pauses = fleet.parallel(pause, range(tasks), 8)
     specs = [
         (n, k, arn, pause_id) for n, (arn, pause_id) in enumerate(pauses) for k in range(per_task)
     ]
-    app_ids = parallel(app, specs)
+    app_ids = fleet.parallel(app, specs, 8)
     expected: dict[str, tuple[str, int]] = {}
     for n, (arn, pause_id) in enumerate(pauses):
         containers = [DoubleContainer(pause_id, PAUSE, internal=True)]
@@ -112,33 +107,27 @@ def lay_out_tasks(
             name = f"bench-ecs-{run_id}-{n}-app{k}"
             expected[f"{hostname}:{name}:{APP_PORT}"] = (f"10.1.{n}.10", APP_PORT)
         agent.add_task(arn, containers, family="bench", version="1", ipv4=[f"10.1.{n}.10"])
-    parallel(api.start, app_ids)  # the agent knows the tasks before their apps start
+    fleet.parallel(api.start, app_ids, 8)  # the agent knows the tasks before their apps start
     return expected
 
 
-def remove_all(api: Any) -> None:
-    ids = [c["Id"] for c in api.containers(all=True, filters={"label": LABEL})]
-    parallel(lambda cid: api.remove_container(cid, force=True), ids)
-
-
-def one_run(agent: EcsAgentDouble, expected: dict[str, tuple[str, int]], log: Path) -> Run:
+def one_run(
+    code: CodeUnderTest, agent: EcsAgentDouble, expected: dict[str, tuple[str, int]], log: Path
+) -> Run:
     agent.clear_requests()
-    with ConsulDouble() as consul, open(log, "wb") as out:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-        argv = [sys.executable, "-m", "registrator", "-ecs", "-ecs-agent-uri", agent.url]
-        started = time.monotonic()
-        proc = subprocess.Popen(
-            [*argv, f"consul://127.0.0.1:{consul.port}"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+    with ConsulDouble() as consul:
+        proc = RegistratorProcess(
+            docker_host(os.environ), consul.port, ["-ecs", "-ecs-agent-uri", agent.url], log,
+            code_dir=code.directory, python=code.python,
         )  # fmt: skip
         try:
             services = consul.wait_for(lambda s: set(expected) <= set(s), timeout=120)
-            registered = [r for r in consul.writes() if r.path == "/v1/agent/service/register"]
-            last = max(r.time for r in registered)
-            synced = wait_for_line(log, "synced: ", proc, timeout=60)
+            registered = [r for r in consul.writes() if is_register(r)]
+            last = max(r.wall_ns for r in registered)
+            proc.wait_log("synced: ", timeout=60)
+            synced = proc.line_time_ns("synced: ")
         finally:
-            proc.terminate()
-            proc.wait(20)
+            proc.stop()
     wrong = {
         sid: (svc["Address"], svc["Port"])
         for sid, svc in services.items()
@@ -147,21 +136,11 @@ def one_run(agent: EcsAgentDouble, expected: dict[str, tuple[str, int]], log: Pa
     if wrong:
         raise AssertionError(f"registered at the wrong address: {wrong}")
     return Run(
-        seconds_to_all_registered=round(last - started, 3),
-        seconds_to_synced_line=round(synced - started, 3),
+        seconds_to_all_registered=round((last - proc.started_ns) / 1e9, 3),
+        seconds_to_synced_line=round((synced - proc.started_ns) / 1e9, 3),
         ecs_task_requests=len(agent.task_requests()),
         registers=len(registered),
     )
-
-
-def wait_for_line(log: Path, text: str, proc: subprocess.Popen[bytes], timeout: float) -> float:
-    """When ``text`` appeared in the log (polled; the monotonic time it was first seen)."""
-    deadline = time.monotonic() + timeout
-    while text not in log.read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"no {text!r} in the registrator log:\n{log.read_text()[-3000:]}")
-        time.sleep(0.01)
-    return time.monotonic()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,26 +149,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-task", type=int, default=5, help="app containers per task")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--out", type=Path, default=REPO / "benchmarks/results/ecs-startup.json")
+    p.add_argument("--ref", default="worktree", help="the registrator commit to measure")
     args = p.parse_args(argv)
 
-    api = docker.APIClient(version="auto", timeout=120, max_pool_size=16)
-    remove_all(api)
+    code = CodeUnderTest.export(args.ref)
+    fleet = Fleet(docker_host(os.environ))
+    fleet.remove_all()
     runs: list[Run] = []
     with EcsAgentDouble() as agent:
         try:
             began = time.monotonic()
-            expected = lay_out_tasks(api, agent, args.tasks, args.per_task)
+            expected = lay_out_tasks(fleet, agent, args.tasks, args.per_task)
             print(
                 f"{args.tasks} awsvpc tasks, {len(expected)} app containers (+{args.tasks} pause) "
                 f"running after {time.monotonic() - began:.1f}s"
             )
             for n in range(args.runs):
-                run = one_run(agent, expected, Path(f"/tmp/registrator-ecs-bench-{n}.log"))
+                run = one_run(code, agent, expected, Path(f"/tmp/registrator-ecs-bench-{n}.log"))
                 runs.append(run)
                 print(f"run {n + 1}: {run}")
         finally:
-            remove_all(api)
-            api.close()
+            errors = fleet.remove_all()
+            fleet.close()
+            code.cleanup()
+            if errors:
+                print(f"cleanup: {len(errors)} container(s) not removed: {errors[:3]}")
     requests = max(r.ecs_task_requests for r in runs)
     result = {
         "tasks": args.tasks,

@@ -452,6 +452,11 @@ class RegistratorProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def line_time_ns(self, text: str) -> int:
+        """The wall-clock instant of the first log line holding ``text`` (0: none yet)."""
+        line = next((line for line in self.log().splitlines() if text in line), "")
+        return log_time_ns(line) if line else 0
+
     def wait_log(self, text: str, timeout: float = 30.0, count: int = 1) -> None:
         deadline = time.monotonic() + timeout
         while self.log().count(text) < count:
@@ -480,6 +485,13 @@ class RegistratorProcess:
                 self.popen.kill()
                 self.popen.wait()
         self._log.close()
+
+
+def log_time_ns(line: str) -> int:
+    """The wall-clock instant of a registrator log line (logging's asctime, ms resolution)."""
+    stamp = line[:23]  # 2024-01-01 12:00:00,123
+    seconds = time.mktime(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S"))
+    return int(seconds * 1e9) + int(stamp[20:23]) * 1_000_000
 
 
 # --- Docker --------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from benchmarks.harness import (
     foreign_snapshot,
     is_deregister,
     is_register,
+    log_time_ns,
     reap_private_dockerd,
     registered_id,
     self_cpu_seconds,
@@ -195,17 +196,6 @@ def _kinds(requests: Sequence[RecordedRequest]) -> dict[str, int]:
     return dict(Counter(kind(r) for r in requests).most_common())
 
 
-def _log_time_ns(line: str) -> int:
-    """The wall-clock instant of a registrator log line (logging's asctime, ms resolution)."""
-    stamp = line[:23]  # 2024-01-01 12:00:00,123
-    seconds = time.mktime(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S"))
-    return int(seconds * 1e9) + int(stamp[20:23]) * 1_000_000
-
-
-def _first_line(log: str, text: str) -> str:
-    return next((line for line in log.splitlines() if text in line), "")
-
-
 # --- 1. the floor: nothing to sync ---------------------------------------------------------
 
 
@@ -215,7 +205,7 @@ def startup_empty(bench: Bench) -> dict[str, Any]:
         try:
             proc.wait_log("synced: ", timeout=60)
             first = min(r.wall_ns for r in double.requests())
-            synced = _log_time_ns(_first_line(proc.log(), "synced: "))
+            synced = proc.line_time_ns("synced: ")
             time.sleep(1.0)
             status = proc.status()
             return {
@@ -296,7 +286,7 @@ def startup_sync(
         }
         with contextlib.suppress(TimeoutError):
             proc.wait_log("synced: ", timeout=10)
-            synced = _log_time_ns(_first_line(proc.log(), "synced: "))
+            synced = proc.line_time_ns("synced: ")
             row["synced_log_line_s"] = round((synced - proc.started_ns) / 1e9, 3)
         row["foreign_share_percent"] = foreign_share(row["foreign_cpu_s"], row["sync_s"])
         if profiled:
@@ -629,7 +619,7 @@ def resync(bench: Bench, window: float, idle_requests_per_s: float) -> dict[str,
                 log_after = proc.log()
             requests = double.requests()
             resyncs = log_after.count("resync: ") - log_before
-            stamps = [_log_time_ns(line) for line in log_after.splitlines() if "resync: " in line]
+            stamps = [log_time_ns(line) for line in log_after.splitlines() if "resync: " in line]
             periods = [(b - a) / 1e9 for a, b in itertools.pairwise(stamps)]
             cpu = after[0] - before[0]
             per_resync = (len(requests) - idle_requests_per_s * took) / max(1, resyncs)
