@@ -45,25 +45,57 @@ class _Plain:
 
 
 class Metrics:
-    """The daemon's metrics as plain numbers, and the health that /healthz reports."""
+    """The daemon's metrics, declared once: plain numbers here (``_metric``), Prometheus's in
+    ``PrometheusMetrics``; and the health that /healthz reports."""
 
     def __init__(self, ecs: bool = False) -> None:
-        self.registrations: Any = _Plain()
-        self.deregistrations: Any = _Plain()
-        self.failures: Any = _Plain()  # by reason
-        self.services_owned: Any = _Plain()
-        self.events: Any = _Plain()  # by action
-        self.last_sync: Any = _Plain()
-        self.docker_up: Any = _Plain()
-        self.consul_up: Any = _Plain()
-        self.latency: Any = _Plain()
+        m = self._metric
+        self.registrations = m(
+            "counter", "registrator_registrations", "Services registered with the agent"
+        )
+        self.deregistrations = m(
+            "counter", "registrator_deregistrations", "Services deregistered from the agent"
+        )
+        self.failures = m(
+            "counter", "registrator_failures", "Failed operations by reason", ("reason",)
+        )
+        self.services_owned = m(
+            "gauge", "registrator_services_owned", "Services this registrator holds on the agent"
+        )
+        self.events = m(
+            "counter", "registrator_docker_events", "Docker events processed", ("action",)
+        )
+        self.last_sync = m(
+            "gauge",
+            "registrator_last_successful_sync_timestamp_seconds",
+            "When the agent last matched the desired state (Unix time)",
+        )
+        self.docker_up = m(
+            "gauge", "registrator_docker_reachable", "1 when the Docker daemon answers"
+        )
+        self.consul_up = m(
+            "gauge", "registrator_consul_reachable", "1 when the Consul agent answers"
+        )
         self._gauges: dict[str, Any] = {"docker": self.docker_up, "consul": self.consul_up}
         if ecs:  # asked only for awsvpc containers: "up" until a request gets no answer
-            self._gauges["ecs"] = _Plain()
+            self._gauges["ecs"] = m(
+                "gauge",
+                "registrator_ecs_agent_reachable",
+                "1 when the ECS agent answered its last request (or has not been asked yet)",
+            )
             self._gauges["ecs"].set(1)
+        self.latency = m(
+            "histogram",
+            "registrator_event_to_registration_seconds",
+            "From Docker's event time to the agent holding the change",
+        )
         self._sync_time = 0.0
         self._down_since = dict.fromkeys(self._gauges, 0.0)
         self._lock = threading.Lock()
+
+    def _metric(self, kind: str, name: str, help_text: str, labels: tuple[str, ...] = ()) -> Any:
+        """A counter, gauge or histogram (``kind``) that nobody scrapes."""
+        return _Plain()
 
     def _since_sync(self) -> float:
         return time.time() - self._sync_time if self._sync_time else float("nan")
@@ -102,60 +134,24 @@ class PrometheusMetrics(Metrics):
     """The same metrics in a Prometheus registry of their own (no process-global state)."""
 
     def __init__(self, ecs: bool = False) -> None:
-        super().__init__(ecs)
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import CollectorRegistry
 
         self.registry = CollectorRegistry()
-        r = self.registry
-        self.registrations = Counter(
-            "registrator_registrations", "Services registered with the agent", registry=r
-        )
-        self.deregistrations = Counter(
-            "registrator_deregistrations", "Services deregistered from the agent", registry=r
-        )
-        self.failures = Counter(
-            "registrator_failures",
-            "Failed operations by reason",
-            ["reason"],
-            registry=r,
-        )
-        self.services_owned = Gauge(
-            "registrator_services_owned", "Services this registrator holds on the agent", registry=r
-        )
-        self.events = Counter(
-            "registrator_docker_events", "Docker events processed", ["action"], registry=r
-        )
-        self.last_sync = Gauge(
-            "registrator_last_successful_sync_timestamp_seconds",
-            "When the agent last matched the desired state (Unix time)",
-            registry=r,
-        )
-        self.seconds_since_sync = Gauge(
-            "registrator_seconds_since_last_successful_sync",
+        super().__init__(ecs)
+        self.seconds_since_sync = self._metric(
+            "gauge", "registrator_seconds_since_last_successful_sync",
             "Seconds since the agent last matched the desired state",
-            registry=r,
-        )
+        )  # fmt: skip
         self.seconds_since_sync.set_function(self._since_sync)
-        self.docker_up = Gauge(
-            "registrator_docker_reachable", "1 when the Docker daemon answers", registry=r
-        )
-        self.consul_up = Gauge(
-            "registrator_consul_reachable", "1 when the Consul agent answers", registry=r
-        )
-        self._gauges = {"docker": self.docker_up, "consul": self.consul_up}
-        if ecs:  # asked only for awsvpc containers: "up" until a request gets no answer
-            self._gauges["ecs"] = Gauge(
-                "registrator_ecs_agent_reachable",
-                "1 when the ECS agent answered its last request (or has not been asked yet)",
-                registry=r,
-            )
-            self._gauges["ecs"].set(1)
-        self.latency = Histogram(
-            "registrator_event_to_registration_seconds",
-            "From Docker's event time to the agent holding the change",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
+
+    def _metric(self, kind: str, name: str, help_text: str, labels: tuple[str, ...] = ()) -> Any:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        if kind == "histogram":
+            return Histogram(name, help_text, labels, buckets=LATENCY_BUCKETS,
+                             registry=self.registry)  # fmt: skip
+        kinds = {"counter": Counter, "gauge": Gauge}
+        return kinds[kind](name, help_text, labels, registry=self.registry)
 
     def exposition(self) -> tuple[str, bytes]:
         """The content type and body of a /metrics answer."""
