@@ -3,7 +3,9 @@
 python-consul2 builds every request (paths, parameters, bodies) and reads every answer; this
 only carries them, over TCP, TLS or a Unix socket. The requests-based client it ships costs
 about four times the CPU per request (measured: a register 0.7 ms against 0.18 ms), most of
-a start-up sync. Connections are kept in a small pool shared by all threads (one request
+a start-up sync. The interface is four methods and a four-field answer, so this module does
+not import python-consul2, whose package loads requests: the start-up ping goes out before
+either is loaded. Connections are kept in a small pool shared by all threads (one request
 per connection at a time); one the agent closed while idle is replaced before it is used,
 and a request that finds its reused connection reset before any answer is sent once more
 on a new one. No proxy is ever used: the agent is local.
@@ -17,10 +19,9 @@ import select
 import socket
 import ssl
 import threading
+import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import consul.base
+from typing import Any, NamedTuple
 
 from registrator.config import ConsulEndpoint
 
@@ -53,14 +54,22 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-class AgentHTTP(consul.base.HTTPClient):  # type: ignore[misc]
+class Answer(NamedTuple):
+    """One whole answer, in the shape of python-consul2's ``Response`` (its callbacks read
+    these four fields)."""
+
+    code: int
+    headers: http.client.HTTPMessage
+    body: str
+    content: bytes
+
+
+class AgentHTTP:
     """The transport python-consul2 calls (``get``/``put``/``delete``/``post`` with a
-    callback taking a ``consul.base.Response``); the ACL token goes as a header on every
-    request, never in a URL or a message."""
+    callback taking the answer); the ACL token goes as a header on every request, never in
+    a URL or a message."""
 
     def __init__(self, endpoint: ConsulEndpoint, timeout: float, token: str = "") -> None:
-        super().__init__(endpoint.host, endpoint.port, endpoint.scheme, endpoint.verify, None)
-        self.base_uri = ""  # uri() then gives the path and query that http.client sends
         self.endpoint = endpoint
         self.timeout = timeout
         self._headers = {"X-Consul-Token": token} if token else {}
@@ -71,25 +80,25 @@ class AgentHTTP(consul.base.HTTPClient):  # type: ignore[misc]
     # --- python-consul2's interface -----------------------------------------------------
 
     def get(
-        self, callback: Callable[[consul.base.Response], Any], path: str, params: Any = None,
+        self, callback: Callable[[Answer], Any], path: str, params: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> Any:  # fmt: skip
         return callback(self.request("GET", path, params, None, headers))
 
     def put(
-        self, callback: Callable[[consul.base.Response], Any], path: str, params: Any = None,
+        self, callback: Callable[[Answer], Any], path: str, params: Any = None,
         data: Any = "", headers: Mapping[str, str] | None = None,
     ) -> Any:  # fmt: skip
         return callback(self.request("PUT", path, params, data, headers))
 
     def delete(
-        self, callback: Callable[[consul.base.Response], Any], path: str, params: Any = None,
+        self, callback: Callable[[Answer], Any], path: str, params: Any = None,
         data: Any = "", headers: Mapping[str, str] | None = None,
     ) -> Any:  # fmt: skip
         return callback(self.request("DELETE", path, params, data, headers))
 
     def post(
-        self, callback: Callable[[consul.base.Response], Any], path: str, params: Any = None,
+        self, callback: Callable[[Answer], Any], path: str, params: Any = None,
         headers: Mapping[str, str] | None = None, data: Any = "",
     ) -> Any:  # fmt: skip
         return callback(self.request("POST", path, params, data, headers))
@@ -103,10 +112,13 @@ class AgentHTTP(consul.base.HTTPClient):  # type: ignore[misc]
         params: Any = None,
         data: Any = None,
         headers: Mapping[str, str] | None = None,
-    ) -> consul.base.Response:
+    ) -> Answer:
         """One request and its whole answer. Raises OSError (ssl.SSLError for TLS) or
         http.client.HTTPException when the agent cannot be reached or the exchange broke."""
-        target = self.uri(path, params)
+        # The path and query python-consul2's own clients would send.
+        target = urllib.parse.quote(path, safe="/:")
+        if params:
+            target += "?" + urllib.parse.urlencode(params)
         body = data.encode("utf-8") if isinstance(data, str) else data
         sent = {**self._headers, **headers} if headers else self._headers
         conn, reused = self._take()
@@ -124,7 +136,7 @@ class AgentHTTP(consul.base.HTTPClient):  # type: ignore[misc]
             raise
         status, message, content = response
         self._give_back(conn)
-        return consul.base.Response(status, message, content.decode("utf-8", "replace"), content)
+        return Answer(status, message, content.decode("utf-8", "replace"), content)
 
     @staticmethod
     def _exchange(

@@ -3,6 +3,10 @@
 It knows nothing of Docker. It turns the client's many failure shapes into two: the agent is
 unreachable or failing (``ConsulUnavailable``: retry later) or it refused this one request
 (``ConsulRejected``: retrying the same body will not help).
+
+python-consul2 is loaded at the first request after the start-up ping, which goes out on the
+transport alone: importing it (and the requests library its package loads) took 0.09-0.1 s
+before registrator's first word to the agent.
 """
 
 from __future__ import annotations
@@ -12,22 +16,25 @@ import json
 import logging
 import random
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import consul.base
-
-from registrator.agent_http import AgentHTTP
+from registrator.agent_http import AgentHTTP, Answer
 from registrator.config import ConsulEndpoint
 from registrator.logs import brief
 from registrator.model import OWNER_META_KEY, Service
+
+if TYPE_CHECKING:
+    import consul.base
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 SERVICES_PATH = "/v1/agent/services"
+LEADER_PATH = "/v1/status/leader"
 
 # What an operator needs from a failed exchange with the agent, beyond the common markers.
 CONSUL_ERROR_MARKERS = (
@@ -83,15 +90,18 @@ class WritePolicy:
         return retrying(call)
 
 
-class _Consul(consul.base.Consul):  # type: ignore[misc]
-    """python-consul2's API on our transport (its own would open a requests session)."""
+def _python_consul2(http: AgentHTTP, token: str) -> consul.base.Consul:
+    """python-consul2's API on our transport (its own would open a requests session), with
+    our token (it would otherwise take CONSUL_HTTP_TOKEN, even beside a token file)."""
+    import consul.base
 
-    def __init__(self, http: AgentHTTP) -> None:
-        self._transport = http
-        super().__init__()
+    class Client(consul.base.Consul):  # type: ignore[misc]
+        def http_connect(self, *_args: Any, **_kwargs: Any) -> AgentHTTP:
+            return http
 
-    def http_connect(self, *_args: Any, **_kwargs: Any) -> AgentHTTP:
-        return self._transport
+    client = Client()
+    client.token = token or None
+    return client
 
 
 class ConsulAgent:
@@ -105,25 +115,26 @@ class ConsulAgent:
         write_policy: WritePolicy | None = None,
     ) -> None:
         self.endpoint = endpoint
-        self._client = _Consul(AgentHTTP(endpoint, timeout, token))
-        self._client.token = token or None
+        self._http = AgentHTTP(endpoint, timeout, token)
+        self._token = token
+        self._api: consul.base.Consul | None = None
+        self._api_lock = threading.Lock()
         self._policy = write_policy or WritePolicy()
         self._last_listing: tuple[bytes, dict[str, Service]] | None = None
+
+    @property
+    def _client(self) -> consul.base.Consul:
+        if self._api is None:
+            with self._api_lock:
+                if self._api is None:
+                    self._api = _python_consul2(self._http, self._token)
+        return self._api
 
     def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except consul.base.ACLPermissionDenied as exc:
-            raise ConsulRejected(f"permission denied {what}: check the ACL token ({exc})") from exc
-        except consul.base.ACLDisabled as exc:
-            raise ConsulRejected(f"{what}: ACL error {exc}") from exc
-        except (consul.base.BadRequest, consul.base.ClientError) as exc:
-            raise ConsulRejected(f"{what}: agent refused: {str(exc).strip()}") from exc
-        except consul.base.ConsulException as exc:
-            text = str(exc).strip()
-            if "Scripts are disabled" in text:  # a 500, but about this request only
-                raise ConsulRejected(f"{what}: agent refused: {text}") from exc
-            raise ConsulUnavailable(f"{what}: agent error: {text}") from exc
+        except ConsulError:
+            raise
         except ssl.SSLError as exc:
             raise ConsulUnavailable(
                 f"{what}: TLS with the agent failed ({brief(exc, CONSUL_ERROR_MARKERS)}): "
@@ -135,16 +146,29 @@ class ConsulAgent:
             ) from exc
         except ValueError as exc:  # a body that is not JSON
             raise ConsulUnavailable(f"{what}: unreadable answer: {exc}") from exc
+        except Exception as exc:
+            refusal = _refusal(what, exc)
+            if refusal is None:
+                raise
+            raise refusal from exc
 
     def ping(self) -> str:
-        """The cluster leader's address; as the original's ping, any answer means alive."""
-        leader = self._call("reading the leader", self._client.status.leader)
-        return str(leader or "")
+        """The cluster leader's address; as the original's ping, any answer means alive.
+        It asks as python-consul2's ``status.leader`` would, on the transport alone."""
+        what = "reading the leader"
+        answer: Answer = self._call(what, self._http.request, "GET", LEADER_PATH)
+        if answer.code != 200:
+            problem = f"{answer.code} {answer.body}".strip()
+            if answer.code >= 500:
+                raise ConsulUnavailable(f"{what}: agent error: {problem}")
+            raise ConsulRejected(f"{what}: agent refused: {problem}")
+        leader = self._call(what, json.loads, answer.content)
+        return leader if isinstance(leader, str) else ""
 
     def services(self) -> dict[str, Service]:
         """Every service on the agent, by ID. The agent is read every -agent-poll seconds
         and seldom changes: an answer identical to the last one is not decoded again."""
-        content = self._call("listing services", self._client.http.get, _body, SERVICES_PATH)
+        content = self._call("listing services", self._http.get, _body, SERVICES_PATH)
         last = self._last_listing
         if last is not None and last[0] == content:
             return dict(last[1])
@@ -186,37 +210,57 @@ class ConsulAgent:
         names = {"name": "Name", "service_id": "ID", "address": "Address", "port": "Port",
                  "tags": "Tags", "meta": "Meta", "check": "Check"}  # fmt: skip
         body = {names[k]: v for k, v in service.to_registration().items() if v}
-        headers = {"X-Consul-Token": self._client.token} if self._client.token else {}
-        self._client.http.put(
-            consul.base.CB.bool(),
+        self._http.put(
+            _body,
             "/v1/agent/service/register",
             params=[("replace-existing-checks", "true")],
             data=json.dumps(body),
-            headers=headers,
         )
 
     def deregister(self, service_id: str) -> bool:
         """Remove a service; False when the agent had no such service (already gone), which
         agents answer as 404 (1.11+), 200, or 500 ``Unknown service`` (older, ACLs on)."""
         what = f"deregistering {service_id}"
-        headers = {"X-Consul-Token": self._client.token} if self._client.token else {}
 
-        def gone_or_raise(response: consul.base.Response) -> bool:
+        def gone_or_raise(response: Answer) -> bool:
             if response.code == 404 or (
                 response.code == 500 and "Unknown service" in str(response.body)
             ):
                 return False
-            consul.base.CB._status(response, allow_404=False)
+            _check(response, allow_404=False)
             return True
 
         path = f"/v1/agent/service/deregister/{service_id}"
-        put = self._client.http.put
-        return bool(
-            self._policy.run(lambda: self._call(what, put, gone_or_raise, path, headers=headers))
-        )
+        put = self._http.put
+        return bool(self._policy.run(lambda: self._call(what, put, gone_or_raise, path)))
 
 
-def _body(response: consul.base.Response) -> bytes:
-    """python-consul2's status checks (errors raised as its exceptions), then the raw body."""
-    consul.base.CB._status(response)
+def _refusal(what: str, exc: Exception) -> ConsulError | None:
+    """What one of python-consul2's status errors means (None: not one of them)."""
+    import consul.base
+
+    if isinstance(exc, consul.base.ACLPermissionDenied):
+        return ConsulRejected(f"permission denied {what}: check the ACL token ({exc})")
+    if isinstance(exc, consul.base.ACLDisabled):
+        return ConsulRejected(f"{what}: ACL error {exc}")
+    if isinstance(exc, (consul.base.BadRequest, consul.base.ClientError)):
+        return ConsulRejected(f"{what}: agent refused: {str(exc).strip()}")
+    if isinstance(exc, consul.base.ConsulException):
+        text = str(exc).strip()
+        if "Scripts are disabled" in text:  # a 500, but about this request only
+            return ConsulRejected(f"{what}: agent refused: {text}")
+        return ConsulUnavailable(f"{what}: agent error: {text}")
+    return None
+
+
+def _check(response: Answer, allow_404: bool = True) -> None:
+    """python-consul2's status checks: its exceptions, which ``_call`` translates."""
+    import consul.base
+
+    consul.base.CB._status(response, allow_404=allow_404)
+
+
+def _body(response: Answer) -> bytes:
+    """The raw body of an answer that passed python-consul2's status checks."""
+    _check(response)
     return bytes(response.content)
