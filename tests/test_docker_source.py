@@ -113,6 +113,9 @@ class _FailingHandler(http.server.BaseHTTPRequestHandler):
             self._answer(200, {"ApiVersion": "1.41", "Version": "20.10.24"})
         elif self.server.fault == "500":
             self._answer(500, {"message": "open /var/lib/docker/x/config.v2.json: input/output error"})  # fmt: skip
+        elif self.server.fault == "garbage":  # not HTTP at all
+            self.wfile.write(b"SSH-2.0-OpenSSH_9.2\r\n")
+            self.close_connection = True
         else:
             self.close_connection = True
 
@@ -147,13 +150,18 @@ def failing_dockerd(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.mark.parametrize(
     ("failing_dockerd", "expected"),
-    [("500", "Docker answered 500 open /var/lib/docker/x/config.v2.json"), ("hangup", "")],
+    [
+        ("500", "Docker answered 500 open /var/lib/docker/x/config.v2.json"),
+        ("hangup", ""),
+        ("garbage", "SSH-2.0"),
+    ],
     indirect=["failing_dockerd"],
 )
 def test_a_failing_inspect_is_docker_unavailable_naming_the_container(
     failing_dockerd: str, expected: str
 ) -> None:
     source = DockerSource({}, failing_dockerd, timeout=5)
-    with pytest.raises(DockerUnavailable, match="cannot inspect 0123456789ab: ") as raised:
-        source.inspect("0123456789ab" * 5 + "cdef")
-    assert expected in str(raised.value)
+    for _ in range(2):  # and again on the connection that replaced the broken one
+        with pytest.raises(DockerUnavailable, match="cannot inspect 0123456789ab: ") as raised:
+            source.inspect("0123456789ab" * 5 + "cdef")
+        assert expected in str(raised.value)
