@@ -203,6 +203,11 @@ class DockerSource:
         pool = self._unix.get_connection()
         conn = pool._get_conn()  # an idle connection the daemon has not closed, or a new one
         try:
+            # urlopen sets the timeout on every request: a connection whose event stream
+            # ended comes back to the pool with the stream's (none).
+            conn.timeout = self._timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(self._timeout)
             conn.request("GET", path, headers=self._headers)
             answer = conn.getresponse()  # urllib3 2's response, its body read
             content = answer.data

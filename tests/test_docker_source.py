@@ -94,13 +94,16 @@ def test_inspect_over_tcp_answers_what_the_unix_socket_answers(containers: Conta
 
 
 class _FailingDockerd(socketserver.ThreadingUnixStreamServer):
-    """A daemon that answers its version, then fails every inspect the way ``fault`` says:
-    ``500`` (Docker's error body) or ``hangup`` (closes the connection unanswered)."""
+    """A daemon that answers its version and ends every event stream at once (as dockerd does
+    when it shuts down), keeping the connection open, then fails every inspect the way ``fault`` says: ``500`` (Docker's error body), ``hangup``
+    (closes the connection unanswered), ``garbage`` (answers something other than HTTP) or
+    ``hang`` (never answers)."""
 
     daemon_threads = True
 
     def __init__(self, path: str, fault: str) -> None:
         self.fault = fault
+        self.released = threading.Event()  # ends the hung answers
         super().__init__(path, _FailingHandler)
 
 
@@ -111,6 +114,15 @@ class _FailingHandler(http.server.BaseHTTPRequestHandler):
         assert isinstance(self.server, _FailingDockerd)
         if self.path.endswith("/version"):
             self._answer(200, {"ApiVersion": "1.41", "Version": "20.10.24"})
+        elif "/events" in self.path:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"0\r\n\r\n")  # the stream's end; the connection stays open
+        elif self.server.fault == "hang":
+            self.server.released.wait()
+            self.close_connection = True
         elif self.server.fault == "500":
             self._answer(500, {"message": "open /var/lib/docker/x/config.v2.json: input/output error"})  # fmt: skip
         elif self.server.fault == "garbage":  # not HTTP at all
@@ -143,6 +155,7 @@ def failing_dockerd(request: pytest.FixtureRequest) -> Iterator[str]:
     try:
         yield f"unix://{path}"
     finally:
+        server.released.set()
         server.shutdown()
         server.server_close()
         shutil.rmtree(folder, ignore_errors=True)
@@ -165,3 +178,28 @@ def test_a_failing_inspect_is_docker_unavailable_naming_the_container(
         with pytest.raises(DockerUnavailable, match="cannot inspect 0123456789ab: ") as raised:
             source.inspect("0123456789ab" * 5 + "cdef")
         assert expected in str(raised.value)
+
+
+@pytest.mark.parametrize("failing_dockerd", ["hang"], indirect=True)
+def test_an_inspect_times_out_even_on_a_connection_that_carried_the_event_stream(
+    failing_dockerd: str,
+) -> None:
+    """The SDK reads the event stream with no timeout; once the stream has ended, its pool
+    hands that connection to the next request, and an inspect on it must still give up after
+    the adapter's timeout."""
+    source = DockerSource({}, failing_dockerd, timeout=1)
+    assert list(source.events()) == []
+    outcome: list[BaseException] = []
+
+    def inspect() -> None:
+        try:
+            source.inspect("0123456789ab" * 5 + "cdef")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=inspect, daemon=True)
+    worker.start()
+    worker.join(15)
+    assert not worker.is_alive(), "the inspect hung past its 1 s timeout"
+    assert len(outcome) == 1 and isinstance(outcome[0], DockerUnavailable), outcome
+    assert "cannot inspect 0123456789ab: " in str(outcome[0])
