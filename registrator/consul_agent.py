@@ -157,11 +157,8 @@ class ConsulAgent:
         It asks as python-consul2's ``status.leader`` would, on the transport alone."""
         what = "reading the leader"
         answer: Answer = self._call(what, self._http.request, "GET", LEADER_PATH)
-        if answer.code != 200:
-            problem = f"{answer.code} {answer.body}".strip()
-            if answer.code >= 500:
-                raise ConsulUnavailable(f"{what}: agent error: {problem}")
-            raise ConsulRejected(f"{what}: agent refused: {problem}")
+        if answer.code != 200:  # judged as every other answer (this loads python-consul2)
+            self._call(what, _check, answer)
         leader = self._call(what, json.loads, answer.content)
         return leader if isinstance(leader, str) else ""
 

@@ -268,6 +268,26 @@ def test_unreachable_and_failing_agents_are_unavailable():
             agent.ping()
 
 
+@pytest.mark.parametrize(
+    ("status", "kind", "message"),
+    [
+        (500, ConsulUnavailable, "reading the leader: agent error: 500 no leader yet"),
+        (403, ConsulRejected, "permission denied reading the leader: check the ACL token"),
+        (404, ConsulUnavailable, "reading the leader: unreadable answer"),
+    ],
+)
+def test_a_failing_ping_is_judged_as_any_other_answer(status, kind, message):
+    """The start-up ping goes out before python-consul2 is loaded; a failed one still gets
+    python-consul2's status checks and the same messages as every other request."""
+    with ConsulDouble() as double:
+        double.fail("error", status=status, body="no leader yet", paths="/v1/status/leader")
+        with pytest.raises(kind) as raised:
+            agent_for(double).ping()
+        assert message in str(raised.value)
+        double.fail(None)
+        assert agent_for(double).ping() == "127.0.0.1:8300"
+
+
 def test_script_checks_disabled_on_the_agent_is_a_refusal_not_an_outage():
     with ConsulDouble(enable_script_checks=False) as double:
         scripted = Service(
