@@ -20,15 +20,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from types import SimpleNamespace
+from typing import Any, TypeVar
 
 from registrator.agent_http import AgentHTTP, Answer
 from registrator.config import ConsulEndpoint
 from registrator.logs import brief
 from registrator.model import OWNER_META_KEY, Service
-
-if TYPE_CHECKING:
-    import consul.base
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -90,18 +88,15 @@ class WritePolicy:
         return retrying(call)
 
 
-def _python_consul2(http: AgentHTTP, token: str) -> consul.base.Consul:
-    """python-consul2's API on our transport (its own would open a requests session), with
-    our token (it would otherwise take CONSUL_HTTP_TOKEN, even beside a token file)."""
+def _service_endpoint(http: AgentHTTP, token: str) -> Any:
+    """python-consul2's ``agent.service`` endpoint (it builds the registration body), given
+    the only two things its methods read of their client: our transport and our token. Its
+    ``Consul`` client is not made: that would open a requests session, take
+    CONSUL_HTTP_TOKEN even beside a token file, and parse CONSUL_HTTP_ADDR itself, refusing
+    forms registrator accepts (no port, an IPv6 address)."""
     import consul.base
 
-    class Client(consul.base.Consul):  # type: ignore[misc]
-        def http_connect(self, *_args: Any, **_kwargs: Any) -> AgentHTTP:
-            return http
-
-    client = Client()
-    client.token = token or None
-    return client
+    return consul.base.Consul.Agent.Service(SimpleNamespace(http=http, token=token or None))
 
 
 class ConsulAgent:
@@ -117,18 +112,17 @@ class ConsulAgent:
         self.endpoint = endpoint
         self._http = AgentHTTP(endpoint, timeout, token)
         self._token = token
-        self._api: consul.base.Consul | None = None
-        self._api_lock = threading.Lock()
+        self._endpoint: Any = None  # python-consul2's agent.service, made at the first register
+        self._endpoint_lock = threading.Lock()
         self._policy = write_policy or WritePolicy()
         self._last_listing: tuple[bytes, dict[str, Service]] | None = None
 
-    @property
-    def _client(self) -> consul.base.Consul:
-        if self._api is None:
-            with self._api_lock:
-                if self._api is None:
-                    self._api = _python_consul2(self._http, self._token)
-        return self._api
+    def _service_api(self) -> Any:
+        if self._endpoint is None:
+            with self._endpoint_lock:
+                if self._endpoint is None:
+                    self._endpoint = _service_endpoint(self._http, self._token)
+        return self._endpoint
 
     def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -199,7 +193,7 @@ class ConsulAgent:
         if replace_checks:
             self._policy.run(lambda: self._call(what, self._register_replacing_checks, service))
         else:
-            register = self._client.agent.service.register
+            register = self._service_api().register
             self._policy.run(lambda: self._call(what, register, **service.to_registration()))
 
     def _register_replacing_checks(self, service: Service) -> None:

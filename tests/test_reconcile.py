@@ -288,6 +288,19 @@ def test_a_failing_ping_is_judged_as_any_other_answer(status, kind, message):
         assert agent_for(double).ping() == "127.0.0.1:8300"
 
 
+@pytest.mark.parametrize("address", ["localhost", "http://[::1]:8500", "consul.local:8500"])
+def test_any_consul_http_addr_in_the_environment_leaves_registering_alone(monkeypatch, address):
+    """The agent registrator talks to was chosen by its configuration; python-consul2 must
+    not read CONSUL_HTTP_ADDR again (it refused forms without a port or with IPv6)."""
+    monkeypatch.setenv("CONSUL_HTTP_ADDR", address)
+    monkeypatch.setenv("CONSUL_HTTP_TOKEN", "not-this-one")
+    with ConsulDouble() as double:
+        agent = agent_for(double)
+        agent.register(svc("a"))
+        assert set(double.services()) == {"a"}
+        assert not any(r.has_token for r in double.requests())
+
+
 def test_script_checks_disabled_on_the_agent_is_a_refusal_not_an_outage():
     with ConsulDouble(enable_script_checks=False) as double:
         scripted = Service(
