@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -319,6 +320,19 @@ def system_busy_cpu_seconds() -> float:
     """CPU seconds all processes on the machine have used (every core, not idle or iowait)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+
+
+def speed_probe_ms(rounds: int = 3) -> float:
+    """The machine's speed at this moment: the median time of a fixed pure-Python loop
+    (``sum(range(10**7))``), in ms; lower is faster. The host under this machine gives it
+    more or less CPU over the day (the same loop took 156 to 313 ms on one day), which moves
+    every figure, so each run records it beside them."""
+    times = []
+    for _ in range(rounds):
+        began = time.perf_counter()
+        sum(range(10**7))
+        times.append((time.perf_counter() - began) * 1000)
+    return round(statistics.median(times), 1)
 
 
 def load_average() -> float:

@@ -17,7 +17,7 @@ from typing import Any
 import docker
 
 from benchmarks import report, scenarios
-from benchmarks.harness import REPO, CodeUnderTest, wait_quiet
+from benchmarks.harness import REPO, CodeUnderTest, speed_probe_ms, wait_quiet
 from tests.conftest import TEST_IMAGE
 
 SMOKE = scenarios.Sizes(
@@ -153,6 +153,7 @@ def machine(docker_host: str, code: CodeUnderTest) -> dict[str, Any]:
         "registrator_commit": code.commit,
         "registrator_python": code.python_env,
         "load_average_at_start": Path("/proc/loadavg").read_text().split()[:3],
+        "speed_probe_ms_at_start": speed_probe_ms(),
     }  # fmt: skip
 
 
@@ -267,6 +268,7 @@ def run(
         bench.close()
         code.cleanup()
     results["machine_busy_share_before"] = busy_before
+    info["speed_probe_ms_at_end"] = speed_probe_ms()
     return {
         "sizes": dataclasses.asdict(sizes),
         "smoke": sizes == SMOKE,
@@ -295,7 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     text += (
         f".\nregistrator {doc['machine']['registrator_commit']}, run by "
-        f"{doc['machine']['registrator_python']}."
+        f"{doc['machine']['registrator_python']}.\nThe machine's speed (`sum(range(10**7))`, "
+        f"lower is faster; it moves over the day and every figure with it): "
+        f"{doc['machine']['speed_probe_ms_at_start']:g} ms at the start, "
+        f"{doc['machine']['speed_probe_ms_at_end']:g} ms at the end."
     )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for name in ("latest.json", f"run-{stamp}.json"):
