@@ -95,9 +95,10 @@ def test_inspect_over_tcp_answers_what_the_unix_socket_answers(containers: Conta
 
 class _FailingDockerd(socketserver.ThreadingUnixStreamServer):
     """A daemon that answers its version and ends every event stream at once (as dockerd does
-    when it shuts down), keeping the connection open, then fails every inspect the way ``fault`` says: ``500`` (Docker's error body), ``hangup``
-    (closes the connection unanswered), ``garbage`` (answers something other than HTTP) or
-    ``hang`` (never answers)."""
+    when it shuts down), keeping the connection open, then fails every inspect the way
+    ``fault`` says: ``500`` (Docker's error body), ``hangup`` (closes the connection
+    unanswered), ``garbage`` (answers something other than HTTP) or ``hang`` (never
+    answers)."""
 
     daemon_threads = True
 
