@@ -11,12 +11,12 @@ transport alone: importing it (and the requests library its package loads) took 
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import logging
 import random
 import ssl
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,23 +112,18 @@ class ConsulAgent:
         self.endpoint = endpoint
         self._http = AgentHTTP(endpoint, timeout, token)
         self._token = token
-        self._endpoint: Any = None  # python-consul2's agent.service, made at the first register
-        self._endpoint_lock = threading.Lock()
         self._policy = write_policy or WritePolicy()
         self._last_listing: tuple[bytes, dict[str, Service]] | None = None
 
+    @functools.cached_property
     def _service_api(self) -> Any:
-        if self._endpoint is None:
-            with self._endpoint_lock:
-                if self._endpoint is None:
-                    self._endpoint = _service_endpoint(self._http, self._token)
-        return self._endpoint
+        """python-consul2's agent.service, made at the first register (two workers making
+        it at once would each make an equal one)."""
+        return _service_endpoint(self._http, self._token)
 
     def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except ConsulError:
-            raise
         except ssl.SSLError as exc:
             raise ConsulUnavailable(
                 f"{what}: TLS with the agent failed ({brief(exc, CONSUL_ERROR_MARKERS)}): "
@@ -193,7 +188,7 @@ class ConsulAgent:
         if replace_checks:
             self._policy.run(lambda: self._call(what, self._register_replacing_checks, service))
         else:
-            register = self._service_api().register
+            register = self._service_api.register
             self._policy.run(lambda: self._call(what, register, **service.to_registration()))
 
     def _register_replacing_checks(self, service: Service) -> None:
