@@ -20,6 +20,9 @@ from benchmarks import report, scenarios
 from benchmarks.harness import REPO, CodeUnderTest, speed_probe_ms, wait_quiet
 from tests.conftest import TEST_IMAGE
 
+# Written after every step and before the clean-up, removed once latest.json is written.
+PARTIAL_RESULTS = "partial.json"
+
 SMOKE = scenarios.Sizes(
     containers=20,
     starts=20,
@@ -187,8 +190,17 @@ def run(
     began = time.monotonic()
     results: dict[str, Any] = {}
     busy_before: dict[str, float] = {}
+    so_far: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "results": results}
+
+    def keep_so_far() -> None:
+        """What is measured so far, in PARTIAL_RESULTS: a run whose later step or clean-up
+        hangs (a private dockerd can stop removing containers) keeps its earlier figures."""
+        so_far["machine_busy_share_before"] = busy_before
+        (out / PARTIAL_RESULTS).write_text(json.dumps(so_far, indent=2) + "\n")
 
     def step(name: str, key: str = "") -> None:
+        if results:
+            keep_so_far()
         if quiet_wait > 0 and key:
             busy_before[key] = round(wait_quiet(quiet_wait, log=log), 3)
         log(name)
@@ -210,7 +222,7 @@ def run(
 
     bench = scenarios.Bench(out, profile=profile, code=code)
     try:
-        info = machine(bench.host, code)
+        info = so_far["machine"] = machine(bench.host, code)
         step("start-up with no containers", "startup_empty")
         results["startup_empty"] = scenarios.startup_empty(bench)
         step(f"starting {sizes.containers} background containers")
@@ -264,6 +276,7 @@ def run(
                 bench, counts, sizes.startup_runs, empty_cpu
             )
     finally:
+        keep_so_far()
         log("cleaning up")
         bench.close()
         code.cleanup()
@@ -305,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for name in ("latest.json", f"run-{stamp}.json"):
         (args.out / name).write_text(json.dumps(doc, indent=2) + "\n")
+    (args.out / PARTIAL_RESULTS).unlink(missing_ok=True)
     sizes_line = ", ".join(f"{k} {v:g}" for k, v in sizes_d.items())
     (args.out / "latest.md").write_text(
         f"Sizes: {sizes_line}. Machine: {doc['machine']['nproc']} cores, "
