@@ -419,8 +419,9 @@ class BenchDouble(ConsulDouble):
 
 class RegistratorProcess:
     """``python -m registrator -ip 127.0.0.1 [args] consul://127.0.0.1:<port>`` against the
-    private dockerd; optionally under ``py-spy record`` (then ``pid`` is py-spy's child), or
-    another entry point (``module``, e.g. ``("benchmarks.trace", FILE)``)."""
+    private dockerd; optionally under ``py-spy record`` (then ``pid`` is py-spy's child), under
+    a ``wrapper`` that execs it in the same process (valgrind), with ``env`` added, or another
+    entry point (``module``, e.g. ``("benchmarks.trace", FILE)``)."""
 
     def __init__(
         self,
@@ -432,9 +433,11 @@ class RegistratorProcess:
         module: Sequence[str] = ("registrator",),
         code_dir: Path = REPO,
         python: str = sys.executable,
+        wrapper: Sequence[str] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.log_path = log_path or Path(f"/tmp/registrator-bench-{os.getpid()}.log")
-        argv = [python, "-m", *module, "-ip", "127.0.0.1", *args]
+        argv = [*wrapper, python, "-m", *module, "-ip", "127.0.0.1", *args]
         argv.append(f"consul://127.0.0.1:{consul_port}")
         self.profile_path = profile_path
         if profile_path is not None:
@@ -442,7 +445,7 @@ class RegistratorProcess:
                 "py-spy", "record", "--nonblocking", "--threads", "--gil", "--rate", SPY_RATE,
                 "--format", "raw", "--output", str(profile_path), "--", *argv,
             ]  # fmt: skip
-        env = {**os.environ, "DOCKER_HOST": docker_host, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **(env or {}), "DOCKER_HOST": docker_host, "PYTHONUNBUFFERED": "1"}
         # registrator from code_dir (a snapshot of one commit), benchmarks.trace from here
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([str(code_dir), str(REPO)]))
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - open while the process runs
