@@ -16,8 +16,8 @@ import socket
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from types import FrameType
+from typing import NamedTuple
 
 from registrator import __version__
 from registrator.config import (
@@ -42,8 +42,7 @@ log = logging.getLogger("registrator")
 COMMANDS = ("run", "resync", "plan")
 
 
-@dataclass(frozen=True)
-class Flag:
+class Flag(NamedTuple):
     """One option: ``-name`` and ``--name``; its type is its default's (a bool is a switch)."""
 
     name: str

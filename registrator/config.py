@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 DEFAULT_CONSUL_ADDRESS = "127.0.0.1:8500"
@@ -19,8 +19,7 @@ class ConfigError(ValueError):
     """A bad option or argument: the CLI prints it with the usage and exits 2."""
 
 
-@dataclass(frozen=True)
-class ConsulEndpoint:
+class ConsulEndpoint(NamedTuple):
     """Where the local agent answers, from the registry URI."""
 
     scheme: str = "http"
@@ -38,12 +37,11 @@ class ConsulEndpoint:
         return f"{self.scheme}://{self.host}:{self.port}"
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     """All of registrator's settings; ``token`` is never printed (see ``__repr__``)."""
 
-    consul: ConsulEndpoint = field(default_factory=ConsulEndpoint)
-    token: str = field(default="", repr=False)
+    consul: ConsulEndpoint = ConsulEndpoint()
+    token: str = ""
     docker_host: str = ""
     hostname: str = ""
     ip: str = ""
@@ -76,6 +74,14 @@ class Config:
     plan_json: bool = False
     ecs: bool = False
     ecs_agent_uri: str = DEFAULT_ECS_AGENT_URI
+
+    def __repr__(self) -> str:
+        shown = (
+            f"{name}={value!r}"
+            for name, value in zip(self._fields, self, strict=True)
+            if name != "token"
+        )
+        return f"Config({', '.join(shown)})"
 
 
 def parse_registry_uri(uri: str, env: Mapping[str, str]) -> ConsulEndpoint:

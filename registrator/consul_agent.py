@@ -19,9 +19,8 @@ import random
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from registrator.agent_http import AgentHTTP, Answer
 from registrator.config import ConsulEndpoint
@@ -55,8 +54,7 @@ class ConsulRejected(ConsulError):
     """The agent refused the request (400, 403): the same request will fail again."""
 
 
-@dataclass(frozen=True)
-class WritePolicy:
+class WritePolicy(NamedTuple):
     """Bounded, jittered retries for one write; after them the caller gives up for now."""
 
     attempts: int = 3

@@ -23,7 +23,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from registrator.config import Config
@@ -61,13 +60,13 @@ ECS_RETRY_FIRST = 1.0
 ECS_RETRY_MAX = 4.0
 
 
-@dataclass
 class Backoff:
     """Jittered exponential delays, reset after a success."""
 
-    low: float = RECONNECT_MIN
-    high: float = RECONNECT_MAX
-    current: float = 0.0
+    def __init__(self, low: float = RECONNECT_MIN, high: float = RECONNECT_MAX) -> None:
+        self.low = low
+        self.high = high
+        self.current = 0.0
 
     def next(self) -> float:
         self.current = min(self.high, max(self.low, self.current * 2))
@@ -77,12 +76,12 @@ class Backoff:
         self.current = 0.0
 
 
-@dataclass
 class _EcsRetry:
     """The pending retry of one task's containers that the ECS agent could not place yet."""
 
-    backoff: Backoff
-    timer: threading.Timer | None = None
+    def __init__(self, backoff: Backoff) -> None:
+        self.backoff = backoff
+        self.timer: threading.Timer | None = None
 
 
 class Daemon:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from registrator.model import OWNER_META_KEY, Check, Service, freeze_meta
 
@@ -59,8 +58,7 @@ def valid_duration(value: str, positive: bool = True) -> bool:
     return not positive or (not value.startswith("-") and any(c in "123456789" for c in value))
 
 
-@dataclass(frozen=True)
-class DeriveOptions:
+class DeriveOptions(NamedTuple):
     """The options that change which services a container produces."""
 
     hostname: str
@@ -75,8 +73,7 @@ class DeriveOptions:
     ecs: bool = False  # -ecs: awsvpc tasks from the ECS agent, ecs_* Meta from the labels
 
 
-@dataclass(frozen=True)
-class AwsvpcNetwork:
+class AwsvpcNetwork(NamedTuple):
     """What the ECS agent says of one container of an awsvpc task: the addresses of the
     task's ENI (Docker knows nothing of it) and the container's port mappings."""
 
@@ -84,8 +81,7 @@ class AwsvpcNetwork:
     ports: tuple[tuple[int, str], ...] = ()  # (container port, "tcp" or "udp")
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """Something wrong with a container's metadata, said so an operator can fix it."""
 
     container: str
@@ -97,15 +93,13 @@ class Problem:
         return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
 
 
-@dataclass(frozen=True)
-class Derivation:
+class Derivation(NamedTuple):
     services: tuple[Service, ...] = ()
     problems: tuple[Problem, ...] = ()
     notes: tuple[str, ...] = ()  # why ports were skipped: informational, not errors
 
 
-@dataclass(frozen=True)
-class PortCandidate:
+class PortCandidate(NamedTuple):
     exposed_port: str
     protocol: str
     host_port: str
@@ -114,11 +108,13 @@ class PortCandidate:
     awsvpc: bool = False  # the address is the task ENI's: -ip and peers do not apply
 
 
-@dataclass
 class _Collector:
-    container: str
-    problems: list[Problem] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    """A container's problems and notes, gathered while its services are derived."""
+
+    def __init__(self, container: str) -> None:
+        self.container = container
+        self.problems: list[Problem] = []
+        self.notes: list[str] = []
 
     def problem(self, key: str, message: str) -> None:
         self.problems.append(Problem(self.container, key, message))
@@ -604,10 +600,10 @@ def _build_check(
                 f"{interval!r} is not a duration > 0 (e.g. 10s); using {DEFAULT_CHECK_INTERVAL}",
             )
             interval = DEFAULT_CHECK_INTERVAL
-        check = replace(check, interval=interval)
+        check = check._replace(interval=interval)
     if check.timeout and not valid_duration(check.timeout):
         out.problem("SERVICE_CHECK_TIMEOUT", f"{check.timeout!r} is not a duration > 0; ignored")
-        check = replace(check, timeout="")
+        check = check._replace(timeout="")
     status = attrs.get("check_initial_status", "")
     if status and status not in CHECK_STATUSES:
         out.problem(
@@ -621,7 +617,7 @@ def _build_check(
             "SERVICE_CHECK_DEREGISTER_AFTER", f"{deregister_after!r} is not a duration > 0; ignored"
         )
         deregister_after = ""
-    return replace(check, status=status, deregister_critical_service_after=deregister_after)
+    return check._replace(status=status, deregister_critical_service_after=deregister_after)
 
 
 def retained_after_exit(container: Mapping[str, Any], deregister: str) -> bool:

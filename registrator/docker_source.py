@@ -11,8 +11,8 @@ import json
 import logging
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import docker
 import docker.errors
@@ -36,15 +36,14 @@ class DockerUnavailable(Exception):
     """The Docker daemon did not answer or the connection broke."""
 
 
-@dataclass(frozen=True)
-class ContainerEvent:
+class ContainerEvent(NamedTuple):
     """One Docker event, read by Type/Action/Actor (Engine API 1.52 dropped status/id/from)."""
 
     action: str
     container_id: str
     name: str = ""
     time_nano: int = 0
-    attributes: Mapping[str, str] = field(default_factory=dict)
+    attributes: Mapping[str, str] = MappingProxyType({})
 
     @property
     def base_action(self) -> str:

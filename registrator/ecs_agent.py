@@ -20,9 +20,8 @@ import ipaddress
 import json
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from http.client import HTTPConnection, HTTPException
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from registrator.config import parse_ecs_agent_uri
@@ -65,16 +64,14 @@ class EcsNoAddressYet(EcsAgentError):
     """The task is known but its ENI is not attached yet (``Networks`` left out)."""
 
 
-@dataclass(frozen=True)
-class EcsContainer:
+class EcsContainer(NamedTuple):
     docker_id: str
     name: str
     ports: tuple[tuple[int, str], ...] = ()
     ipv4_addresses: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class EcsTask:
+class EcsTask(NamedTuple):
     arn: str
     known_status: str
     family: str = ""
@@ -179,13 +176,13 @@ def _list(obj: Mapping[str, Any], key: str, where: str) -> list[Any]:
     return value
 
 
-@dataclass
 class _Flight:
     """One request for a task, shared by the callers that asked while it was in flight."""
 
-    done: threading.Event = field(default_factory=threading.Event)
-    task: EcsTask | None = None
-    error: EcsAgentError | None = None
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.task: EcsTask | None = None
+        self.error: EcsAgentError | None = None
 
 
 class EcsAgent:

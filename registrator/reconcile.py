@@ -19,8 +19,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from registrator.consul_agent import ConsulRejected, ConsulUnavailable
 from registrator.logs import fields
@@ -39,8 +38,7 @@ class Agent(Protocol):
     def deregister(self, service_id: str) -> bool: ...
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """The writes that make ``actual`` match ``desired``."""
 
     register: tuple[Service, ...] = ()
@@ -67,15 +65,15 @@ def make_plan(
     return Plan(register, tuple(sorted(stale)), unchanged)
 
 
-@dataclass
 class Outcome:
     """What one application of a plan did, for logs and the ``resync`` command."""
 
-    registered: list[Service] = field(default_factory=list)
-    deregistered: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    rejected: list[tuple[str, str]] = field(default_factory=list)
-    unavailable: str = ""
+    def __init__(self, unavailable: str = "") -> None:
+        self.registered: list[Service] = []
+        self.deregistered: list[str] = []
+        self.unchanged: list[str] = []
+        self.rejected: list[tuple[str, str]] = []
+        self.unavailable = unavailable
 
     @property
     def complete(self) -> bool:
@@ -92,15 +90,19 @@ class _Ticket:
         self.forced = forced  # a full comparison writes even while Consul is marked down
 
 
-@dataclass(eq=False)
 class _Write:
     """One write: register ``service``, or (``service`` None) deregister ``service_id``;
     ``gone`` is the service being removed, when known (it names the container in logs)."""
 
-    service_id: str
-    service: Service | None
-    gone: Service | None
-    ticket: _Ticket
+    __slots__ = ("gone", "service", "service_id", "ticket")
+
+    def __init__(
+        self, service_id: str, service: Service | None, gone: Service | None, ticket: _Ticket
+    ) -> None:
+        self.service_id = service_id
+        self.service = service
+        self.gone = gone
+        self.ticket = ticket
 
 
 class Reconciler:

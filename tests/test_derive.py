@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from registrator.derive import (
@@ -158,7 +156,7 @@ def test_service_id_override_drops_udp_suffix():
 
 
 def test_force_tags_are_appended():
-    opts = replace(OPTS, force_tags=("prod", "eu"))
+    opts = OPTS._replace(force_tags=("prod", "eu"))
     svc = services(inspect(published={"80/tcp": "8080"}, env={"SERVICE_TAGS": "web"}), opts)
     assert svc["host1:app.0:80"].tags == ("web", "prod", "eu")
 
@@ -175,7 +173,7 @@ def test_ignore(key):
 
 
 def test_explicit_requires_a_name():
-    opts = replace(OPTS, explicit=True)
+    opts = OPTS._replace(explicit=True)
     assert services(inspect(published={"80/tcp": "8080"}), opts) == {}
     named = services(inspect(published={"80/tcp": "8080"}, env={"SERVICE_NAME": "x"}), opts)
     assert list(named) == ["host1:app.0:80"]
@@ -190,7 +188,7 @@ def test_unpublished_exposed_port_is_skipped_without_internal():
 
 
 def test_internal_uses_container_ip_and_exposed_ports():
-    opts = replace(OPTS, internal=True)
+    opts = OPTS._replace(internal=True)
     got = services(
         inspect(published={"80/tcp": "8080"}, exposed=["9000/tcp"], ip="172.17.0.9"), opts
     )
@@ -207,7 +205,7 @@ def test_host_network_uses_exposed_ports_as_host_ports():
 
 
 def test_ip_flag_forces_the_address():
-    opts = replace(OPTS, ip="127.0.0.1")
+    opts = OPTS._replace(ip="127.0.0.1")
     svc = services(inspect(published={"80/tcp": "8080"}), opts)["host1:app.0:80"]
     assert svc.address == "127.0.0.1"
 
@@ -218,7 +216,7 @@ def test_binding_on_a_specific_host_ip_is_kept():
 
 
 def test_use_ip_from_label_strips_prefix_length():
-    opts = replace(OPTS, use_ip_from_label="com.example.ip")
+    opts = OPTS._replace(use_ip_from_label="com.example.ip")
     got = services(
         inspect(published={"80/tcp": "8080"}, labels={"com.example.ip": "10.9.8.7/24"}), opts
     )
@@ -329,7 +327,7 @@ def test_script_checks_refused_by_default_with_a_problem_naming_the_key():
 
 
 def test_script_check_interpolates_when_allowed():
-    opts = replace(OPTS, allow_script_checks=True)
+    opts = OPTS._replace(allow_script_checks=True)
     check = check_for({"SERVICE_CHECK_SCRIPT": "nc -z $SERVICE_IP $SERVICE_PORT"}, opts)
     assert check.args == ("sh", "-c", "nc -z 10.0.0.7 8080")
     assert check.interval == "10s"
@@ -483,7 +481,7 @@ def test_unprintable_tags_dropped_and_meta_values_measured_in_bytes():
 
 
 def test_check_cmd_uses_the_originals_helper_when_allowed():
-    opts = replace(OPTS, allow_script_checks=True)
+    opts = OPTS._replace(allow_script_checks=True)
     check = check_for({"SERVICE_CHECK_CMD": "/bin/health"}, opts)
     assert check is not None
     assert check.args == ("check-cmd", "0123456789ab", "80", "/bin/health")

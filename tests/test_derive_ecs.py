@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -100,10 +99,10 @@ def test_per_port_keys_are_keyed_by_the_container_port():
 
 
 def test_ip_and_internal_do_not_apply_use_ip_from_label_wins():
-    for options in (replace(ECS, ip="192.0.2.1"), replace(ECS, internal=True)):
+    for options in (ECS._replace(ip="192.0.2.1"), ECS._replace(internal=True)):
         assert {s.address for s in services(WEB, options).values()} == {"10.0.12.34"}
     labelled = recorded("web", labels={"ip.override": "10.9.9.9/24"})
-    options = replace(ECS, ip="192.0.2.1", use_ip_from_label="ip.override")
+    options = ECS._replace(ip="192.0.2.1", use_ip_from_label="ip.override")
     assert {(s.address, s.port) for s in services(labelled, options).values()} == {
         ("10.9.9.9", 80),
         ("10.9.9.9", 8125),
@@ -173,12 +172,12 @@ def test_meta_rules_still_apply_to_ecs_meta():
     ],
 )
 def test_non_ecs_containers_are_unchanged_by_ecs(container):
-    off = derive_services(container, replace(ECS, ecs=False))
+    off = derive_services(container, ECS._replace(ecs=False))
     assert derive_services(container, ECS) == off and off.services
 
 
 def test_without_ecs_todays_behaviour():
-    off = replace(ECS, ecs=False)
+    off = ECS._replace(ecs=False)
     assert derive_services(WEB, off, PAUSE, WEB_NETWORK).services == ()  # no Docker ports
     [svc] = derive_services(BRIDGE, off).services
     assert svc.meta_dict == {OWNER_META_KEY: "host1"}
