@@ -67,6 +67,18 @@ def test_service_read_back_from_the_agent_equals_the_derived_one():
         assert agent.owned_services(OWNER) == {"x": service}
 
 
+def test_services_compare_by_what_the_agent_gives_back():
+    derived = Service(
+        id="x", name="web", port=80, meta=freeze_meta({OWNER_META_KEY: OWNER}),
+        check=Check(ttl="30s"), container_id="c" * 64, container_name="web.1",
+    )  # fmt: skip
+    read_back = Service(id="x", name="web", port=80, meta=freeze_meta({OWNER_META_KEY: OWNER}))
+    assert (derived == read_back, derived != read_back) == (True, False)
+    assert hash(derived) == hash(read_back) and {derived: 1}[read_back] == 1
+    moved = read_back._replace(port=81)
+    assert (derived == moved, derived != moved) == (False, True)
+
+
 # --- the reconciler ---------------------------------------------------------------------------
 
 
