@@ -4,12 +4,12 @@ start-up sync takes, counted by valgrind's callgrind.
 Seconds on this machine move with the host: the same loop runs 1.8 times slower at some
 moments than at others, per CPU and within a second, so two start-ups of the same code differ
 by more than most changes to it. Instructions do not: the count for one start-up repeats
-within 0.05 %, so a change of a fraction of a percent shows. Under
-valgrind registrator runs about 30 times slower, on one CPU at a time; nothing here says how
-long a start-up takes, only how much work it is. For the same reason it runs with
-``-agent-poll 600``: its comparison with the agent every 2 s would run about 15 times during
-a start-up under valgrind (66 M instructions with 300 containers) and at most once in the
-0.5-1 s of a real one; the comparisons a start-up asks for itself still run.
+within 0.05 %, so a change of a fraction of a percent shows. Under valgrind registrator runs
+about 30 times slower, on one CPU at a time; nothing here says how long a start-up takes, only
+how much work it is. For the same reason it runs with ``-agent-poll 600``: its comparison with
+the agent every 2 s would run about 15 times during a start-up under valgrind (66 M
+instructions with 300 containers) and at most once in the 0.5-1 s of a real one; the
+comparisons a start-up asks for itself still run.
 
 For each commit in ``--ref``, two start-ups against the private dockerd and the Consul
 double: with no container (until its ``synced:`` log line) and with ``--containers`` running
