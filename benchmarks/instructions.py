@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks import scenarios
@@ -37,14 +38,21 @@ DUMP_TIMEOUT = 60.0
 AGENT_POLL = ("-agent-poll", "600")  # no timed agent comparison during a slowed start-up
 
 
-def count_startup(bench: scenarios.Bench, expected: set[str], dumps: Path) -> int:
+def count_startup(
+    bench: scenarios.Bench,
+    expected: set[str],
+    dumps: Path,
+    module: Sequence[str] = ("registrator",),
+) -> int:
     """Instructions of one registrator start-up under callgrind, up to the moment the first
-    sync is done: every ``expected`` ID registered, or (none expected) the ``synced:`` line."""
+    sync is done: every ``expected`` ID registered, or (none expected) the ``synced:`` line.
+    ``module``: another program in registrator's place (``benchmarks.floor_program``)."""
     with BenchDouble() as double:
         wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dumps}/cg.%p"]
-        log = bench.logs / f"instructions-{len(expected)}.log"
+        log = bench.logs / f"instructions-{module[0]}-{len(expected)}.log"
+        args = AGENT_POLL if module == ("registrator",) else ()
         proc = RegistratorProcess(
-            bench.host, double.port, AGENT_POLL, log, None, ("registrator",), bench.code.directory,
+            bench.host, double.port, args, log, None, module, bench.code.directory,
             bench.code.python, wrapper=wrapper, env={"PYTHONHASHSEED": "0"},
         )  # fmt: skip
         try:

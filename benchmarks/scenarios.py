@@ -243,13 +243,18 @@ def foreign_share(foreign_cpu_s: float, seconds: float) -> float:
 
 
 def startup_sync(
-    bench: Bench, runs: int, max_foreign: float = 100.0, extra: int = 0
+    bench: Bench,
+    runs: int,
+    max_foreign: float = 100.0,
+    extra: int = 0,
+    module: Sequence[str] = ("registrator",),
 ) -> tuple[dict[str, Any], RegistratorProcess, BenchDouble]:
     """Popen -> every background container's service registered, ``runs`` times; the last
     process is returned, still running. A run during which other work took more than
     ``max_foreign`` % of the machine is repeated (at most ``extra`` more runs); the figures
     use the ``runs`` least disturbed runs. In profile mode one extra first run is spawned
-    under py-spy and left out of the figures."""
+    under py-spy and left out of the figures. ``module``: another program in registrator's
+    place (``benchmarks.floor_program``)."""
     expected = set(bench.background)
     rows: list[dict[str, Any]] = []
     total = runs + extra + (1 if bench.profile else 0)
@@ -257,9 +262,11 @@ def startup_sync(
         profiled = bench.profile and run == 0
         double = BenchDouble().start()
         cpu_before = _window_cpu(bench, None)
+        label = "startup" if module == ("registrator",) else module[0].rsplit(".", 1)[-1]
         proc = bench.registrator(
-            double, label="startup-profiled" if profiled else "startup", spawn_profile=profiled
-        )
+            double, label=f"{label}-profiled" if profiled else label, spawn_profile=profiled,
+            module=module,
+        )  # fmt: skip
         double.wait_ids(lambda ids: expected <= ids, timeout=120)
         cpu_after = _window_cpu(bench, None)
         proc_cpu = proc.cpu_seconds()
