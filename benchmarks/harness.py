@@ -81,8 +81,9 @@ class CodeUnderTest:
     """registrator as of one commit, exported to a folder of its own, so that edits in the
     work tree while a benchmark runs (or between runs) cannot mix versions; byte-compiled, as
     pip compiles an installed wheel (this machine sets PYTHONDONTWRITEBYTECODE, so an
-    uncompiled copy would be compiled again at every start, 0.07-0.1 s); run by ``python``,
-    a venv like the deployed one (``deployed_python``)."""
+    uncompiled copy would be compiled again at every start, 0.07-0.1 s), with the dist-info a
+    wheel installs beside it; run by ``python``, a venv like the deployed one
+    (``deployed_python``)."""
 
     directory: Path
     commit: str  # short hash, or "work tree" (+ "-dirty" when it differs from HEAD)
@@ -117,6 +118,7 @@ class CodeUnderTest:
         subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
         if not as_source:
             _compile(target / "registrator")
+            _write_dist_info(target, commit)
         return cls(target, commit, python, python_env)
 
     def cleanup(self) -> None:
@@ -126,6 +128,22 @@ class CodeUnderTest:
 
 def _compile(package: Path) -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
+
+
+def _write_dist_info(target: Path, commit: str) -> None:
+    """The ``registrator-<version>.dist-info/METADATA`` a wheel installs beside the package
+    (its headers, then the README as the description), where registrator looks its version up
+    as deployed: without it the lookup took the not-installed path."""
+    project = tomllib.loads(_git("show", f"{commit}:pyproject.toml"))["project"]
+    version = project["version"]
+    readme = _git("show", f"{commit}:README.md")
+    info = target / f"registrator-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.4\nName: registrator\nVersion: {version}\n"
+        f"Summary: {project.get('description', '')}\n"
+        f"Description-Content-Type: text/markdown\n\n{readme}\n"
+    )
 
 
 def dependency_pins() -> list[str]:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
-from pathlib import Path
 
 UNKNOWN_VERSION = "0+unknown"
 
 
-def source_version(package_dir: Path) -> str | None:
+def source_version(package_dir: str | os.PathLike[str]) -> str | None:
     """The version in the pyproject.toml beside ``package_dir`` when that is registrator's source
     tree (a checkout, or an editable install whose metadata may be older than the file)."""
     try:
-        text = (package_dir.parent / "pyproject.toml").read_text()
+        with open(os.path.join(os.path.dirname(package_dir), "pyproject.toml")) as file:
+            text = file.read()
     except (OSError, UnicodeDecodeError):
         return None
     import tomllib  # only here: an installed registrator (no pyproject.toml) need not load it
@@ -28,14 +29,47 @@ def source_version(package_dir: Path) -> str | None:
     return version if isinstance(version, str) else None
 
 
-def find_version(package_dir: Path, distribution: str = "registrator") -> str:
+def installed_version(
+    package_dir: str | os.PathLike[str], distribution: str = "registrator"
+) -> str | None:
+    """The ``Version`` header of the one ``<distribution>-<version>.dist-info`` that the wheel
+    installed beside ``package_dir`` (None when there is not exactly one). It is the file
+    ``importlib.metadata`` would read, read without loading that package (pathlib, zipfile,
+    email and more: a sixth of the work before the first request to the agent) and without
+    parsing the README that follows the headers."""
+    site = os.path.dirname(package_dir)
+    prefix = f"{distribution}-"
+    try:
+        found = [
+            name
+            for name in os.listdir(site)
+            if name.startswith(prefix)
+            and name.endswith(".dist-info")
+            and "-" not in name[len(prefix) : -len(".dist-info")]
+        ]
+        if len(found) != 1:
+            return None
+        with open(os.path.join(site, found[0], "METADATA"), encoding="utf-8") as metadata:
+            for line in metadata:
+                if not line.strip():
+                    return None  # the headers ended
+                key, _, value = line.partition(":")
+                if key == "Version":
+                    return value.strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def find_version(package_dir: str | os.PathLike[str], distribution: str = "registrator") -> str:
     """pyproject.toml is the one place the version is written: a source tree reads it there, an
     installed wheel (no pyproject.toml beside the package) from its metadata, which the build
-    copied from it."""
-    found = source_version(package_dir)
+    copied from it: the dist-info beside the package, else wherever ``importlib.metadata``
+    finds one."""
+    found = source_version(package_dir) or installed_version(package_dir, distribution)
     if found is not None:
         return found
-    from importlib import metadata  # only here: a source tree's run need not import it
+    from importlib import metadata  # only here: an installed wheel's run need not import it
 
     try:
         return metadata.version(distribution)
@@ -43,7 +77,7 @@ def find_version(package_dir: Path, distribution: str = "registrator") -> str:
         return UNKNOWN_VERSION
 
 
-__version__ = find_version(Path(__file__).resolve().parent)
+__version__ = find_version(os.path.dirname(os.path.realpath(__file__)))
 
 # requests (under the Docker SDK) imports a character-set detector to guess the encoding of
 # answers that name none. Docker answers JSON, which requests decodes without it (and with

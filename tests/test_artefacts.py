@@ -19,7 +19,13 @@ from typing import Any
 
 import pytest
 
-from registrator import UNKNOWN_VERSION, __version__, find_version, source_version
+from registrator import (
+    UNKNOWN_VERSION,
+    __version__,
+    find_version,
+    installed_version,
+    source_version,
+)
 from tests.conftest import (
     HOSTNAME,
     REPO,
@@ -93,6 +99,27 @@ def test_version_lookup_order(tmp_path: Path) -> None:
     # registrator's source tree: its pyproject.toml wins over (possibly stale) metadata.
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "registrator"\nversion = "7.1"\n')
     assert find_version(package, "pytest") == "7.1"
+
+
+def test_an_installed_wheel_reads_its_version_from_the_dist_info_beside_it(tmp_path: Path) -> None:
+    package = tmp_path / "registrator"
+    package.mkdir()
+    info = tmp_path / "registrator-3.2.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.4\nName: registrator\nVersion: 3.2.1\n\nVersion: 9.9 (README)\n"
+    )
+    (tmp_path / "registrator-extras-1.0.dist-info").mkdir()  # another distribution
+    assert installed_version(package) == "3.2.1"
+    assert find_version(package) == "3.2.1"
+    assert installed_version(package, "no-such-distribution") is None
+    # Only headers count: a Version line in the description is not the version.
+    (info / "METADATA").write_text("Metadata-Version: 2.4\nName: registrator\n\nVersion: 9.9\n")
+    assert installed_version(package) is None
+    # Two of them (say, a broken upgrade): no guess here; importlib.metadata decides.
+    (info / "METADATA").write_text("Metadata-Version: 2.4\nName: registrator\nVersion: 3.2.1\n")
+    (tmp_path / "registrator-3.3.dist-info").mkdir()
+    assert installed_version(package) is None
 
 
 @pytest.mark.slow  # builds the sdist and the wheel (the dist fixture)
