@@ -346,7 +346,9 @@ def run_daemon(config: Config) -> int:
     gc.disable()
     from registrator.daemon import Daemon
     from registrator.docker_source import DockerSource
+    from registrator.ecs_placement import EcsPlacement
     from registrator.metrics import Metrics, MetricsServer, PrometheusMetrics
+    from registrator.processing import ContainerProcessor
     from registrator.reconcile import Reconciler
     from registrator.systemd import Notifier
 
@@ -363,16 +365,18 @@ def run_daemon(config: Config) -> int:
             log.error("cannot serve metrics on %s: %s", config.metrics_addr, exc.strerror)
             return 1
         server.start()
+    placement = EcsPlacement(config.ecs_agent_uri, metrics) if config.ecs else None
     reconciler = Reconciler(
         adopting(agent, config.adopt),
         owner=config.hostname,
         cleanup=config.cleanup,
         metrics=metrics,
         max_writes=config.agent_writes,
+        hold_stale=placement.held if placement is not None else None,
     )
     daemon = Daemon(
         config,
-        derive_options(config),
+        ContainerProcessor(derive_options(config), config.deregister, placement),
         reconciler,
         lambda: DockerSource(os.environ, config.docker_host),
         Notifier(os.environ),

@@ -624,13 +624,15 @@ def retained_after_exit(container: Mapping[str, Any], deregister: str) -> bool:
     """With ``-deregister on-success`` a container that failed keeps its services (so its
     Consul check shows the failure), as the original does: exit 0 or a signal exit (the 128
     bit set) deregisters; any other exit code keeps them."""
-    if deregister != "on-success":
-        return False
     state = _d(container.get("State"))
     if state.get("Running"):
-        return True
-    code = int(state.get("ExitCode") or 0)
-    return code != 0 and not code & 128
+        return deregister == "on-success"
+    return keeps_services(int(state.get("ExitCode") or 0), deregister)
+
+
+def keeps_services(exit_code: int, deregister: str) -> bool:
+    """Whether a container that exited with ``exit_code`` keeps its services."""
+    return deregister == "on-success" and exit_code != 0 and not exit_code & 128
 
 
 def withheld_reason(container: Mapping[str, Any], options: DeriveOptions) -> str:

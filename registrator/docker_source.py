@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 # A container ID or name as Docker allows them (names: [a-zA-Z0-9][a-zA-Z0-9_.-]*).
 CONTAINER_REFERENCE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
-# Container actions registrator reacts to; anything else cannot change a container's services.
-WATCHED_ACTIONS = ("start", "die", "destroy", "rename", "kill", "stop", "health_status")
+# Container actions that can change a container's services ("kill" only with -drain); the
+# daemon subscribes to these and queues each.
+WATCHED_ACTIONS = ("start", "die", "destroy", "rename", "kill", "health_status")
 
 
 class DockerUnavailable(Exception):

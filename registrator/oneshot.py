@@ -5,6 +5,7 @@ reconciler as the daemon; neither keeps running."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -12,13 +13,15 @@ from typing import Any
 
 from registrator.config import Config
 from registrator.consul_agent import ConsulAgent, ConsulError
-from registrator.daemon import Daemon
 from registrator.derive import DeriveOptions
 from registrator.docker_source import DockerSource, DockerUnavailable
-from registrator.ecs_agent import EcsAgentError
+from registrator.ecs_placement import EcsPlacement
 from registrator.legacy import AdoptingAgent, adopting
 from registrator.model import OWNER_META_KEY, Service
+from registrator.processing import WAITING, WITHHELD, ContainerProcessor
 from registrator.reconcile import Outcome, Plan, Reconciler
+
+log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -47,14 +50,24 @@ def load_desired(config: Config, options: DeriveOptions, agent: ConsulAgent | No
         cleanup=True,
         max_writes=config.agent_writes,
     )
-    daemon = Daemon(config, options, reconciler, lambda: docker)
+    placement = EcsPlacement(config.ecs_agent_uri, reconciler.metrics) if config.ecs else None
+    processor = ContainerProcessor(options, config.deregister, placement)
+
+    def want(container_id: str) -> None:
+        verdict = processor.assess(docker, container_id)
+        if verdict.kind == WAITING:  # nothing is written from a guess
+            raise OneShotError(f"ECS agent failed for {verdict.label}: {verdict.reason}")
+        if verdict.kind == WITHHELD:
+            log.info("%s: services withheld: %s", verdict.label, verdict.reason)
+        for problem in verdict.problems:
+            log.warning("%s", problem)
+        reconciler.set_container(container_id, verdict.services, write=False)
+
     try:
         with ThreadPoolExecutor(config.workers) as pool:
-            list(pool.map(lambda cid: daemon.process(cid, write=False), container_ids))
+            list(pool.map(want, container_ids))
     except DockerUnavailable as exc:
         raise OneShotError(f"Docker failed: {exc}") from None
-    except EcsAgentError as exc:  # nothing is written from a guess
-        raise OneShotError(f"ECS agent failed for {exc}") from None
     return reconciler
 
 

@@ -118,6 +118,7 @@ class Reconciler:
         cleanup: bool = False,
         metrics: Metrics | None = None,
         max_writes: int = DEFAULT_MAX_WRITES,
+        hold_stale: Callable[[Service], bool] | None = None,
     ) -> None:
         self.agent = agent
         self.metrics = metrics or Metrics()
@@ -145,7 +146,7 @@ class Reconciler:
         self.stale_removal_allowed = False
         # Owned services that are not removed as stale while this says so (services of an
         # awsvpc container whose addresses the ECS agent has not given yet).
-        self.hold_stale: Callable[[Service], bool] | None = None
+        self.hold_stale = hold_stale
 
     # --- reading the state -------------------------------------------------------------
 
