@@ -15,9 +15,7 @@ import functools
 import http.client
 import json
 import logging
-import random
 import ssl
-import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, NamedTuple, TypeVar
@@ -62,24 +60,17 @@ class WritePolicy(NamedTuple):
 
     def run(self, call: Callable[[], _T]) -> _T:
         """``call()``, again after a random wait of up to 0.05 s, 0.1 s, 0.2 s ... (at most
-        ``max_wait``) while the agent is unavailable, ``attempts`` times in all. tenacity is
-        imported only once a first try failed: a healthy agent's writes never pay for it."""
-        try:
-            return call()
-        except ConsulUnavailable:
-            if self.attempts <= 1:
-                raise
-        from tenacity import (
+        ``max_wait``) while the agent is unavailable, ``attempts`` times in all."""
+        from tenacity import (  # at the first write: the start-up's ping does not wait for it
             Retrying,
             retry_if_exception_type,
             stop_after_attempt,
             wait_random_exponential,
         )
 
-        time.sleep(random.uniform(0, min(self.max_wait, 0.05)))
         retrying = Retrying(
-            stop=stop_after_attempt(self.attempts - 1),
-            wait=wait_random_exponential(multiplier=0.1, max=self.max_wait),
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_random_exponential(multiplier=0.05, max=self.max_wait),
             retry=retry_if_exception_type(ConsulUnavailable),
             reraise=True,
         )

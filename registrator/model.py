@@ -14,6 +14,7 @@ needs. Together that was 14 % of the work of a start-up with no container (measu
 from __future__ import annotations
 
 from collections.abc import Mapping
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 # Meta key that marks a service as registered by registrator on a given host. Only services
@@ -78,13 +79,13 @@ class Service(NamedTuple):
     container_name: str = ""
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Service) and self[:COMPARED] == other[:COMPARED]
+        return isinstance(other, Service) and _compared(self) == _compared(other)
 
     def __ne__(self, other: object) -> bool:
         return not self == other
 
     def __hash__(self) -> int:
-        return hash(self[:COMPARED])
+        return hash(_compared(self))
 
     @property
     def meta_dict(self) -> dict[str, str]:
@@ -120,8 +121,9 @@ class Service(NamedTuple):
         )
 
 
-# Service's fields up to ``meta`` are what the agent gives back, and all that equality compares.
-COMPARED = Service._fields.index("meta") + 1
+# What the agent gives back of a service, and all that equality compares.
+COMPARED_FIELDS = ("id", "name", "address", "port", "tags", "meta")
+_compared = attrgetter(*COMPARED_FIELDS)
 
 
 def freeze_meta(meta: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -19,13 +19,7 @@ from typing import Any
 
 import pytest
 
-from registrator import (
-    UNKNOWN_VERSION,
-    __version__,
-    find_version,
-    installed_version,
-    source_version,
-)
+from registrator import __version__
 from tests.conftest import (
     HOSTNAME,
     REPO,
@@ -82,44 +76,6 @@ def test_a_source_tree_reports_pyproject_version() -> None:
     assert __version__ == project_version()
     result = run_cli("-version")
     assert (result.returncode, result.stdout.strip()) == (0, f"registrator {project_version()}")
-
-
-def test_version_lookup_order(tmp_path: Path) -> None:
-    package = tmp_path / "registrator"
-    package.mkdir()
-    # No pyproject.toml beside the package (an installed wheel): the metadata, or unknown.
-    assert source_version(package) is None
-    assert find_version(package, "no-such-distribution") == UNKNOWN_VERSION
-    assert find_version(package, "pytest") == __import__("pytest").__version__
-    # Another project's pyproject.toml, or a broken one, is not registrator's.
-    (tmp_path / "pyproject.toml").write_text('[project]\nname = "other"\nversion = "9.9"\n')
-    assert find_version(package, "no-such-distribution") == UNKNOWN_VERSION
-    (tmp_path / "pyproject.toml").write_text('[project\nname = "registrator"\n')
-    assert find_version(package, "no-such-distribution") == UNKNOWN_VERSION
-    # registrator's source tree: its pyproject.toml wins over (possibly stale) metadata.
-    (tmp_path / "pyproject.toml").write_text('[project]\nname = "registrator"\nversion = "7.1"\n')
-    assert find_version(package, "pytest") == "7.1"
-
-
-def test_an_installed_wheel_reads_its_version_from_the_dist_info_beside_it(tmp_path: Path) -> None:
-    package = tmp_path / "registrator"
-    package.mkdir()
-    info = tmp_path / "registrator-3.2.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.4\nName: registrator\nVersion: 3.2.1\n\nVersion: 9.9 (README)\n"
-    )
-    (tmp_path / "registrator-extras-1.0.dist-info").mkdir()  # another distribution
-    assert installed_version(package) == "3.2.1"
-    assert find_version(package) == "3.2.1"
-    assert installed_version(package, "no-such-distribution") is None
-    # Only headers count: a Version line in the description is not the version.
-    (info / "METADATA").write_text("Metadata-Version: 2.4\nName: registrator\n\nVersion: 9.9\n")
-    assert installed_version(package) is None
-    # Two of them (say, a broken upgrade): no guess here; importlib.metadata decides.
-    (info / "METADATA").write_text("Metadata-Version: 2.4\nName: registrator\nVersion: 3.2.1\n")
-    (tmp_path / "registrator-3.3.dist-info").mkdir()
-    assert installed_version(package) is None
 
 
 @pytest.mark.slow  # builds the sdist and the wheel (the dist fixture)
