@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 SERVICES_PATH = "/v1/agent/services"
+CHECKS_PATH = "/v1/agent/checks"
 LEADER_PATH = "/v1/status/leader"
 
 # What an operator needs from a failed exchange with the agent, beyond the common markers.
@@ -161,6 +162,21 @@ class ConsulAgent:
         self._last_listing = (content, services)
         return dict(services)
 
+    def check_statuses(self) -> dict[str, str]:
+        """Every check on the agent: its ID -> its status."""
+        content = self._call("listing checks", self._http.get, _body, CHECKS_PATH)
+        try:
+            body = json.loads(content)
+        except ValueError as exc:
+            raise ConsulUnavailable(f"listing checks: unreadable answer: {exc}") from exc
+        if not isinstance(body, dict):
+            raise ConsulUnavailable(f"listing checks: unexpected answer {type(body).__name__}")
+        return {
+            str(cid): str(value.get("Status", ""))
+            for cid, value in body.items()
+            if isinstance(value, dict)
+        }
+
     def owned_services(self, owner: str) -> dict[str, Service]:
         """The services registrator on host ``owner`` registered: the only ones it may remove."""
         return {
@@ -174,22 +190,38 @@ class ConsulAgent:
         service has on the agent that this registration does not define (Consul's
         ``replace-existing-checks``); otherwise the agent keeps them."""
         what = f"registering {service.id}"
-        if replace_checks:
-            self._policy.run(lambda: self._call(what, self._register_replacing_checks, service))
+        if replace_checks or not service.plain:
+            params = [("replace-existing-checks", "true")] if replace_checks else []
+            self._policy.run(lambda: self._call(what, self._register_body, service, params))
         else:
             register = self._service_api.register
             self._policy.run(lambda: self._call(what, register, **service.to_registration()))
 
-    def _register_replacing_checks(self, service: Service) -> None:
-        # python-consul2's register cannot pass the query parameter: send the same body.
-        names = {"name": "Name", "service_id": "ID", "address": "Address", "port": "Port",
-                 "tags": "Tags", "meta": "Meta", "check": "Check"}  # fmt: skip
-        body = {names[k]: v for k, v in service.to_registration().items() if v}
+    def _register_body(self, service: Service, params: list[tuple[str, str]]) -> None:
+        """What python-consul2's register cannot send (a query parameter, several checks,
+        weights, tag override): the agent's own body, on the same transport and token."""
         self._http.put(
             _body,
             "/v1/agent/service/register",
-            params=[("replace-existing-checks", "true")],
-            data=json.dumps(body),
+            params=params,
+            data=json.dumps(service.to_agent_body()),
+        )
+
+    def update_check(self, check_id: str, status: str, output: str) -> bool:
+        """Set a TTL check's status and output; False when the agent has no such check."""
+        what = f"updating check {check_id}"
+        path = f"/v1/agent/check/update/{check_id}"
+        body = json.dumps({"Status": status, "Output": output})
+
+        def known_or_raise(response: Answer) -> bool:
+            if response.code == 404:
+                return False
+            _check(response, allow_404=False)
+            return True
+
+        put = self._http.put
+        return bool(
+            self._policy.run(lambda: self._call(what, put, known_or_raise, path, data=body))
         )
 
     def deregister(self, service_id: str) -> bool:

@@ -33,6 +33,7 @@ from registrator.docker_source import (
     EventStream,
 )
 from registrator.ecs_placement import EcsPlacement
+from registrator.plan import Outcome
 from registrator.processing import (
     GONE,
     KEPT,
@@ -43,7 +44,7 @@ from registrator.processing import (
     ContainerProcessor,
     Verdict,
 )
-from registrator.reconcile import Outcome, Reconciler
+from registrator.reconcile import Reconciler
 from registrator.records import Pending, Records
 from registrator.systemd import Notifier
 from registrator.workqueue import Batch, WorkQueue

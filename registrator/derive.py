@@ -383,7 +383,7 @@ def _service_for_port(
         port=port_number,
         tags=tuple(tags),
         meta=freeze_meta(meta),
-        check=check,
+        checks=(check,) if check is not None else (),
         container_id=str(container.get("Id", "")),
         container_name=container_name(container),
     )

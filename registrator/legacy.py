@@ -68,6 +68,12 @@ class AdoptingAgent:
             self._legacy = legacy
         return owned
 
+    def check_statuses(self) -> dict[str, str]:
+        return self._agent.check_statuses()
+
+    def update_check(self, check_id: str, status: str, output: str) -> bool:
+        return self._agent.update_check(check_id, status, output)
+
     def register(self, service: Service) -> None:
         with self._lock:
             legacy = service.id in self._legacy

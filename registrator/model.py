@@ -27,9 +27,12 @@ class Check(NamedTuple):
 
     http: str = ""
     method: str = ""
+    header: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (name, values), sorted by name
+    body: str = ""
     tcp: str = ""
     grpc: str = ""
     grpc_use_tls: bool = False
+    tls_server_name: str = ""
     tls_skip_verify: bool = False
     ttl: str = ""
     args: tuple[str, ...] = ()
@@ -37,21 +40,35 @@ class Check(NamedTuple):
     timeout: str = ""
     status: str = ""
     deregister_critical_service_after: str = ""
+    check_id: str = ""  # "": the agent's own (service:<service id>)
+    name: str = ""
+    notes: str = ""
+    output: str = ""  # a TTL check's output (written with its status, not registered)
+    success_before_passing: int = 0
+    failures_before_critical: int = 0
 
     def to_consul(self) -> dict[str, Any]:
         body: dict[str, Any] = {}
         pairs: list[tuple[str, Any]] = [
+            ("CheckID", self.check_id),
+            ("Name", self.name),
+            ("Notes", self.notes),
             ("HTTP", self.http),
             ("Method", self.method),
+            ("Header", {name: list(values) for name, values in self.header}),
+            ("Body", self.body),
             ("TCP", self.tcp),
             ("GRPC", self.grpc),
             ("GRPCUseTLS", self.grpc_use_tls),
+            ("TLSServerName", self.tls_server_name),
             ("TLSSkipVerify", self.tls_skip_verify),
             ("TTL", self.ttl),
             ("Args", list(self.args)),
             ("Interval", self.interval),
             ("Timeout", self.timeout),
             ("Status", self.status),
+            ("SuccessBeforePassing", self.success_before_passing),
+            ("FailuresBeforeCritical", self.failures_before_critical),
             ("DeregisterCriticalServiceAfter", self.deregister_critical_service_after),
         ]
         for key, value in pairs:
@@ -60,12 +77,22 @@ class Check(NamedTuple):
         return body
 
 
+DEFAULT_WEIGHTS = (1, 1)  # Consul's: Passing 1, Warning 1
+
+
+def health_check_id(service_id: str) -> str:
+    """The ID of the TTL check that carries a container's Docker health (``-health-sync``)."""
+    return f"service:{service_id}:docker-health"
+
+
 class Service(NamedTuple):
     """One agent service registration.
 
-    ``check`` and ``container_*`` are left out of equality: the agent's service listing
-    does not return checks, and every check setting is also kept in ``meta`` (as the
-    original registrator does), so equal meta, address and port mean an equal check.
+    Equality compares what ``/v1/agent/services`` gives back (``COMPARED_FIELDS``): not the
+    checks, whose every setting is also kept in ``meta`` (as the original registrator does),
+    so equal meta, address and port mean equal checks. With ``enable_tag_override`` the
+    catalog may change the tags, which the agent then adopts: tags are not compared, and
+    are written only when the service is registered for another reason.
     """
 
     id: str
@@ -74,7 +101,9 @@ class Service(NamedTuple):
     port: int = 0
     tags: tuple[str, ...] = ()
     meta: tuple[tuple[str, str], ...] = ()
-    check: Check | None = None
+    weights: tuple[int, int] = DEFAULT_WEIGHTS  # (passing, warning)
+    enable_tag_override: bool = False
+    checks: tuple[Check, ...] = ()
     container_id: str = ""
     container_name: str = ""
 
@@ -88,6 +117,22 @@ class Service(NamedTuple):
         return hash(_compared(self))
 
     @property
+    def check(self) -> Check | None:
+        """The first check (the unindexed ``SERVICE_CHECK_*`` one when there is one)."""
+        return self.checks[0] if self.checks else None
+
+    @property
+    def health(self) -> Check | None:
+        """The TTL check that carries the container's Docker health, if it has one."""
+        wanted = health_check_id(self.id)
+        return next((check for check in self.checks if check.check_id == wanted), None)
+
+    @property
+    def health_status(self) -> str:
+        health = self.health
+        return health.status if health is not None else ""
+
+    @property
     def meta_dict(self) -> dict[str, str]:
         return dict(self.meta)
 
@@ -95,8 +140,18 @@ class Service(NamedTuple):
     def owner(self) -> str:
         return self.meta_dict.get(OWNER_META_KEY, "")
 
+    @property
+    def plain(self) -> bool:
+        """Registrable through python-consul2's ``register`` (at most one check, Consul's
+        weights, no tag override): the fields it knows."""
+        return (
+            len(self.checks) <= 1
+            and self.weights == DEFAULT_WEIGHTS
+            and not self.enable_tag_override
+        )
+
     def to_registration(self) -> dict[str, Any]:
-        """Keyword arguments for python-consul2's ``agent.service.register``."""
+        """Keyword arguments for python-consul2's ``agent.service.register`` (``plain`` ones)."""
         return {
             "name": self.name,
             "service_id": self.id,
@@ -104,13 +159,32 @@ class Service(NamedTuple):
             "port": self.port or None,
             "tags": list(self.tags),
             "meta": dict(self.meta),
-            "check": self.check.to_consul() if self.check else None,
+            "check": self.checks[0].to_consul() if self.checks else None,
         }
+
+    def to_agent_body(self) -> dict[str, Any]:
+        """The body of ``PUT /v1/agent/service/register`` (Consul's ``AgentServiceRegistration``)."""
+        body: dict[str, Any] = {"ID": self.id, "Name": self.name, "Tags": list(self.tags)}
+        if self.address:
+            body["Address"] = self.address
+        if self.port:
+            body["Port"] = self.port
+        body["Meta"] = dict(self.meta)
+        if self.weights != DEFAULT_WEIGHTS:
+            body["Weights"] = {"Passing": self.weights[0], "Warning": self.weights[1]}
+        if self.enable_tag_override:
+            body["EnableTagOverride"] = True
+        if len(self.checks) == 1:
+            body["Check"] = self.checks[0].to_consul()
+        elif self.checks:
+            body["Checks"] = [check.to_consul() for check in self.checks]
+        return body
 
     @classmethod
     def from_agent(cls, body: Mapping[str, Any]) -> Service:
         """Build from one value of ``GET /v1/agent/services``."""
         meta = body.get("Meta") or {}
+        weights = body.get("Weights") or {}
         return cls(
             id=str(body.get("ID", "")),
             name=str(body.get("Service", "")),
@@ -118,12 +192,31 @@ class Service(NamedTuple):
             port=int(body.get("Port") or 0),
             tags=tuple(str(t) for t in body.get("Tags") or ()),
             meta=tuple(sorted((str(k), str(v)) for k, v in meta.items())),
+            weights=(int(weights.get("Passing", 1)), int(weights.get("Warning", 1))),
+            enable_tag_override=bool(body.get("EnableTagOverride")),
         )
 
 
-# What the agent gives back of a service, and all that equality compares.
-COMPARED_FIELDS = ("id", "name", "address", "port", "tags", "meta")
-_compared = attrgetter(*COMPARED_FIELDS)
+# What the agent gives back of a service, and all that equality compares (the tags only
+# without tag override).
+COMPARED_FIELDS = (
+    "id",
+    "name",
+    "address",
+    "port",
+    "tags",
+    "meta",
+    "weights",
+    "enable_tag_override",
+)
+_compared_all = attrgetter(*COMPARED_FIELDS)
+
+
+def _compared(service: Service) -> tuple[Any, ...]:
+    values: tuple[Any, ...] = _compared_all(service)
+    if service.enable_tag_override:
+        return values[:4] + values[5:]
+    return values
 
 
 def freeze_meta(meta: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -18,8 +18,9 @@ from registrator.docker_source import DockerSource, DockerUnavailable
 from registrator.ecs_placement import EcsPlacement
 from registrator.legacy import AdoptingAgent, adopting
 from registrator.model import OWNER_META_KEY, Service
+from registrator.plan import Outcome, Plan
 from registrator.processing import WAITING, WITHHELD, ContainerProcessor
-from registrator.reconcile import Outcome, Plan, Reconciler
+from registrator.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
 

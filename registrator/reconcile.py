@@ -16,68 +16,33 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from registrator.consul_agent import ConsulRejected, ConsulUnavailable
 from registrator.logs import fields
 from registrator.metrics import Metrics
-from registrator.model import Service
+from registrator.model import Check, Service, health_check_id
+from registrator.plan import Outcome, Plan, in_step, make_plan
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_WRITES = 8
 KEPT_FOR_LATER = "Consul unavailable: change kept for later"
+# A Docker health check's status is written again this often (and at the first comparison
+# after a start), so that its TTL (model.HEALTH_TTL) never runs out while registrator runs.
+HEALTH_REFRESH = 12 * 3600.0
 
 
 class Agent(Protocol):
     def owned_services(self, owner: str) -> dict[str, Service]: ...
     def register(self, service: Service) -> None: ...
     def deregister(self, service_id: str) -> bool: ...
-
-
-class Plan(NamedTuple):
-    """The writes that make ``actual`` match ``desired``."""
-
-    register: tuple[Service, ...] = ()
-    deregister: tuple[str, ...] = ()
-    unchanged: tuple[str, ...] = ()
-
-    @property
-    def empty(self) -> bool:
-        return not self.register and not self.deregister
-
-
-def make_plan(
-    desired: Mapping[str, Service],
-    actual: Mapping[str, Service],
-    removable: Iterable[str] | None = None,
-) -> Plan:
-    """Register what is missing or different; deregister what is no longer desired, limited
-    to ``removable`` when given (services registrator owns but may not remove stay)."""
-    register = tuple(svc for sid, svc in sorted(desired.items()) if actual.get(sid) != svc)
-    unchanged = tuple(sid for sid, svc in sorted(desired.items()) if actual.get(sid) == svc)
-    stale = set(actual) - set(desired)
-    if removable is not None:
-        stale &= set(removable)
-    return Plan(register, tuple(sorted(stale)), unchanged)
-
-
-class Outcome:
-    """What one application of a plan did, for logs and the ``resync`` command."""
-
-    def __init__(self, unavailable: str = "") -> None:
-        self.registered: list[Service] = []
-        self.deregistered: list[str] = []
-        self.unchanged: list[str] = []
-        self.rejected: list[tuple[str, str]] = []
-        self.unavailable = unavailable
-
-    @property
-    def complete(self) -> bool:
-        return not self.unavailable and not self.rejected
+    def check_statuses(self) -> dict[str, str]: ...
+    def update_check(self, check_id: str, status: str, output: str) -> bool: ...
 
 
 class _Ticket:
@@ -91,18 +56,26 @@ class _Ticket:
 
 
 class _Write:
-    """One write: register ``service``, or (``service`` None) deregister ``service_id``;
-    ``gone`` is the service being removed, when known (it names the container in logs)."""
+    """One write: register ``service`` (and set its health check's status), or (``service``
+    None) deregister ``service_id``; ``gone`` is the service being removed, when known (it
+    names the container in logs); ``refresh``: write the health status even when in step."""
 
-    __slots__ = ("gone", "service", "service_id", "ticket")
+    __slots__ = ("gone", "known", "refresh", "service", "service_id", "ticket")
 
     def __init__(
-        self, service_id: str, service: Service | None, gone: Service | None, ticket: _Ticket
+        self,
+        service_id: str,
+        service: Service | None,
+        gone: Service | None,
+        ticket: _Ticket,
+        refresh: bool = False,
     ) -> None:
         self.service_id = service_id
         self.service = service
         self.gone = gone
         self.ticket = ticket
+        self.refresh = refresh
+        self.known: Service | None = None  # what the agent held as the write went out
 
 
 class Reconciler:
@@ -142,6 +115,7 @@ class Reconciler:
         self._writes_done = 0  # results recorded so far, to tell which reads may be stale
         self._written_at: dict[str, int] = {}  # service ID -> _writes_done after its write
         self._down_count = 0  # times the agent was found unavailable
+        self._health_at: dict[str, float] = {}  # service ID -> when its health status was written
         self.healthy = True
         self.stale_removal_allowed = False
         # Owned services that are not removed as stale while this says so (services of an
@@ -196,7 +170,7 @@ class Reconciler:
                 svc
                 for sid, svc in sorted(wanted.items())
                 if sid in self._busy  # decided when the write in flight for it is done
-                or (self._known.get(sid) != svc and self._rejected.get(sid) != svc)
+                or (not in_step(self._known.get(sid), svc) and self._rejected.get(sid) != svc)
             )
             if not register and not gone:
                 return Outcome()
@@ -248,10 +222,12 @@ class Reconciler:
                 retry_desired = {
                     sid: svc for sid, svc in desired.items() if self._rejected.get(sid) != svc
                 }
-                plan = make_plan(retry_desired, actual, self._removable(actual, remove_stale))
+                refresh = self._health_due(retry_desired)
+                removable = self._removable(actual, remove_stale)
+                plan = make_plan(retry_desired, actual, removable, refresh)
                 down_count = self._down_count
                 ticket = _Ticket(forced=True)
-                writes = self._writes_for(plan, actual, ticket)
+                writes = self._writes_for(plan, actual, ticket, refresh)
             outcome = self._run(writes, ticket, parallel=True)
             outcome.unchanged = list(plan.unchanged)
             if outcome.unavailable:
@@ -284,10 +260,33 @@ class Reconciler:
             return make_plan(self.desired(), actual, self._removable(actual, remove_stale)), actual
 
     def _read_actual(self) -> dict[str, Service]:
+        """The owned services on the agent, with the status of their health checks when any
+        desired service has one (one more read)."""
         if self.agent is None:
             with self._lock:
                 return dict(self._known)
-        return self.agent.owned_services(self.owner)
+        actual = self.agent.owned_services(self.owner)
+        with self._lock:
+            health = any(svc.health is not None for svc in self.desired().values())
+        if health:
+            statuses = self.agent.check_statuses()
+            for sid, svc in actual.items():
+                check_id = health_check_id(sid)
+                if check_id in statuses:
+                    check = Check(check_id=check_id, status=statuses[check_id])
+                    actual[sid] = svc._replace(checks=(check,))
+        return actual
+
+    def _health_due(self, desired: Mapping[str, Service]) -> set[str]:
+        """Under the lock: services whose health status this process has not written yet, or
+        not for HEALTH_REFRESH seconds."""
+        now = time.monotonic()
+        return {
+            sid
+            for sid, svc in desired.items()
+            if svc.health is not None
+            and now - self._health_at.get(sid, -HEALTH_REFRESH) >= HEALTH_REFRESH
+        }
 
     def _removable(self, actual: Mapping[str, Service], remove_stale: bool | None) -> set[str]:
         """Owned services that may go: none before Docker was listed once, all with -cleanup,
@@ -332,10 +331,15 @@ class Reconciler:
     # --- writing -----------------------------------------------------------------------
 
     def _writes_for(
-        self, plan: Plan, previous: Mapping[str, Service], ticket: _Ticket
+        self,
+        plan: Plan,
+        previous: Mapping[str, Service],
+        ticket: _Ticket,
+        refresh: set[str] | None = None,
     ) -> list[_Write]:
         """The plan as writes; ``previous`` names the containers of services being removed."""
-        writes = [_Write(svc.id, svc, None, ticket) for svc in plan.register]
+        again = refresh or set()
+        writes = [_Write(svc.id, svc, None, ticket, svc.id in again) for svc in plan.register]
         writes += [_Write(sid, None, previous.get(sid), ticket) for sid in plan.deregister]
         ticket.open = len(writes)
         return writes
@@ -407,9 +411,15 @@ class Reconciler:
             self._finish(write)
             return False
         svc = write.service
-        if svc is not None and (self._known.get(sid) == svc or self._rejected.get(sid) == svc):
+        known = self._known.get(sid)
+        if (
+            svc is not None
+            and not write.refresh
+            and (in_step(known, svc) or self._rejected.get(sid) == svc)
+        ):
             self._finish(write)
             return False
+        write.known = known
         self._busy[sid] = None
         return True
 
@@ -421,18 +431,37 @@ class Reconciler:
     def _perform(self, write: _Write) -> tuple[str, Any]:
         """The request, without the lock and within the bound: ("done", existed),
         ("refused", why) or ("unavailable", why)."""
+        service = write.service
         if self.agent is None:
-            return "done", True
+            return "done", (True, service is not None and service.health is not None)
         with self._write_slots:
             try:
-                if write.service is not None:
-                    self.agent.register(write.service)
-                    return "done", True
+                if service is not None:
+                    return "done", self._register(self.agent, service, write)
                 return "done", self.agent.deregister(write.service_id)
             except ConsulUnavailable as exc:
                 return "unavailable", str(exc)
             except ConsulRejected as exc:
                 return "refused", str(exc)
+
+    @staticmethod
+    def _register(agent: Agent, service: Service, write: _Write) -> tuple[bool, bool]:
+        """Register the service unless the agent holds it already, then write its health
+        status when it differs, is due, or the check is new. (registered, status written)"""
+        known = write.known
+        registered = known is None or known != service
+        if registered:
+            agent.register(service)
+        health = service.health
+        if health is None:
+            return registered, False
+        if registered or write.refresh or known is None or known.health_status != health.status:
+            if not agent.update_check(health.check_id, health.status, health.output):
+                agent.register(service)  # the agent lost the check: it comes back with it
+                registered = True
+                agent.update_check(health.check_id, health.status, health.output)
+            return registered, True
+        return registered, False
 
     def _record(self, write: _Write, kind: str, detail: Any) -> None:
         """Under the lock: what a write's result means for the state, the log and metrics."""
@@ -468,14 +497,24 @@ class Reconciler:
             outcome.rejected.append((sid, detail))
             return
         if service is not None:
+            registered, wrote_health = detail
             self._rejected.pop(sid, None)
             self._known[sid] = service
-            outcome.registered.append(service)
-            if self.agent is None:
-                log.info("dry-run: would register %s", _desc(service), extra=extra)
-            else:
-                self.metrics.registrations.inc()
-                log.info("registered %s", _desc(service), extra=extra)
+            dry = "dry-run: would " if self.agent is None else ""
+            if registered:
+                outcome.registered.append(service)
+                if self.agent is not None:
+                    self.metrics.registrations.inc()
+                log.info(
+                    "%s%s %s", dry, "register" if dry else "registered", _desc(service), extra=extra
+                )
+            if wrote_health and service.health is not None:
+                self._health_at[sid] = time.monotonic()
+                outcome.health.append(service)
+                log.info(
+                    "%s: %scheck %s %s", who, dry, service.health.check_id,
+                    service.health_status, extra=extra,
+                )  # fmt: skip
             return
         prefix = f"{who}: " if who else ""
         if self.agent is None:
@@ -485,6 +524,7 @@ class Reconciler:
             self.metrics.deregistrations.inc()
             log.info("deregistered %sservice %s%s", prefix, sid, note, extra=extra)
         self._known.pop(sid, None)
+        self._health_at.pop(sid, None)
         self._retired.discard(sid)
         self._rejected.pop(sid, None)
         outcome.deregistered.append(sid)

@@ -184,7 +184,7 @@ def test_an_adopted_service_keeps_the_check_registrator_derives() -> None:
         agent = AdoptingAgent(agent_for(double))
         agent.owned_services("host1")
         check = Check(http="http://127.0.0.1:80/health", interval="15s")
-        agent.register(marked("host1:web.0:80", check=check))
+        agent.register(marked("host1:web.0:80", checks=(check,)))
         checks = [c for c in double.checks().values() if c["ServiceID"] == "host1:web.0:80"]
         assert [(c["CheckID"], c["Interval"]) for c in checks] == [
             ("service:host1:web.0:80", "15s")

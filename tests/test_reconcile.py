@@ -11,7 +11,8 @@ import pytest
 from registrator.config import ConsulEndpoint
 from registrator.consul_agent import ConsulAgent, ConsulRejected, ConsulUnavailable, WritePolicy
 from registrator.model import OWNER_META_KEY, Check, Service, freeze_meta
-from registrator.reconcile import Reconciler, make_plan
+from registrator.plan import make_plan
+from registrator.reconcile import Reconciler
 from tests.conftest import wait_until
 from tests.consul_double import ConsulDouble, RecordedRequest
 
@@ -60,7 +61,7 @@ def test_service_read_back_from_the_agent_equals_the_derived_one():
             port=8080,
             tags=("a", "b,c"),
             meta=freeze_meta({OWNER_META_KEY: OWNER, "k": "v"}),
-            check=Check(http="http://127.0.0.1:8080/", interval="10s"),
+            checks=(Check(http="http://127.0.0.1:8080/", interval="10s"),),
         )
         agent = agent_for(double)
         agent.register(service)
@@ -70,7 +71,7 @@ def test_service_read_back_from_the_agent_equals_the_derived_one():
 def test_services_compare_by_what_the_agent_gives_back():
     derived = Service(
         id="x", name="web", port=80, meta=freeze_meta({OWNER_META_KEY: OWNER}),
-        check=Check(ttl="30s"), container_id="c" * 64, container_name="web.1",
+        checks=(Check(ttl="30s"),), container_id="c" * 64, container_name="web.1",
     )  # fmt: skip
     read_back = Service(id="x", name="web", port=80, meta=freeze_meta({OWNER_META_KEY: OWNER}))
     assert (derived == read_back, derived != read_back) == (True, False)
@@ -319,7 +320,7 @@ def test_script_checks_disabled_on_the_agent_is_a_refusal_not_an_outage():
             id="s",
             name="s",
             meta=freeze_meta({OWNER_META_KEY: OWNER}),
-            check=Check(args=("sh", "-c", "true"), interval="10s"),
+            checks=(Check(args=("sh", "-c", "true"), interval="10s"),),
         )
         with pytest.raises(ConsulRejected, match="Scripts are disabled"):
             agent_for(double).register(scripted)
