@@ -1820,6 +1820,18 @@ class ConsulDouble:
                 check["Status"], check["Output"] = status, output
                 self._agent.bump()
 
+    def catalog_tags_changed(self, service_id: str, tags: list[str]) -> bool:
+        """Someone changed the service's tags in the catalog; the agent's next anti-entropy
+        sync adopts them only when the service has EnableTagOverride (otherwise it writes
+        its own back to the catalog). True when the agent's tags changed."""
+        with self._cond:
+            service = self._agent.services[service_id]
+            if not service.get("EnableTagOverride") or service["Tags"] == tags:
+                return False
+            service["Tags"] = list(tags)
+            self._agent.bump()
+            return True
+
     def set_leader(self, leader: str) -> None:
         """What /v1/status/leader answers; "" means no leader (catalog reads then fail)."""
         with self._cond:

@@ -1,0 +1,111 @@
+"""Several checks, weights, tag override and the Docker health TTL check, through the
+reconciler and the Consul adapter against the Consul double (no Docker needed)."""
+
+from __future__ import annotations
+
+from registrator.model import OWNER_META_KEY, Check, Service, freeze_meta, health_check_id
+from registrator.reconcile import Reconciler
+from tests.consul_double import ConsulDouble
+from tests.test_reconcile import OWNER, agent_for
+
+SID = "host1:web.0:80"
+HEALTH = health_check_id(SID)
+
+
+def service(**fields: object) -> Service:
+    base = Service(
+        id=SID,
+        name="web",
+        address="127.0.0.1",
+        port=80,
+        tags=("v1",),
+        meta=freeze_meta({OWNER_META_KEY: OWNER}),
+        container_id="c" * 64,
+        container_name="web.0",
+    )
+    return base._replace(**fields)
+
+
+def health(status: str, output: str = "") -> Check:
+    return Check(check_id=HEALTH, name="Docker health", ttl="24h", status=status, output=output)
+
+
+def writes(double: ConsulDouble) -> list[str]:
+    return [r.path for r in double.writes()]
+
+
+def test_several_checks_weights_and_tag_override_round_trip():
+    with ConsulDouble() as double:
+        agent = agent_for(double)
+        wanted = service(
+            checks=(
+                Check(http="http://127.0.0.1:80/health", interval="10s"),
+                Check(check_id=f"service:{SID}:2", tcp="127.0.0.1:80", interval="5s"),
+            ),
+            weights=(10, 2),
+            enable_tag_override=True,
+        )
+        agent.register(wanted)
+        body = double.services()[SID]
+        assert body["Weights"] == {"Passing": 10, "Warning": 2}
+        assert body["EnableTagOverride"] is True
+        checks = {c["CheckID"]: c for c in double.checks().values() if c["ServiceID"] == SID}
+        assert set(checks) == {f"service:{SID}:1", f"service:{SID}:2"}
+        assert agent.owned_services(OWNER) == {SID: wanted}
+
+
+def test_tags_changed_in_the_catalog_are_not_written_back_under_tag_override():
+    with ConsulDouble() as double:
+        reconciler = Reconciler(agent_for(double), owner=OWNER)
+        wanted = service(enable_tag_override=True)
+        reconciler.set_container("c" * 64, [wanted])
+        assert reconciler.sync(remove_stale=True).complete
+        assert double.catalog_tags_changed(SID, ["master"])  # adopted at anti-entropy
+        double.clear_requests()
+        outcome = reconciler.sync(remove_stale=True)
+        assert outcome.registered == [] and writes(double) == []
+        # Another change still writes, tags included.
+        reconciler.set_container("c" * 64, [wanted._replace(port=81)])
+        assert double.services()[SID]["Tags"] == ["v1"]
+
+
+def test_health_status_is_set_after_registering_and_written_only_on_change():
+    with ConsulDouble() as double:
+        reconciler = Reconciler(agent_for(double), owner=OWNER)
+        reconciler.set_container("c" * 64, [service(checks=(health("passing", "ok"),))])
+        check = double.checks()[HEALTH]
+        assert (check["Status"], check["Output"]) == ("passing", "ok")
+        double.clear_requests()
+        assert reconciler.sync(remove_stale=True).complete
+        reconciler.set_container("c" * 64, [service(checks=(health("passing", "ok 2"),))])
+        assert writes(double) == []  # the same status: nothing written
+        reconciler.set_container("c" * 64, [service(checks=(health("critical", "down"),))])
+        assert writes(double) == [f"/v1/agent/check/update/{HEALTH}"]
+        check = double.checks()[HEALTH]
+        assert (check["Status"], check["Output"]) == ("critical", "down")
+
+
+def test_a_restarted_process_writes_the_status_once_then_nothing():
+    with ConsulDouble() as double:
+        first = Reconciler(agent_for(double), owner=OWNER)
+        wanted = service(checks=(health("passing"),))
+        first.set_container("c" * 64, [wanted])
+        double.clear_requests()
+        second = Reconciler(agent_for(double), owner=OWNER)
+        second.set_container("c" * 64, [wanted], write=False)
+        outcome = second.sync(remove_stale=True)
+        assert outcome.registered == [] and [s.id for s in outcome.health] == [SID]
+        assert writes(double) == [f"/v1/agent/check/update/{HEALTH}"]
+        assert double.checks()[HEALTH]["Status"] == "passing"
+        double.clear_requests()
+        assert second.sync(remove_stale=True).health == [] and writes(double) == []
+
+
+def test_an_agent_that_lost_everything_gets_the_service_and_its_status_back():
+    with ConsulDouble() as double:
+        reconciler = Reconciler(agent_for(double), owner=OWNER)
+        reconciler.set_container("c" * 64, [service(checks=(health("critical", "no"),))])
+        double.restart(empty=True)
+        outcome = reconciler.sync(remove_stale=True)
+        assert [s.id for s in outcome.registered] == [SID]
+        assert double.checks()[HEALTH]["Status"] == "critical"
