@@ -3,6 +3,8 @@ reconciler and the Consul adapter against the Consul double (no Docker needed)."
 
 from __future__ import annotations
 
+from typing import Any
+
 from registrator.model import OWNER_META_KEY, Check, Service, freeze_meta, health_check_id
 from registrator.reconcile import Reconciler
 from tests.consul_double import ConsulDouble
@@ -12,7 +14,7 @@ SID = "host1:web.0:80"
 HEALTH = health_check_id(SID)
 
 
-def service(**fields: object) -> Service:
+def service(**fields: Any) -> Service:
     base = Service(
         id=SID,
         name="web",
