@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import hashlib
 import ipaddress
 import json
@@ -47,6 +48,8 @@ from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.check_runner import CheckRunner
 
 __all__ = [
     "ConsulDouble",
@@ -989,8 +992,11 @@ class _Agent:
         unknown_deregister: str,
         node_name: str,
         denied_services: Iterable[str],
+        run_checks: bool = False,
     ) -> None:
         self.cond = cond
+        self.run_checks = run_checks  # probe HTTP and TCP checks as the agent does
+        self.runners: dict[str, CheckRunner] = {}
         self.acl_token = acl_token
         self.enable_script_checks = enable_script_checks
         self.unknown_deregister = unknown_deregister
@@ -1187,10 +1193,12 @@ class _Agent:
         before_checks = {k: v for k, v in self.checks.items() if v["ServiceID"] == service_id}
         snapshot = self.checks
         new_checks: dict[str, dict[str, Any]] = {}
+        probed: dict[str, dict[str, Any]] = {}  # check ID -> its definition
         for i, check in enumerate(checks):
             check_id = check["CheckID"] or f"service:{service_id}"
             if not check["CheckID"] and len(checks) > 1:
                 check_id += f":{i + 1}"
+            probed[check_id] = check
             status, output = check["Status"] or "critical", ""
             prev = snapshot.get(check_id)
             if prev is not None:
@@ -1218,6 +1226,14 @@ class _Agent:
         if replace_existing:
             for check_id in set(before_checks) - set(new_checks):
                 del self.checks[check_id]
+                self.stop_runner(check_id)
+        if self.run_checks:
+            for check_id, check in probed.items():
+                self.stop_runner(check_id)
+                if CheckRunner.runs(check):
+                    self.runners[check_id] = CheckRunner(
+                        check, functools.partial(self.probed, check_id)
+                    ).start()
         after_checks = {k: v for k, v in self.checks.items() if v["ServiceID"] == service_id}
         if before_service != service or before_checks != after_checks:
             index = self.bump()
@@ -1248,8 +1264,22 @@ class _Agent:
             self.service_index.pop(service_id, None)
             for check_id in [k for k, v in self.checks.items() if v["ServiceID"] == service_id]:
                 del self.checks[check_id]
+                self.stop_runner(check_id)
             self.bump()
         return _Response(200)
+
+    def stop_runner(self, check_id: str) -> None:
+        runner = self.runners.pop(check_id, None)
+        if runner is not None:
+            runner.stop()
+
+    def probed(self, check_id: str, status: str, output: str) -> None:
+        """A check runner's result, as the agent's local state records it."""
+        with self.cond:
+            check = self.checks.get(check_id)
+            if check is not None and (check["Status"], check["Output"]) != (status, output):
+                check["Status"], check["Output"] = status, output
+                self.bump()
 
     def services_view(self) -> dict[str, dict[str, Any]]:
         with self.cond:
@@ -1690,6 +1720,7 @@ class ConsulDouble:
         denied_services: Iterable[str] = (),
         ssl_context: ssl.SSLContext | None = None,
         unix_socket: str = "",
+        run_checks: bool = False,
     ) -> None:
         if unknown_deregister not in DEREGISTER_MODES:
             raise ValueError(f"unknown_deregister must be one of {DEREGISTER_MODES}")
@@ -1704,6 +1735,7 @@ class ConsulDouble:
             unknown_deregister=unknown_deregister,
             node_name=node_name,
             denied_services=denied_services,
+            run_checks=run_checks,
         )
         self._requests: list[RecordedRequest] = []
         self._in_flight = {"all": 0, "writes": 0}  # requests being served now
@@ -1755,6 +1787,8 @@ class ConsulDouble:
             self._server = self._thread = None
             server.stopping.set()
             with self._cond:
+                for check_id in list(self._agent.runners):
+                    self._agent.stop_runner(check_id)
                 self._release_hung()
                 self._cond.notify_all()
             server.close(thread)
