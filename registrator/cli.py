@@ -89,6 +89,8 @@ FLAGS = (
          "N"),
     Flag("require-healthy", False,
          "register containers that have a Docker HEALTHCHECK only while healthy"),
+    Flag("health-sync", False,
+         "a container's Docker HEALTHCHECK becomes a TTL check on each of its services"),
     Flag("drain", False, "deregister at the stop signal (docker stop/kill), not at exit"),
     Flag("drain-grace", 15.0,
          "a container still running this long after the signal is registered again", "SECONDS"),
@@ -261,6 +263,7 @@ def derive_options(config: Config) -> DeriveOptions:
         use_ip_from_label=config.use_ip_from_label,
         allow_script_checks=config.allow_script_checks,
         require_healthy=config.require_healthy,
+        health_sync=config.health_sync,
         ecs=config.ecs,
     )
 

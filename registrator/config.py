@@ -67,6 +67,7 @@ class Config(NamedTuple):
     log_level: str = "INFO"
     log_format: str = "text"
     require_healthy: bool = False
+    health_sync: bool = False
     drain: bool = False
     drain_grace: float = 15.0
     metrics_addr: str = ""

@@ -11,9 +11,19 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from registrator.model import OWNER_META_KEY, Check, Service, freeze_meta
+from registrator.model import OWNER_META_KEY, Service, freeze_meta
+from registrator.service_checks import (
+    SCRIPT_CHECK_KEYS,
+    TRUE_WORDS,
+    CheckTarget,
+    build_checks,
+    docker_health_check,
+    health_sync_applies,
+    is_true,
+)
+from registrator.service_checks import split_tags as split_tags
+from registrator.service_checks import valid_duration as valid_duration
 
-DEFAULT_CHECK_INTERVAL = "10s"
 UNSPECIFIED_ADDRESSES = frozenset({"0.0.0.0", "::", ""})
 DEFAULT_NETWORK_MODES = frozenset({"bridge", "default", "host"})
 
@@ -29,13 +39,18 @@ SERVICE_ID_RE = re.compile(r"^[^/?#%\s\x00-\x1f\x7f]+$")
 TAG_MAX = 256
 PRINTABLE_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 
-SCRIPT_CHECK_KEYS = ("check_script", "check_cmd")
 # Keys that steer registrator and are not passed on as Meta.
-CONTROL_KEYS = frozenset({"id", "tags", "name", "require_healthy"})
-TRUE_WORDS = frozenset({"1", "true", "yes", "on", "t", "y"})
-CHECK_STATUSES = frozenset({"passing", "warning", "critical"})
-# Go's time.ParseDuration, which Consul uses for every check duration.
-GO_DURATION_RE = re.compile(r"^[-+]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$")
+CONTROL_KEYS = frozenset(
+    {
+        "id",
+        "tags",
+        "name",
+        "require_healthy",
+        "enable_tag_override",
+        "weight_passing",
+        "weight_warning",
+    }
+)
 
 # Docker labels the ECS agent puts on every container of a task.
 ECS_TASK_ARN_LABEL = "com.amazonaws.ecs.task-arn"
@@ -51,13 +66,6 @@ ECS_META_LABELS = (
 )
 
 
-def valid_duration(value: str, positive: bool = True) -> bool:
-    """True when Consul would parse ``value`` (and it is > 0, when ``positive``)."""
-    if not GO_DURATION_RE.match(value):
-        return False
-    return not positive or (not value.startswith("-") and any(c in "123456789" for c in value))
-
-
 class DeriveOptions(NamedTuple):
     """The options that change which services a container produces."""
 
@@ -70,6 +78,7 @@ class DeriveOptions(NamedTuple):
     use_ip_from_label: str = ""
     allow_script_checks: bool = False
     require_healthy: bool = False  # -require-healthy: wait for Docker's HEALTHCHECK
+    health_sync: bool = False  # -health-sync: Docker's health as a TTL check
     ecs: bool = False  # -ecs: awsvpc tasks from the ECS agent, ecs_* Meta from the labels
 
 
@@ -138,27 +147,6 @@ def default_service_name(image: str) -> str:
     """Base of the image name without tag or digest: ``example/redis:7`` -> ``redis``."""
     base = image.rstrip("/").rsplit("/", 1)[-1]
     return base.split("@", 1)[0].split(":", 1)[0]
-
-
-def split_tags(value: str) -> list[str]:
-    """Split on commas; ``\\,`` keeps a comma in a tag. Blank tags are dropped."""
-    tags: list[str] = []
-    current: list[str] = []
-    i = 0
-    while i < len(value):
-        char = value[i]
-        if char == "\\" and i + 1 < len(value) and value[i + 1] == ",":
-            current.append(",")
-            i += 2
-            continue
-        if char == ",":
-            tags.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-        i += 1
-    tags.append("".join(current))
-    return [t.strip() for t in tags if t.strip()]
 
 
 def service_metadata(
@@ -372,7 +360,15 @@ def _service_for_port(
     attrs = {k: v for k, v in metadata.items() if k not in CONTROL_KEYS}
     if options.ecs:  # the container's own SERVICE_ECS_* keys win
         attrs = {**ecs_meta(labels), **attrs}
-    check = _build_check(attrs, address, port_number, options, out, container, port)
+    health_sync = health_sync_applies(attrs, options.health_sync, out.problem)
+    if health_sync:
+        attrs["check_docker_health"] = "true"  # in Meta, so that turning it on re-registers
+    target = CheckTarget(
+        service_id, address, port_number, str(container.get("Id", ""))[:12], port.exposed_port,
+        options.allow_script_checks,
+    )  # fmt: skip
+    health = docker_health_check(container, service_id, health_sync)
+    checks = build_checks(attrs, target, health, out.problem)
     meta = _valid_meta(attrs, options, out)
     meta[OWNER_META_KEY] = options.hostname
 
@@ -383,10 +379,25 @@ def _service_for_port(
         port=port_number,
         tags=tuple(tags),
         meta=freeze_meta(meta),
-        checks=(check,) if check is not None else (),
+        weights=_weights(metadata, out),
+        enable_tag_override=is_true(metadata.get("enable_tag_override", "")),
+        checks=checks,
         container_id=str(container.get("Id", "")),
         container_name=container_name(container),
     )
+
+
+def _weights(metadata: Mapping[str, str], out: _Collector) -> tuple[int, int]:
+    """``SERVICE_WEIGHT_PASSING`` and ``SERVICE_WEIGHT_WARNING``: positive whole numbers
+    (Consul's defaults, 1 and 1, otherwise)."""
+    weights = []
+    for key in ("weight_passing", "weight_warning"):
+        value = metadata.get(key, "").strip()
+        if value and (not value.isdigit() or int(value) < 1):
+            out.problem(f"SERVICE_{key.upper()}", f"{value!r} is not a whole number >= 1; using 1")
+            value = ""
+        weights.append(int(value) if value else 1)
+    return weights[0], weights[1]
 
 
 def _service_name(
@@ -528,98 +539,6 @@ def _valid_meta(
     return meta
 
 
-def _build_check(
-    attrs: Mapping[str, str],
-    address: str,
-    port: int,
-    options: DeriveOptions,
-    out: _Collector,
-    container: Mapping[str, Any],
-    candidate: PortCandidate,
-) -> Check | None:
-    """The original's check keys; the first present of http, https, tcp, ttl, grpc, script,
-    cmd wins."""
-    timeout = attrs.get("check_timeout", "")
-    check: Check | None = None
-    if attrs.get("check_http"):
-        check = Check(
-            http=f"http://{address}:{port}{attrs['check_http']}",
-            method=attrs.get("check_http_method", ""),
-            timeout=timeout,
-        )
-    elif attrs.get("check_https"):
-        check = Check(
-            http=f"https://{address}:{port}{attrs['check_https']}",
-            method=attrs.get("check_https_method", ""),
-            timeout=timeout,
-            tls_skip_verify=bool(attrs.get("check_tls_skip_verify")),
-        )
-    elif attrs.get("check_tcp"):
-        check = Check(tcp=f"{address}:{port}", timeout=timeout)
-    elif attrs.get("check_ttl"):
-        check = Check(ttl=attrs["check_ttl"])
-    elif attrs.get("check_grpc"):
-        use_tls = bool(attrs.get("check_grpc_use_tls"))
-        check = Check(
-            grpc=f"{address}:{port}",
-            grpc_use_tls=use_tls,
-            tls_skip_verify=use_tls and bool(attrs.get("check_tls_skip_verify")),
-            timeout=timeout,
-        )
-    else:
-        for key in SCRIPT_CHECK_KEYS:
-            if attrs.get(key):
-                if not options.allow_script_checks:
-                    out.problem(
-                        f"SERVICE_{key.upper()}",
-                        "script checks are refused (they run commands on the host); "
-                        "no check registered",
-                    )
-                    return None
-                args: tuple[str, ...]
-                if key == "check_cmd":  # the original's helper on the agent's host
-                    short_id = str(container.get("Id", ""))[:12]
-                    args = ("check-cmd", short_id, candidate.exposed_port, attrs[key])
-                else:
-                    script = attrs[key].replace("$SERVICE_IP", address)
-                    args = ("sh", "-c", script.replace("$SERVICE_PORT", str(port)))
-                check = Check(args=args)
-                break
-    if check is None:
-        return None
-    if check.ttl and not valid_duration(check.ttl):
-        out.problem(
-            "SERVICE_CHECK_TTL", f"{check.ttl!r} is not a duration > 0; no check registered"
-        )
-        return None
-    if not check.ttl:
-        interval = attrs.get("check_interval") or DEFAULT_CHECK_INTERVAL
-        if not valid_duration(interval):
-            out.problem(
-                "SERVICE_CHECK_INTERVAL",
-                f"{interval!r} is not a duration > 0 (e.g. 10s); using {DEFAULT_CHECK_INTERVAL}",
-            )
-            interval = DEFAULT_CHECK_INTERVAL
-        check = check._replace(interval=interval)
-    if check.timeout and not valid_duration(check.timeout):
-        out.problem("SERVICE_CHECK_TIMEOUT", f"{check.timeout!r} is not a duration > 0; ignored")
-        check = check._replace(timeout="")
-    status = attrs.get("check_initial_status", "")
-    if status and status not in CHECK_STATUSES:
-        out.problem(
-            "SERVICE_CHECK_INITIAL_STATUS",
-            f"{status!r} is not passing, warning or critical; ignored",
-        )
-        status = ""
-    deregister_after = attrs.get("check_deregister_after", "")
-    if deregister_after and not valid_duration(deregister_after):
-        out.problem(
-            "SERVICE_CHECK_DEREGISTER_AFTER", f"{deregister_after!r} is not a duration > 0; ignored"
-        )
-        deregister_after = ""
-    return check._replace(status=status, deregister_critical_service_after=deregister_after)
-
-
 def retained_after_exit(container: Mapping[str, Any], deregister: str) -> bool:
     """With ``-deregister on-success`` a container that failed keeps its services (so its
     Consul check shows the failure), as the original does: exit 0 or a signal exit (the 128
@@ -649,6 +568,14 @@ def withheld_reason(container: Mapping[str, Any], options: DeriveOptions) -> str
     required = setting in TRUE_WORDS if setting else options.require_healthy
     health = _d(_d(container.get("State")).get("Health"))
     if not required or not health:
+        return ""
+    # With health sync as well, the service stays registered and its check carries the
+    # health (consul-template leaves it out of the upstream all the same): the container's
+    # own key beats a flag, and between two of a kind health sync wins.
+    sync_setting = metadata.get("check_docker_health", "").strip()
+    if health_sync_applies(metadata, options.health_sync, lambda *_: None) and (
+        sync_setting or not setting
+    ):
         return ""
     status = str(health.get("Status") or "")
     return "" if status == "healthy" else f"Docker health is {status or 'unknown'}"

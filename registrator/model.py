@@ -80,6 +80,12 @@ class Check(NamedTuple):
 DEFAULT_WEIGHTS = (1, 1)  # Consul's: Passing 1, Warning 1
 
 
+# The TTL of a Docker health check. It must outlast any outage of registrator (a restart, an
+# upgrade, a host's bad day): when it runs out the check turns critical and consul-template
+# drops a healthy container. registrator writes the status again every 12 hours.
+HEALTH_TTL = "24h"
+
+
 def health_check_id(service_id: str) -> str:
     """The ID of the TTL check that carries a container's Docker health (``-health-sync``)."""
     return f"service:{service_id}:docker-health"
