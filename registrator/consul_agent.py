@@ -162,8 +162,8 @@ class ConsulAgent:
         self._last_listing = (content, services)
         return dict(services)
 
-    def check_statuses(self) -> dict[str, str]:
-        """Every check on the agent: its ID -> its status."""
+    def checks(self) -> dict[str, tuple[str, str]]:
+        """Every check on the agent: its ID -> (its service's ID, its status)."""
         content = self._call("listing checks", self._http.get, _body, CHECKS_PATH)
         try:
             body = json.loads(content)
@@ -172,10 +172,24 @@ class ConsulAgent:
         if not isinstance(body, dict):
             raise ConsulUnavailable(f"listing checks: unexpected answer {type(body).__name__}")
         return {
-            str(cid): str(value.get("Status", ""))
+            str(cid): (str(value.get("ServiceID", "")), str(value.get("Status", "")))
             for cid, value in body.items()
             if isinstance(value, dict)
         }
+
+    def deregister_check(self, check_id: str) -> bool:
+        """Remove one check; False when the agent had no such check."""
+        what = f"deregistering check {check_id}"
+
+        def gone_or_raise(response: Answer) -> bool:
+            if response.code == 404:
+                return False
+            _check(response, allow_404=False)
+            return True
+
+        path = f"/v1/agent/check/deregister/{check_id}"
+        put = self._http.put
+        return bool(self._policy.run(lambda: self._call(what, put, gone_or_raise, path)))
 
     def owned_services(self, owner: str) -> dict[str, Service]:
         """The services registrator on host ``owner`` registered: the only ones it may remove."""

@@ -68,8 +68,11 @@ class AdoptingAgent:
             self._legacy = legacy
         return owned
 
-    def check_statuses(self) -> dict[str, str]:
-        return self._agent.check_statuses()
+    def checks(self) -> dict[str, tuple[str, str]]:
+        return self._agent.checks()
+
+    def deregister_check(self, check_id: str) -> bool:
+        return self._agent.deregister_check(check_id)
 
     def update_check(self, check_id: str, status: str, output: str) -> bool:
         return self._agent.update_check(check_id, status, output)

@@ -133,6 +133,16 @@ class Service(NamedTuple):
         wanted = health_check_id(self.id)
         return next((check for check in self.checks if check.check_id == wanted), None)
 
+    def check_ids(self) -> tuple[str, ...]:
+        """The IDs the agent gives this service's checks."""
+        if len(self.checks) == 1 and not self.checks[0].check_id:
+            return (f"service:{self.id}",)
+        return tuple(check.check_id for check in self.checks)
+
+    def owns_check(self, check_id: str) -> bool:
+        """Whether a check of this service's ID has an ID registrator gives its checks."""
+        return check_id == f"service:{self.id}" or check_id.startswith(f"service:{self.id}:")
+
     @property
     def health_status(self) -> str:
         health = self.health

@@ -41,7 +41,8 @@ class Agent(Protocol):
     def owned_services(self, owner: str) -> dict[str, Service]: ...
     def register(self, service: Service) -> None: ...
     def deregister(self, service_id: str) -> bool: ...
-    def check_statuses(self) -> dict[str, str]: ...
+    def checks(self) -> dict[str, tuple[str, str]]: ...
+    def deregister_check(self, check_id: str) -> bool: ...
     def update_check(self, check_id: str, status: str, output: str) -> bool: ...
 
 
@@ -269,11 +270,11 @@ class Reconciler:
         with self._lock:
             health = any(svc.health is not None for svc in self.desired().values())
         if health:
-            statuses = self.agent.check_statuses()
+            checks = self.agent.checks()
             for sid, svc in actual.items():
                 check_id = health_check_id(sid)
-                if check_id in statuses:
-                    check = Check(check_id=check_id, status=statuses[check_id])
+                if check_id in checks:
+                    check = Check(check_id=check_id, status=checks[check_id][1])
                     actual[sid] = svc._replace(checks=(check,))
         return actual
 
@@ -452,6 +453,15 @@ class Reconciler:
         registered = known is None or known != service
         if registered:
             agent.register(service)
+            if known is not None:  # checks it no longer defines stay unless removed
+                wanted = set(service.check_ids())
+                for check_id, (owner, _) in agent.checks().items():
+                    if (
+                        owner == service.id
+                        and check_id not in wanted
+                        and service.owns_check(check_id)
+                    ):
+                        agent.deregister_check(check_id)
         health = service.health
         if health is None:
             return registered, False

@@ -1023,6 +1023,7 @@ class _Agent:
             "/v1/agent/check/warn/": (("PUT",), self.check_warn),
             "/v1/agent/check/fail/": (("PUT",), self.check_fail),
             "/v1/agent/check/update/": (("PUT",), self.check_update),
+            "/v1/agent/check/deregister/": (("PUT",), self.check_deregister),
             "/v1/catalog/service/": (("GET",), self.catalog_service),
         }
         self.prefixes = sorted(prefixes.items(), key=lambda item: -len(item[0]))
@@ -1265,6 +1266,25 @@ class _Agent:
             for check_id in [k for k, v in self.checks.items() if v["ServiceID"] == service_id]:
                 del self.checks[check_id]
                 self.stop_runner(check_id)
+            self.bump()
+        return _Response(200)
+
+    def check_deregister(self, req: _Request, _stopping: threading.Event) -> _Response:
+        """PUT /v1/agent/check/deregister/<id>: one check goes, its service stays."""
+        check_id = req.path[len("/v1/agent/check/deregister/") :]
+        with self.cond:
+            check = self.checks.get(check_id)
+            if check is None:
+                return _text(
+                    404,
+                    f"Unknown check ID {_go_q(check_id)}. "
+                    "Ensure that the check ID is passed, not the check name.",
+                )
+            denied = self.denied_response(check["ServiceName"])
+            if denied is not None:
+                return denied
+            del self.checks[check_id]
+            self.stop_runner(check_id)
             self.bump()
         return _Response(200)
 

@@ -111,3 +111,21 @@ def test_an_agent_that_lost_everything_gets_the_service_and_its_status_back():
         outcome = reconciler.sync(remove_stale=True)
         assert [s.id for s in outcome.registered] == [SID]
         assert double.checks()[HEALTH]["Status"] == "critical"
+
+
+def test_checks_it_no_longer_defines_go_and_others_stay():
+    with ConsulDouble() as double:
+        reconciler = Reconciler(agent_for(double), owner=OWNER)
+        second = Check(check_id=f"service:{SID}:1", tcp="127.0.0.1:80", interval="5s")
+        first = Check(check_id=f"service:{SID}", http="http://127.0.0.1:80/", interval="10s")
+        reconciler.set_container("c" * 64, [service(checks=(first, second, health("passing")))])
+        # Someone else's check on the same service (as a check definition would add it).
+        body = double.services()[SID]
+        double.register({
+            "ID": SID, "Name": "web", "Port": 80, "Address": "127.0.0.1", "Tags": body["Tags"],
+            "Meta": body["Meta"], "Check": {"CheckID": "theirs", "TTL": "1m"},
+        })  # fmt: skip
+        changed = service(checks=(first,), meta=freeze_meta({OWNER_META_KEY: OWNER, "k": "2"}))
+        reconciler.set_container("c" * 64, [changed])
+        ids = {c for c, v in double.checks().items() if v["ServiceID"] == SID}
+        assert ids == {f"service:{SID}", "theirs"}
