@@ -1,0 +1,233 @@
+"""Everything a container says about its health reaches Consul: Docker health as a TTL
+check, several checks, every check option, tag override and weights. The real process, the
+real engine and the double (which probes HTTP checks as the agent does)."""
+
+from __future__ import annotations
+
+import datetime
+import http.server
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from registrator.model import health_check_id
+from tests.conftest import HOSTNAME, run_cli, wait_until
+from tests.consul_double import ConsulDouble
+
+pytestmark = pytest.mark.docker
+
+
+def sid(name: str, port: int = 80) -> str:
+    return f"{HOSTNAME}:{name}:{port}"
+
+
+@pytest.fixture
+def consul() -> Iterator[ConsulDouble]:
+    with ConsulDouble(run_checks=True) as double:
+        yield double
+
+
+def start(registrator, consul, *flags: str):
+    proc = registrator("-ip", "127.0.0.1", *flags, f"consul://127.0.0.1:{consul.port}")
+    proc.wait_log("synced: ", timeout=30)
+    return proc
+
+
+def check(consul: ConsulDouble, check_id: str) -> dict[str, Any]:
+    """The check as the agent lists it ({} when it has none of that ID)."""
+    return consul.checks().get(check_id, {})
+
+
+def status(consul: ConsulDouble, check_id: str) -> str:
+    return str(check(consul, check_id).get("Status", ""))
+
+
+def docker_time_ns(text: str) -> int:
+    """Docker's RFC 3339 time with nanoseconds, as Unix nanoseconds."""
+    stamp, _, fraction = text.rstrip("Z").partition(".")
+    digits = "".join(c for c in fraction if c.isdigit())
+    zone = fraction[len(digits) :] or "+00:00"
+    whole = datetime.datetime.fromisoformat(stamp + zone)
+    return int(whole.timestamp()) * 1_000_000_000 + int((digits + "0" * 9)[:9])
+
+
+HEALTH = ("--health-cmd", "[ -f /tmp/ok ]", "--health-interval", "500ms", "--health-retries", "1")
+
+
+def test_docker_health_follows_the_container_within_two_seconds(registrator, consul, containers):
+    proc = start(registrator, consul, "-health-sync")
+    containers.run(
+        "hs.0", "-p", "127.0.0.1::80", *HEALTH, command=["sh", "-c", "touch /tmp/ok; sleep 600"]
+    )
+    health = health_check_id(sid("hs.0"))
+    wait_until(lambda: status(consul, health) == "passing", 20, "the health check passing")
+    assert check(consul, health)["Type"] == "ttl"
+
+    for script, want in (("rm /tmp/ok", "critical"), ("touch /tmp/ok", "passing")):
+        consul.clear_requests()
+        containers.exec("hs.0", script)
+        wait_until(lambda: status(consul, health) == want, 15, f"the check {want}")  # noqa: B023
+        # From the probe whose result Docker's health_status event reported to the write.
+        (update,) = [r for r in consul.writes() if r.path == f"/v1/agent/check/update/{health}"]
+        probe_end = containers.client.containers.get("hs.0").attrs["State"]["Health"]["Log"][-1][
+            "End"
+        ]
+        delay = (update.wall_ns - docker_time_ns(probe_end)) / 1e9
+        assert delay < 2.0, f"{want} {delay:.2f}s after Docker's probe"
+    assert sid("hs.0") in consul.services()  # never removed: visible as critical instead
+    proc.wait_log(rf"hs\.0 \([0-9a-f]{{12}}\): check {health} critical")
+
+
+def test_a_restart_of_registrator_never_flaps_a_healthy_check(registrator, consul, containers):
+    first = start(registrator, consul, "-health-sync")
+    containers.run(
+        "steady.0", "-p", "127.0.0.1::80", *HEALTH, command=["sh", "-c", "touch /tmp/ok; sleep 600"]
+    )
+    health = health_check_id(sid("steady.0"))
+    wait_until(lambda: status(consul, health) == "passing", 20, "the health check passing")
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.2):
+            seen.append(status(consul, health))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        first.stop()
+        second = start(registrator, consul, "-health-sync")
+        second.wait_log(rf"check {health} passing")  # written once at start
+        after = len(seen)
+        wait_until(lambda: len(seen) >= after + 5, 10, "a second of samples after the restart")
+    finally:
+        stop.set()
+        sampler.join()
+    assert seen and set(seen) == {"passing"}, seen
+
+
+class Probed(http.server.BaseHTTPRequestHandler):
+    seen: list[tuple[str, str, dict[str, str], bytes]] = []
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        Probed.seen.append(
+            (
+                self.command,
+                self.path,
+                dict(self.headers),
+                self.rfile.read(length) if length else b"",
+            )
+        )
+        self.send_response(200)
+        self.end_headers()
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def probed() -> Iterator[int]:
+    Probed.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Probed)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_http_check_reaches_the_service_with_its_method_header_and_body(
+    registrator, consul, containers, probed
+):
+    start(registrator, consul)
+    # A host-network container exposing the port the test's server listens on.
+    containers.run(
+        "probed.0", "--net", "host", "--expose", str(probed),
+        "-e", "SERVICE_CHECK_HTTP=/probe", "-e", "SERVICE_CHECK_HTTP_METHOD=POST",
+        "-e", "SERVICE_CHECK_HEADER_X_PROBE=yes", "-e", "SERVICE_CHECK_BODY=ping",
+        "-e", "SERVICE_CHECK_INTERVAL=1s",
+    )  # fmt: skip
+    check_id = f"service:{sid('probed.0', probed)}"
+    wait_until(lambda: status(consul, check_id) == "passing", 20, "the HTTP check passing")
+    method, path, headers, body = Probed.seen[0]
+    assert (method, path, body, headers["X-Probe"]) == ("POST", "/probe", b"ping", "yes")
+
+
+def test_two_indexed_checks_weights_and_tag_override(registrator, consul, containers):
+    start(registrator, consul)
+    containers.run(
+        "multi.0", "-p", "127.0.0.1::80",
+        "-e", "SERVICE_CHECK_1_TTL=30s", "-e", "SERVICE_CHECK_2_TTL=1m",
+        "-e", "SERVICE_CHECK_2_NAME=second",
+        "-e", "SERVICE_WEIGHT_PASSING=10", "-e", "SERVICE_WEIGHT_WARNING=2",
+        "-e", "SERVICE_ENABLE_TAG_OVERRIDE=true", "-e", "SERVICE_TAGS=v1",
+    )  # fmt: skip
+    service_id = sid("multi.0")
+    services = consul.wait_for(lambda s: service_id in s)
+    assert services[service_id]["Weights"] == {"Passing": 10, "Warning": 2}
+    assert services[service_id]["EnableTagOverride"] is True
+    assert not {"weight_passing", "enable_tag_override"} & set(services[service_id]["Meta"])
+    checks = {c: v for c, v in consul.checks().items() if v["ServiceID"] == service_id}
+    assert set(checks) == {f"service:{service_id}:1", f"service:{service_id}:2"}
+    assert checks[f"service:{service_id}:2"]["Name"] == "second"
+
+    # A leader-election sidecar sets tags in the catalog; the agent adopts them at its next
+    # anti-entropy sync: registrator never writes its own back.
+    consul.clear_requests()
+    assert consul.catalog_tags_changed(service_id, ["master"])
+    resync = run_cli("resync", "-ip", "127.0.0.1", f"consul://127.0.0.1:{consul.port}")
+    assert resync.returncode == 0, resync.stderr
+    assert [r for r in consul.writes() if service_id in r.path or service_id in r.body] == []
+    assert consul.services()[service_id]["Tags"] == ["master"]
+
+
+def test_success_before_passing_waits_for_successes_in_a_row(registrator, consul, containers):
+    with socket.socket() as sock:  # a port nobody listens on yet: the first probes fail
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    start(registrator, consul)
+    containers.run(
+        "slowpass.0", "--net", "host", "--expose", str(port),
+        "-e", "SERVICE_CHECK_TCP=true", "-e", "SERVICE_CHECK_INTERVAL=1s",
+        "-e", "SERVICE_CHECK_SUCCESS_BEFORE_PASSING=3",
+    )  # fmt: skip
+    check_id = f"service:{sid('slowpass.0', port)}"
+    wait_until(
+        lambda: "dial tcp" in check(consul, check_id).get("Output", ""),
+        20,
+        "a failed probe",
+    )
+    listener = socket.create_server(("127.0.0.1", port))
+    try:
+        opened = time.monotonic()
+        wait_until(lambda: status(consul, check_id) == "passing", 20, "passing")
+        assert time.monotonic() - opened >= 2.0  # at least two intervals after the first success
+    finally:
+        listener.close()
+
+
+def test_bad_check_values_are_refused_with_a_warning_and_the_rest_registered(
+    registrator, consul, containers
+):
+    proc = start(registrator, consul)
+    containers.run(
+        "badcheck.0", "-p", "127.0.0.1::80",
+        "-e", "SERVICE_CHECK_TTL=30s", "-e", "SERVICE_CHECK_SUCCESS_BEFORE_PASSING=-2",
+        "-e", "SERVICE_CHECK_1_TTL=1m", "-e", "SERVICE_CHECK_1_FAILURES_BEFORE_CRITICAL=x",
+        "-e", "SERVICE_WEIGHT_PASSING=0",
+    )  # fmt: skip
+    service_id = sid("badcheck.0")
+    consul.wait_for(lambda s: service_id in s)
+    prefix = r"container badcheck\.0 \([0-9a-f]{12}\): "
+    proc.wait_log(prefix + r"SERVICE_CHECK_SUCCESS_BEFORE_PASSING: '-2' is not a whole number")
+    proc.wait_log(prefix + r"SERVICE_CHECK_1_FAILURES_BEFORE_CRITICAL: 'x' is not a whole number")
+    proc.wait_log(prefix + r"SERVICE_WEIGHT_PASSING: '0' is not a whole number >= 1")
+    checks = {c for c, v in consul.checks().items() if v["ServiceID"] == service_id}
+    assert checks == {f"service:{service_id}", f"service:{service_id}:1"}
