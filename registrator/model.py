@@ -47,6 +47,15 @@ class Check(NamedTuple):
     success_before_passing: int = 0
     failures_before_critical: int = 0
 
+    @property
+    def kind(self) -> str:
+        """What the check probes: http, https, tcp, grpc, script or ttl (Docker health: health)."""
+        if self.check_id.endswith(":docker-health"):
+            return "health"
+        if self.http:
+            return self.http.split(":", 1)[0]
+        return "tcp" if self.tcp else "grpc" if self.grpc else "script" if self.args else "ttl"
+
     def to_consul(self) -> dict[str, Any]:
         body: dict[str, Any] = {}
         pairs: list[tuple[str, Any]] = [
@@ -132,6 +141,21 @@ class Service(NamedTuple):
         """The TTL check that carries the container's Docker health, if it has one."""
         wanted = health_check_id(self.id)
         return next((check for check in self.checks if check.check_id == wanted), None)
+
+    def summary(self) -> str:
+        """Checks, weights and tag override in a few words ("" when it has none of them)."""
+        parts = []
+        if self.checks:
+            kinds = [
+                f"{check.kind} {check.status}" if check is self.health else check.kind
+                for check in self.checks
+            ]
+            parts.append(f"checks [{', '.join(kinds)}]")
+        if self.weights != DEFAULT_WEIGHTS:
+            parts.append(f"weights {self.weights[0]}/{self.weights[1]}")
+        if self.enable_tag_override:
+            parts.append("tag override")
+        return ", ".join(parts)
 
     def check_ids(self) -> tuple[str, ...]:
         """The IDs the agent gives this service's checks."""

@@ -165,13 +165,19 @@ def _row(action: str, service: Service, legacy: bool = False) -> dict[str, Any]:
         "port": service.port,
         "tags": list(service.tags),
         "meta": service.meta_dict,
+        "checks": [
+            {"id": check_id, "kind": check.kind, **check.to_consul()}
+            for check_id, check in zip(service.check_ids(), service.checks, strict=True)
+        ],
+        "weights": {"passing": service.weights[0], "warning": service.weights[1]},
+        "enable_tag_override": service.enable_tag_override,
         "container": service.container_name,
         "container_id": service.container_id[:12],
     }
 
 
 def print_plan_table(rows: list[dict[str, Any]]) -> None:
-    header = ("ACTION", "SERVICE ID", "NAME", "ADDRESS", "TAGS", "CONTAINER")
+    header = ("ACTION", "SERVICE ID", "NAME", "ADDRESS", "TAGS", "CONTAINER", "CHECKS")
     table = [header] + [
         (
             row["action"],
@@ -180,6 +186,11 @@ def print_plan_table(rows: list[dict[str, Any]]) -> None:
             f"{row['address'] or '-'}:{row['port']}",
             ",".join(row["tags"]) or "-",
             f"{row['container']} ({row['container_id']})" if row["container_id"] else "-",
+            ",".join(
+                f"{c['kind']}:{c.get('Status', '')}" if c["kind"] == "health" else c["kind"]
+                for c in row["checks"]
+            )
+            or "-",
         )
         for row in rows
     ]

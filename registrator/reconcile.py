@@ -556,7 +556,9 @@ def _who(service: Service) -> str:
 
 def _desc(service: Service) -> str:
     tags = ",".join(service.tags)
+    extra = service.summary()
     return (
         f"{_who(service)}: service {service.id} "
         f"(name {service.name}, {service.address or '-'}:{service.port}, tags [{tags}])"
+        + (f" {extra}" if extra else "")
     )

@@ -33,7 +33,16 @@ def test_plan_table_json_and_exit_codes(consul, containers):
     table = run_cli("plan", "-ip", "127.0.0.1", uri)
     assert table.returncode == 2, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].split() == ["ACTION", "SERVICE", "ID", "NAME", "ADDRESS", "TAGS", "CONTAINER"]
+    assert lines[0].split() == [
+        "ACTION",
+        "SERVICE",
+        "ID",
+        "NAME",
+        "ADDRESS",
+        "TAGS",
+        "CONTAINER",
+        "CHECKS",
+    ]
     assert any(
         line.startswith("add") and sid("plan.0") in line and "planned" in line for line in lines
     )
