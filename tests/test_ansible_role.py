@@ -130,7 +130,7 @@ def test_container_mode_creates_a_host_network_container_that_registers(
         ), host_config["Binds"]
         # ami.yml turns -ecs on: the AMI is for ECS container instances.
         assert attrs["Config"]["Cmd"] == [
-            "-ip", "127.0.0.1", "-cleanup", "-adopt", "-ecs", "-tags", "ami",
+            "-ip", "127.0.0.1", "-cleanup", "-adopt", "-ecs", "-health-sync", "-tags", "ami",
             f"consul://127.0.0.1:{consul.port}",
         ]  # fmt: skip
         # The token is in a root-only file, not in the environment `docker inspect` shows.
@@ -228,7 +228,15 @@ def test_container_mode_replaces_the_go_registrator_on_a_live_host(
         assert attrs["Id"] != old_id
         assert attrs["Config"]["Image"] == "registrator:test"
         assert attrs["State"]["Running"] is True
-        assert attrs["Config"]["Cmd"] == ["-ip", "127.0.0.1", "-cleanup", "-adopt", "-ecs", uri]
+        assert attrs["Config"]["Cmd"] == [
+            "-ip",
+            "127.0.0.1",
+            "-cleanup",
+            "-adopt",
+            "-ecs",
+            "-health-sync",
+            uri,
+        ]
 
         def taken_over(services: dict[str, Any]) -> bool:
             meta = services.get(web_id, {}).get("Meta") or {}
@@ -349,7 +357,7 @@ def test_systemd_mode_renders_a_verified_unit_and_a_working_venv(
         # % and $ are escaped for systemd, so registrator gets the words it was given.
         assert exec_start_argv(settings["ExecStart"][0]) == [
             str(venv / "bin/registrator"),
-            "-ip", "127.0.0.1", "-cleanup", "-adopt", "-ecs", "-tags", "ami,100%,x$y", uri,
+            "-ip", "127.0.0.1", "-cleanup", "-adopt", "-ecs", "-health-sync", "-tags", "ami,100%,x$y", uri,
         ]  # fmt: skip
         assert "'ami,100%%,x$$y'" in settings["ExecStart"][0]
 
