@@ -20,13 +20,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 
 from registrator.consul_agent import ConsulRejected, ConsulUnavailable
 from registrator.logs import fields
 from registrator.metrics import Metrics
 from registrator.model import Check, Service, health_check_id
 from registrator.plan import Outcome, Plan, in_step, make_plan
+from registrator.writes import Agent, Ticket, Write, describe, send_register, who
 
 log = logging.getLogger(__name__)
 
@@ -35,48 +36,6 @@ KEPT_FOR_LATER = "Consul unavailable: change kept for later"
 # A Docker health check's status is written again this often (and at the first comparison
 # after a start), so that its TTL (model.HEALTH_TTL) never runs out while registrator runs.
 HEALTH_REFRESH = 12 * 3600.0
-
-
-class Agent(Protocol):
-    def owned_services(self, owner: str) -> dict[str, Service]: ...
-    def register(self, service: Service) -> None: ...
-    def deregister(self, service_id: str) -> bool: ...
-    def checks(self) -> dict[str, tuple[str, str]]: ...
-    def deregister_check(self, check_id: str) -> bool: ...
-    def update_check(self, check_id: str, status: str, output: str) -> bool: ...
-
-
-class _Ticket:
-    """The writes of one plan: their outcome, and how many are not finished yet."""
-
-    def __init__(self, forced: bool) -> None:
-        self.outcome = Outcome()
-        self.open = 0
-        self.aborted = False  # the agent was unavailable: start none of the remaining writes
-        self.forced = forced  # a full comparison writes even while Consul is marked down
-
-
-class _Write:
-    """One write: register ``service`` (and set its health check's status), or (``service``
-    None) deregister ``service_id``; ``gone`` is the service being removed, when known (it
-    names the container in logs); ``refresh``: write the health status even when in step."""
-
-    __slots__ = ("gone", "known", "refresh", "service", "service_id", "ticket")
-
-    def __init__(
-        self,
-        service_id: str,
-        service: Service | None,
-        gone: Service | None,
-        ticket: _Ticket,
-        refresh: bool = False,
-    ) -> None:
-        self.service_id = service_id
-        self.service = service
-        self.gone = gone
-        self.ticket = ticket
-        self.refresh = refresh
-        self.known: Service | None = None  # what the agent held as the write went out
 
 
 class Reconciler:
@@ -109,7 +68,7 @@ class Reconciler:
         self._rejected: dict[str, Service] = {}  # refused by the agent: not retried unchanged
         self._last_read_error = ""
         # Writes in flight, by service ID, each with the newest change waiting behind it.
-        self._busy: dict[str, _Write | None] = {}
+        self._busy: dict[str, Write | None] = {}
         self._changing = 0  # set_container calls between their decision and their last write
         self._alone_now = False  # a sync (or deregister_all) is planning and writing
         self._alone_waiting = 0
@@ -175,7 +134,7 @@ class Reconciler:
             )
             if not register and not gone:
                 return Outcome()
-            ticket = _Ticket(forced=False)
+            ticket = Ticket(forced=False)
             writes = self._writes_for(Plan(register, tuple(gone)), old, ticket)
             self._changing += 1
         try:
@@ -227,7 +186,7 @@ class Reconciler:
                 removable = self._removable(actual, remove_stale)
                 plan = make_plan(retry_desired, actual, removable, refresh)
                 down_count = self._down_count
-                ticket = _Ticket(forced=True)
+                ticket = Ticket(forced=True)
                 writes = self._writes_for(plan, actual, ticket, refresh)
             outcome = self._run(writes, ticket, parallel=True)
             outcome.unchanged = list(plan.unchanged)
@@ -306,7 +265,7 @@ class Reconciler:
         with self._alone():
             with self._lock:
                 desired = self.desired()
-                ticket = _Ticket(forced=True)
+                ticket = Ticket(forced=True)
                 writes = self._writes_for(Plan(deregister=tuple(sorted(desired))), desired, ticket)
             return self._run(writes, ticket, parallel=True)
 
@@ -335,17 +294,17 @@ class Reconciler:
         self,
         plan: Plan,
         previous: Mapping[str, Service],
-        ticket: _Ticket,
+        ticket: Ticket,
         refresh: set[str] | None = None,
-    ) -> list[_Write]:
+    ) -> list[Write]:
         """The plan as writes; ``previous`` names the containers of services being removed."""
         again = refresh or set()
-        writes = [_Write(svc.id, svc, None, ticket, svc.id in again) for svc in plan.register]
-        writes += [_Write(sid, None, previous.get(sid), ticket) for sid in plan.deregister]
+        writes = [Write(svc.id, svc, None, ticket, svc.id in again) for svc in plan.register]
+        writes += [Write(sid, None, previous.get(sid), ticket) for sid in plan.deregister]
         ticket.open = len(writes)
         return writes
 
-    def _run(self, writes: list[_Write], ticket: _Ticket, parallel: bool) -> Outcome:
+    def _run(self, writes: list[Write], ticket: Ticket, parallel: bool) -> Outcome:
         """Send the writes (without the lock; on up to ``max_writes`` threads when
         ``parallel``) and wait until each has a result, was superseded by a newer change for
         its service ID, or was given up because the agent is unavailable."""
@@ -373,9 +332,9 @@ class Reconciler:
         outcome.rejected.sort()
         return outcome
 
-    def _send(self, write: _Write) -> None:
+    def _send(self, write: Write) -> None:
         """Send one write, then, on this thread, the newest change queued behind it."""
-        current: _Write | None = write
+        current: Write | None = write
         while current is not None:
             with self._lock:
                 if not self._claim(current):
@@ -396,7 +355,7 @@ class Reconciler:
                         self._finish(queued)  # dropped: the next sync compares again
             current = queued
 
-    def _claim(self, write: _Write) -> bool:
+    def _claim(self, write: Write) -> bool:
         """Under the lock: may this write go now? Queues it behind a write in flight for the
         same ID (replacing an older queued one), or drops it when nothing needs writing."""
         sid = write.service_id
@@ -424,12 +383,12 @@ class Reconciler:
         self._busy[sid] = None
         return True
 
-    def _finish(self, write: _Write) -> None:
+    def _finish(self, write: Write) -> None:
         write.ticket.open -= 1
         if not write.ticket.open:
             self._cond.notify_all()
 
-    def _perform(self, write: _Write) -> tuple[str, Any]:
+    def _perform(self, write: Write) -> tuple[str, Any]:
         """The request, without the lock and within the bound: ("done", existed),
         ("refused", why) or ("unavailable", why)."""
         service = write.service
@@ -438,42 +397,14 @@ class Reconciler:
         with self._write_slots:
             try:
                 if service is not None:
-                    return "done", self._register(self.agent, service, write)
+                    return "done", send_register(self.agent, service, write)
                 return "done", self.agent.deregister(write.service_id)
             except ConsulUnavailable as exc:
                 return "unavailable", str(exc)
             except ConsulRejected as exc:
                 return "refused", str(exc)
 
-    @staticmethod
-    def _register(agent: Agent, service: Service, write: _Write) -> tuple[bool, bool]:
-        """Register the service unless the agent holds it already, then write its health
-        status when it differs, is due, or the check is new. (registered, status written)"""
-        known = write.known
-        registered = known is None or known != service
-        if registered:
-            agent.register(service)
-            if known is not None:  # checks it no longer defines stay unless removed
-                wanted = set(service.check_ids())
-                for check_id, (owner, _) in agent.checks().items():
-                    if (
-                        owner == service.id
-                        and check_id not in wanted
-                        and service.owns_check(check_id)
-                    ):
-                        agent.deregister_check(check_id)
-        health = service.health
-        if health is None:
-            return registered, False
-        if registered or write.refresh or known is None or known.health_status != health.status:
-            if not agent.update_check(health.check_id, health.status, health.output):
-                agent.register(service)  # the agent lost the check: it comes back with it
-                registered = True
-                agent.update_check(health.check_id, health.status, health.output)
-            return registered, True
-        return registered, False
-
-    def _record(self, write: _Write, kind: str, detail: Any) -> None:
+    def _record(self, write: Write, kind: str, detail: Any) -> None:
         """Under the lock: what a write's result means for the state, the log and metrics."""
         sid, service, gone, outcome = (
             write.service_id,
@@ -487,10 +418,10 @@ class Reconciler:
             write.ticket.aborted = True
             return
         if service is not None:
-            who = _who(service)
+            named = who(service)
             extra = fields("register", service.container_name, service.container_id, sid)
         else:
-            who = f"{_who(gone)}" if gone is not None and gone.container_id else ""
+            named = who(gone) if gone is not None and gone.container_id else ""
             extra = fields(
                 "deregister", gone.container_name if gone else "", gone.container_id if gone else "",
                 sid,
@@ -498,10 +429,10 @@ class Reconciler:
         if kind == "refused":
             extra["error"] = detail
             if service is not None:
-                log.error("%s: service %s not registered: %s", who, sid, detail, extra=extra)
+                log.error("%s: service %s not registered: %s", named, sid, detail, extra=extra)
                 self._rejected[sid] = service
             else:
-                prefix = f"{who}: " if who else ""
+                prefix = f"{named}: " if named else ""
                 log.error("%sservice %s not deregistered: %s", prefix, sid, detail, extra=extra)
             self.metrics.failures.labels("consul_rejected").inc()
             outcome.rejected.append((sid, detail))
@@ -516,17 +447,21 @@ class Reconciler:
                 if self.agent is not None:
                     self.metrics.registrations.inc()
                 log.info(
-                    "%s%s %s", dry, "register" if dry else "registered", _desc(service), extra=extra
+                    "%s%s %s",
+                    dry,
+                    "register" if dry else "registered",
+                    describe(service),
+                    extra=extra,
                 )
             if wrote_health and service.health is not None:
                 self._health_at[sid] = time.monotonic()
                 outcome.health.append(service)
                 log.info(
-                    "%s: %scheck %s %s", who, dry, service.health.check_id,
+                    "%s: %scheck %s %s", named, dry, service.health.check_id,
                     service.health_status, extra=extra,
                 )  # fmt: skip
             return
-        prefix = f"{who}: " if who else ""
+        prefix = f"{named}: " if named else ""
         if self.agent is None:
             log.info("dry-run: would deregister %sservice %s", prefix, sid, extra=extra)
         else:
@@ -548,17 +483,3 @@ class Reconciler:
                 "Consul unavailable (%s); changes are kept and applied when it answers", reason
             )
         self.healthy = False
-
-
-def _who(service: Service) -> str:
-    return f"{service.container_name} ({service.container_id[:12]})"
-
-
-def _desc(service: Service) -> str:
-    tags = ",".join(service.tags)
-    extra = service.summary()
-    return (
-        f"{_who(service)}: service {service.id} "
-        f"(name {service.name}, {service.address or '-'}:{service.port}, tags [{tags}])"
-        + (f" {extra}" if extra else "")
-    )
