@@ -1,0 +1,142 @@
+"""The documentation: README.md stays a five-minute read, its links and docs/'s resolve (files
+and #anchors, by GitHub's rules), and every flag the help prints is documented."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+DOCS = REPO / "docs"
+README_MAX_BYTES = 12 * 1024
+
+FENCE = re.compile(r"^ {0,3}(```|~~~)")
+LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+HEADING = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
+HTML_ANCHOR = re.compile(r"<a\s+(?:name|id)=\"([^\"]+)\"", re.IGNORECASE)
+
+
+def markdown_files() -> list[Path]:
+    return [README, *sorted(DOCS.glob("*.md"))]
+
+
+def prose_lines(text: str) -> list[str]:
+    """The lines outside fenced code blocks, without HTML comments or inline code spans."""
+    text = re.sub(r"<!--.*?-->", "", text, flags=re.DOTALL)
+    lines, fenced = [], False
+    for line in text.splitlines():
+        if FENCE.match(line):
+            fenced = not fenced
+            continue
+        if not fenced:
+            lines.append(line)
+    return lines
+
+
+def github_slug(heading: str) -> str:
+    """GitHub's anchor for a heading: the rendered text lower-cased, every character but
+    letters, digits, '_', '-' and spaces dropped, spaces made hyphens."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # links and images: their text
+    text = re.sub(r"<[^>]+>", "", text)  # inline HTML
+    return re.sub(r"[^\w\- ]", "", text.strip().lower()).replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    """Every #anchor a Markdown file has: its headings' slugs (a repeated one gets -1, -2, ...
+    as GitHub numbers them) and explicit <a name/id> anchors."""
+    text = path.read_text(encoding="utf-8")
+    found: set[str] = set(HTML_ANCHOR.findall(text))
+    seen: dict[str, int] = {}
+    for line in prose_lines(text):
+        match = HEADING.match(line)
+        if not match:
+            continue
+        slug = github_slug(match.group(2))
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        found.add(slug if count == 0 else f"{slug}-{count}")
+    return found
+
+
+def relative_links(path: Path) -> list[str]:
+    """The link targets of a Markdown file that point into the repository."""
+    targets = []
+    for line in prose_lines(path.read_text(encoding="utf-8")):
+        line = re.sub(r"`[^`]*`", "", line)
+        targets += [t for t in LINK.findall(line) if not SCHEME.match(t)]
+    return targets
+
+
+def broken_links(path: Path) -> list[str]:
+    broken = []
+    for target in relative_links(path):
+        file_part, _, anchor = target.partition("#")
+        dest = (path.parent / unquote(file_part)).resolve() if file_part else path
+        if not dest.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and (dest.suffix != ".md" or unquote(anchor) not in anchors(dest)):
+            broken.append(f"{target}: no heading #{anchor} in {dest.relative_to(REPO)}")
+    return broken
+
+
+def test_github_slug_rules():
+    assert github_slug("Commands and exit codes") == "commands-and-exit-codes"
+    assert github_slug("What `-adopt` touches") == "what--adopt-touches"
+    assert github_slug("Metrics and /healthz") == "metrics-and-healthz"
+    assert github_slug("Container mode (Ansible)") == "container-mode-ansible"
+    assert github_slug("Migrating from gliderlabs/registrator") == (
+        "migrating-from-gliderlabsregistrator"
+    )
+    assert github_slug("See [the flags](flags.md)") == "see-the-flags"
+
+
+def test_readme_is_a_five_minute_read():
+    size = len(README.read_bytes())
+    assert size <= README_MAX_BYTES, (
+        f"README.md is {size} bytes, more than {README_MAX_BYTES}: move detail into docs/"
+    )
+
+
+def test_every_doc_is_reachable_from_the_readme():
+    docs = sorted(p.name for p in DOCS.glob("*.md"))
+    assert "flags.md" in docs, "docs/flags.md, the complete flag reference, is missing"
+    linked = {(README.parent / t.partition("#")[0]).resolve() for t in relative_links(README)}
+    assert [name for name in docs if (DOCS / name).resolve() not in linked] == []
+
+
+@pytest.mark.parametrize("path", markdown_files(), ids=lambda p: str(p.relative_to(REPO)))
+def test_relative_links_resolve(path: Path):
+    assert broken_links(path) == []
+
+
+def help_flags() -> set[str]:
+    """Every ``-name`` the help of each command prints."""
+    flags: set[str] = set()
+    for command in ([], ["plan"], ["resync"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "registrator", *command, "-h"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        )
+        assert result.returncode == 0, result.stderr
+        flags |= set(re.findall(r"(?<![\w-])-([A-Za-z][\w-]*)", result.stdout))
+    return flags
+
+
+def test_every_flag_the_help_prints_is_documented():
+    documented = README.read_text(encoding="utf-8")
+    if (DOCS / "flags.md").exists():
+        documented += (DOCS / "flags.md").read_text(encoding="utf-8")
+    flags = help_flags()
+    assert {"h", "ip", "cleanup", "json"} <= flags  # the help was parsed
+    missing = sorted(f for f in flags if not re.search(rf"`-{re.escape(f)}(?![\w-])", documented))
+    assert missing == [], "document these in docs/flags.md as `-name`: " + ", ".join(missing)
