@@ -26,20 +26,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from registrator.config import Config
-from registrator.derive import (
-    ECS_CONTAINER_NAME_LABEL,
-    AwsvpcNetwork,
-    DeriveOptions,
-    awsvpc_task_arn,
-    container_label,
-    container_labels,
-    derive_services,
-    is_running,
-    retained_after_exit,
-    withheld_reason,
-)
+from registrator.container import ContainerView
+from registrator.derive import DeriveOptions, derive_services
 from registrator.docker_source import ContainerEvent, DockerSource, DockerUnavailable, EventStream
 from registrator.ecs_agent import EcsAgent, EcsAgentError
+from registrator.ecs_rules import ECS_CONTAINER_NAME_LABEL, AwsvpcNetwork, awsvpc_task_arn
+from registrator.lifecycle import is_running, retained_after_exit, withheld_reason
 from registrator.model import Service
 from registrator.reconcile import Outcome, Reconciler
 from registrator.systemd import Notifier
@@ -303,7 +295,7 @@ class Daemon:
             self._forget(container_id)
             self.reconciler.set_container(container_id, (), write=write)
             return
-        label = container_label(container)
+        label = ContainerView(container).display
         if not is_running(container):
             self._draining.pop(container_id, None)
             if retained_after_exit(container, self.config.deregister) and self.reconciler.tracks(
@@ -363,7 +355,7 @@ class Daemon:
             if time.monotonic() < deadline:
                 return "draining after a stop signal"
             self._draining.pop(container_id, None)
-            log.info("%s survived the stop signal", container_label(container))
+            log.info("%s survived the stop signal", ContainerView(container).display)
         return withheld_reason(container, self.options)
 
     def _forget(self, container_id: str) -> None:
@@ -393,14 +385,14 @@ class Daemon:
             waited = self._ecs_waiting.pop(container_id, None)
             self._ecs_settle(task_arn)
         if waited is not None:
-            log.info("%s: the ECS agent answered; registering", container_label(container))
+            log.info("%s: the ECS agent answered; registering", ContainerView(container).display)
         return network
 
     def _ecs_wait(
         self, container_id: str, container: Mapping[str, Any], task_arn: str, exc: EcsAgentError
     ) -> None:
         """Not registered until the agent answers: say so once, retry the task with backoff."""
-        name = container_labels(container).get(ECS_CONTAINER_NAME_LABEL, "")
+        name = ContainerView(container).labels.get(ECS_CONTAINER_NAME_LABEL, "")
         with self._ecs_lock:
             first = container_id not in self._ecs_waiting
             self._ecs_waiting[container_id] = (task_arn, name)
@@ -411,7 +403,7 @@ class Daemon:
                 retry.timer = threading.Timer(retry.backoff.next(), self._ecs_retry, [task_arn])
                 retry.timer.daemon = True
                 retry.timer.start()
-        label = container_label(container)
+        label = ContainerView(container).display
         if first:
             log.warning("%s: not registered: %s; retrying until the ECS agent answers", label, exc)
         else:
@@ -455,12 +447,12 @@ class Daemon:
     def _network_peer(
         self, docker: DockerSource, container: Mapping[str, Any]
     ) -> Mapping[str, Any] | None:
-        mode = str((container.get("HostConfig") or {}).get("NetworkMode") or "")
-        if not mode.startswith("container:"):
+        view = ContainerView(container)
+        if not view.shares_network:
             return None
-        peer = docker.inspect(mode.split(":", 1)[1])
+        peer = docker.inspect(view.network_peer_id)
         if peer is None:
-            log.warning("%s: network container %s not found", container_label(container), mode)
+            log.warning("%s: network container %s not found", view.display, view.network_mode)
         return peer
 
     # --- the agent ---------------------------------------------------------------------

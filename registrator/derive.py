@@ -3,59 +3,36 @@
 No I/O here: whatever needs Docker or DNS (the hostname's IP, the inspect of the container
 whose network a container shares) is looked up by the caller and passed in. That keeps the
 original registrator's many rules cheap to test exhaustively.
+
+This module holds the service rules: which ports, and each one's name, ID, tags, address
+and Meta. The rest of the pure core: ``container`` reads the inspect data, ``ports`` lists
+the candidate ports, ``checks`` builds checks, ``consul_limits`` keeps what Consul refuses
+out, ``ecs_rules`` reads the ECS agent's labels, ``lifecycle`` says when services belong in
+Consul at all.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from registrator.model import OWNER_META_KEY, Check, Service, freeze_meta
+from registrator.checks import SCRIPT_CHECK_KEYS, CheckTarget, build_check
+from registrator.consul_limits import (
+    DNS_LABEL_RE,
+    dns_label,
+    valid_meta,
+    valid_service_id,
+    valid_tags,
+)
+from registrator.container import ContainerView
+from registrator.ecs_rules import AwsvpcNetwork, awsvpc_task_arn, ecs_meta, is_ecs_pause
+from registrator.model import OWNER_META_KEY, Service, freeze_meta
+from registrator.ports import PortCandidate, awsvpc_candidates, port_candidates
 
-DEFAULT_CHECK_INTERVAL = "10s"
 UNSPECIFIED_ADDRESSES = frozenset({"0.0.0.0", "::", ""})
-DEFAULT_NETWORK_MODES = frozenset({"bridge", "default", "host"})
 
-# Consul's own limits on service Meta (agent/structs: ValidateServiceMetadata).
-META_MAX_PAIRS = 64
-META_KEY_MAX = 128
-META_VALUE_MAX = 512
-META_KEY_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
-META_RESERVED_PREFIX = "consul-"
-DNS_LABEL_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
-SERVICE_ID_MAX = 256
-SERVICE_ID_RE = re.compile(r"^[^/?#%\s\x00-\x1f\x7f]+$")
-TAG_MAX = 256
-PRINTABLE_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
-
-SCRIPT_CHECK_KEYS = ("check_script", "check_cmd")
 # Keys that steer registrator and are not passed on as Meta.
 CONTROL_KEYS = frozenset({"id", "tags", "name", "require_healthy"})
-TRUE_WORDS = frozenset({"1", "true", "yes", "on", "t", "y"})
-CHECK_STATUSES = frozenset({"passing", "warning", "critical"})
-# Go's time.ParseDuration, which Consul uses for every check duration.
-GO_DURATION_RE = re.compile(r"^[-+]?(0|((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$")
-
-# Docker labels the ECS agent puts on every container of a task.
-ECS_TASK_ARN_LABEL = "com.amazonaws.ecs.task-arn"
-ECS_CONTAINER_NAME_LABEL = "com.amazonaws.ecs.container-name"
-ECS_PAUSE_CONTAINER_NAME = "~internal~ecs~pause"
-# Meta key -> the label it is read from, for every service of an ECS container (with -ecs).
-ECS_META_LABELS = (
-    ("ecs_cluster", "com.amazonaws.ecs.cluster"),
-    ("ecs_task_arn", ECS_TASK_ARN_LABEL),
-    ("ecs_task_family", "com.amazonaws.ecs.task-definition-family"),
-    ("ecs_task_revision", "com.amazonaws.ecs.task-definition-version"),
-    ("ecs_container_name", ECS_CONTAINER_NAME_LABEL),
-)
-
-
-def valid_duration(value: str, positive: bool = True) -> bool:
-    """True when Consul would parse ``value`` (and it is > 0, when ``positive``)."""
-    if not GO_DURATION_RE.match(value):
-        return False
-    return not positive or (not value.startswith("-") and any(c in "123456789" for c in value))
 
 
 class DeriveOptions(NamedTuple):
@@ -71,14 +48,6 @@ class DeriveOptions(NamedTuple):
     allow_script_checks: bool = False
     require_healthy: bool = False  # -require-healthy: wait for Docker's HEALTHCHECK
     ecs: bool = False  # -ecs: awsvpc tasks from the ECS agent, ecs_* Meta from the labels
-
-
-class AwsvpcNetwork(NamedTuple):
-    """What the ECS agent says of one container of an awsvpc task: the addresses of the
-    task's ENI (Docker knows nothing of it) and the container's port mappings."""
-
-    ipv4_addresses: tuple[str, ...]
-    ports: tuple[tuple[int, str], ...] = ()  # (container port, "tcp" or "udp")
 
 
 class Problem(NamedTuple):
@@ -97,41 +66,6 @@ class Derivation(NamedTuple):
     services: tuple[Service, ...] = ()
     problems: tuple[Problem, ...] = ()
     notes: tuple[str, ...] = ()  # why ports were skipped: informational, not errors
-
-
-class PortCandidate(NamedTuple):
-    exposed_port: str
-    protocol: str
-    host_port: str
-    host_ip: str
-    exposed_ip: str
-    awsvpc: bool = False  # the address is the task ENI's: -ip and peers do not apply
-
-
-class _Collector:
-    """A container's problems and notes, gathered while its services are derived."""
-
-    def __init__(self, container: str) -> None:
-        self.container = container
-        self.problems: list[Problem] = []
-        self.notes: list[str] = []
-
-    def problem(self, key: str, message: str) -> None:
-        self.problems.append(Problem(self.container, key, message))
-
-
-def container_label(container: Mapping[str, Any]) -> str:
-    """``name (shortid)``: how every log line names a container."""
-    return f"{container_name(container)} ({str(container.get('Id', ''))[:12]})"
-
-
-def container_name(container: Mapping[str, Any]) -> str:
-    return str(container.get("Name") or "").lstrip("/")
-
-
-def _d(value: Any) -> Mapping[str, Any]:
-    """Docker returns null for many empty maps; treat null, missing and {} alike."""
-    return value if isinstance(value, Mapping) else {}
 
 
 def default_service_name(image: str) -> str:
@@ -161,131 +95,6 @@ def split_tags(value: str) -> list[str]:
     return [t.strip() for t in tags if t.strip()]
 
 
-def service_metadata(
-    env: list[str], labels: Mapping[str, str], exposed_port: str
-) -> tuple[dict[str, str], set[str]]:
-    """``SERVICE_*`` keys for one port: env first, then labels (a label wins over an env var
-    of the same key); a ``SERVICE_<port>_<key>`` for this port wins over ``SERVICE_<key>``.
-    Returns the metadata (keys lower-cased, prefix removed) and the keys set per port."""
-    pairs: list[tuple[str, str]] = []
-    for entry in env:
-        if isinstance(entry, str) and "=" in entry:
-            key, value = entry.split("=", 1)
-            pairs.append((key, value))
-    pairs.extend((str(k), str(v)) for k, v in labels.items())
-
-    metadata: dict[str, str] = {}
-    from_port: set[str] = set()
-    for raw_key, value in pairs:
-        if not raw_key.startswith("SERVICE_"):
-            continue
-        key = raw_key[len("SERVICE_") :].lower()
-        if key in from_port:
-            continue
-        first, sep, rest = key.partition("_")
-        if first.isdigit() and sep and rest:
-            if first != exposed_port:
-                continue
-            metadata[rest] = value
-            from_port.add(rest)
-        else:
-            metadata[key] = value
-    return metadata, from_port
-
-
-def port_candidates(container: Mapping[str, Any]) -> list[PortCandidate]:
-    """Exposed ports (host port = exposed port, as with host networking), overridden by
-    the published bindings Docker reports; the first binding of a port wins."""
-    config = _d(container.get("Config"))
-    settings = _d(container.get("NetworkSettings"))
-    network_mode = _network_mode(container)
-
-    exposed_ip = str(settings.get("IPAddress") or "")
-    if not exposed_ip:
-        for network in _d(settings.get("Networks")).values():
-            exposed_ip = str(_d(network).get("IPAddress") or "") or exposed_ip
-
-    found: dict[str, tuple[str, str]] = {}
-    for port in _d(config.get("ExposedPorts")):
-        found[str(port)] = (str(port).split("/", 1)[0], "0.0.0.0")
-    for port, bindings in _d(settings.get("Ports")).items():
-        host_port, host_ip = "", ""
-        if isinstance(bindings, list) and bindings and isinstance(bindings[0], Mapping):
-            host_port = str(bindings[0].get("HostPort") or "")
-            host_ip = str(bindings[0].get("HostIp") or "")
-        found[str(port)] = (host_port, host_ip or "0.0.0.0")
-
-    candidates: list[PortCandidate] = []
-    for port, (host_port, host_ip) in found.items():
-        number, _, protocol = port.partition("/")
-        if not number.isdigit():
-            continue  # not a port Docker would report
-        if network_mode and network_mode not in DEFAULT_NETWORK_MODES:
-            network = _d(_d(settings.get("Networks")).get(network_mode))
-            host_ip = str(network.get("IPAddress") or "")
-        candidates.append(
-            PortCandidate(
-                exposed_port=number,
-                protocol=protocol or "tcp",
-                host_port=host_port,
-                host_ip=host_ip,
-                exposed_ip=exposed_ip,
-            )
-        )
-    candidates.sort(key=lambda c: (int(c.exposed_port), c.protocol))
-    return candidates
-
-
-def awsvpc_candidates(network: AwsvpcNetwork) -> list[PortCandidate]:
-    """An awsvpc container's ports, from the ECS agent: each at the task ENI's first IPv4
-    address, the container port being the port (in awsvpc the host port equals it)."""
-    address = network.ipv4_addresses[0] if network.ipv4_addresses else ""
-    found: dict[tuple[int, str], PortCandidate] = {}
-    for number, protocol in network.ports:
-        found.setdefault(
-            (number, protocol),
-            PortCandidate(str(number), protocol, str(number), address, address, awsvpc=True),
-        )
-    return [found[key] for key in sorted(found)]
-
-
-def container_labels(container: Mapping[str, Any]) -> dict[str, str]:
-    return {str(k): str(v) for k, v in _d(_d(container.get("Config")).get("Labels")).items()}
-
-
-def is_ecs_pause(container: Mapping[str, Any]) -> bool:
-    """The pause container the ECS agent makes for an awsvpc task: never a service."""
-    return container_labels(container).get(ECS_CONTAINER_NAME_LABEL) == ECS_PAUSE_CONTAINER_NAME
-
-
-def awsvpc_task_arn(
-    container: Mapping[str, Any], network_peer: Mapping[str, Any] | None = None
-) -> str:
-    """The task ARN of an ECS app container that Docker gives no address because it is in an
-    awsvpc task: network mode ``none``, or ``container:<id>`` of a container in ``none`` (the
-    task's pause container, whose ENI the ECS agent attached with CNI). "" otherwise."""
-    arn = container_labels(container).get(ECS_TASK_ARN_LABEL, "")
-    if not arn or is_ecs_pause(container):
-        return ""
-    mode = _network_mode(container)
-    if mode == "none":
-        return arn
-    if mode.startswith("container:") and network_peer is not None:
-        return arn if _network_mode(network_peer) == "none" else ""
-    return ""
-
-
-def _network_mode(container: Mapping[str, Any]) -> str:
-    return str(_d(container.get("HostConfig")).get("NetworkMode") or "")
-
-
-def ecs_meta(labels: Mapping[str, str]) -> dict[str, str]:
-    """The ``ecs_*`` Meta of an ECS container's services, from its Docker labels."""
-    if not labels.get(ECS_TASK_ARN_LABEL):
-        return {}
-    return {key: labels[label] for key, label in ECS_META_LABELS if labels.get(label)}
-
-
 def derive_services(
     container: Mapping[str, Any],
     options: DeriveOptions,
@@ -298,10 +107,9 @@ def derive_services(
     (its IP is the service address), when there is one. ``awsvpc`` is what the ECS agent said
     of the container when it is in an awsvpc task (see ``awsvpc_task_arn``; with ``-ecs``).
     """
-    label = container_label(container)
-    out = _Collector(label)
     if options.ecs and is_ecs_pause(container):
         return Derivation(notes=("the pause container of an ECS task",))
+    view = ContainerView(container)
     if options.ecs and awsvpc_task_arn(container, network_peer):
         if awsvpc is None:
             return Derivation(notes=("awsvpc ECS task, and no answer from the ECS agent",))
@@ -311,346 +119,153 @@ def derive_services(
         if not candidates:
             return Derivation(notes=("no port mappings in the ECS task definition",))
     else:
-        candidates = port_candidates(container)
+        candidates = port_candidates(view)
     if not candidates:
-        out.notes.append("no published ports")
-        return Derivation((), (), tuple(out.notes))
-
-    published = []
-    for candidate in candidates:
-        if not options.internal and not candidate.host_port:
-            out.notes.append(f"port {candidate.exposed_port} not published on host")
-            continue
-        published.append(candidate)
-    is_group = len(published) > 1
-
-    services: list[Service] = []
-    for candidate in published:
-        service = _service_for_port(container, candidate, is_group, options, network_peer, out)
-        if service is None:
-            continue
-        if any(s.id == service.id for s in services):
-            out.problem(
-                "SERVICE_ID",
-                f"{service.id!r} is used by several ports; port {candidate.exposed_port} not "
-                "registered (use SERVICE_<port>_ID)",
-            )
-            continue
-        services.append(service)
-    return Derivation(tuple(services), tuple(out.problems), tuple(out.notes))
+        return Derivation(notes=("no published ports",))
+    peer = None if network_peer is None else ContainerView(network_peer)
+    return _ContainerServices(view, peer, options).derive(candidates)
 
 
-def _service_for_port(
-    container: Mapping[str, Any],
-    port: PortCandidate,
-    is_group: bool,
-    options: DeriveOptions,
-    network_peer: Mapping[str, Any] | None,
-    out: _Collector,
-) -> Service | None:
-    config = _d(container.get("Config"))
-    env = config.get("Env") if isinstance(config.get("Env"), list) else []
-    labels = container_labels(container)
-    metadata, from_port = service_metadata(env or [], labels, port.exposed_port)
+class _ContainerServices:
+    """One container's services being derived, with the problems and notes found on the way."""
 
-    if metadata.get("ignore", ""):
-        out.notes.append(f"service on port {port.exposed_port} ignored (SERVICE_IGNORE)")
-        return None
+    def __init__(
+        self, container: ContainerView, peer: ContainerView | None, options: DeriveOptions
+    ) -> None:
+        self.container = container
+        self.peer = peer  # the container whose network this one shares, if any
+        self.options = options
+        self.problems: list[Problem] = []
+        self.notes: list[str] = []
 
-    name = _service_name(metadata, from_port, config, port, is_group, options, out)
-    if name is None:
-        return None
-    address, port_number = _address(container, labels, port, options, network_peer, out)
-    default_id = f"{options.hostname}:{container_name(container)}:{port.exposed_port}"
-    if port.protocol == "udp":
-        default_id += ":udp"
-    service_id = _service_id(metadata.get("id", ""), default_id, out)
-    tags = _valid_tags(split_tags(metadata.get("tags", "")), out) + list(options.force_tags)
-    if port.protocol == "udp":
-        tags.append("udp")
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(Problem(self.container.display, key, message))
 
-    attrs = {k: v for k, v in metadata.items() if k not in CONTROL_KEYS}
-    if options.ecs:  # the container's own SERVICE_ECS_* keys win
-        attrs = {**ecs_meta(labels), **attrs}
-    check = _build_check(attrs, address, port_number, options, out, container, port)
-    meta = _valid_meta(attrs, options, out)
-    meta[OWNER_META_KEY] = options.hostname
+    def derive(self, candidates: list[PortCandidate]) -> Derivation:
+        published = []
+        for candidate in candidates:
+            if not self.options.internal and not candidate.host_port:
+                self.notes.append(f"port {candidate.exposed_port} not published on host")
+                continue
+            published.append(candidate)
+        is_group = len(published) > 1
 
-    return Service(
-        id=service_id,
-        name=name,
-        address=address,
-        port=port_number,
-        tags=tuple(tags),
-        meta=freeze_meta(meta),
-        check=check,
-        container_id=str(container.get("Id", "")),
-        container_name=container_name(container),
-    )
+        services: list[Service] = []
+        for candidate in published:
+            service = self.service_for_port(candidate, is_group)
+            if service is None:
+                continue
+            if any(s.id == service.id for s in services):
+                self.problem(
+                    "SERVICE_ID",
+                    f"{service.id!r} is used by several ports; port {candidate.exposed_port} not "
+                    "registered (use SERVICE_<port>_ID)",
+                )
+                continue
+            services.append(service)
+        return Derivation(tuple(services), tuple(self.problems), tuple(self.notes))
 
+    def service_for_port(self, port: PortCandidate, is_group: bool) -> Service | None:
+        options, container = self.options, self.container
+        metadata, from_port = container.service_keys(port.exposed_port)
+        if metadata.get("ignore", ""):
+            self.notes.append(f"service on port {port.exposed_port} ignored (SERVICE_IGNORE)")
+            return None
 
-def _service_name(
-    metadata: Mapping[str, str],
-    from_port: set[str],
-    config: Mapping[str, Any],
-    port: PortCandidate,
-    is_group: bool,
-    options: DeriveOptions,
-    out: _Collector,
-) -> str | None:
-    """The service name, or None to skip the service. Names must be usable as a DNS label
-    (Consul DNS and the ``<name>.example.com`` vhosts): a bad SERVICE_NAME skips the
-    service; a default taken from an image name is made into one."""
-    key = f"SERVICE_{port.exposed_port}_NAME" if "name" in from_port else "SERVICE_NAME"
-    name = metadata.get("name", "").strip()
-    if name:
-        if is_group and "name" not in from_port:
-            name = f"{name}-{port.exposed_port}"
-        if not DNS_LABEL_RE.match(name):
-            out.problem(
-                key,
-                f"{name[:80]!r} is not usable as a DNS label (1-63 letters, digits and '-', "
-                "not starting or ending with '-'); service not registered",
-            )
+        name = self.service_name(metadata, from_port, port, is_group)
+        if name is None:
+            return None
+        address, port_number = self.address(port)
+        default_id = f"{options.hostname}:{container.name}:{port.exposed_port}"
+        if port.protocol == "udp":
+            default_id += ":udp"
+        service_id = valid_service_id(metadata.get("id", ""), default_id, self.problem)
+        tags = valid_tags(split_tags(metadata.get("tags", "")), self.problem)
+        tags += options.force_tags
+        if port.protocol == "udp":
+            tags.append("udp")
+
+        attrs = {k: v for k, v in metadata.items() if k not in CONTROL_KEYS}
+        if options.ecs:  # the container's own SERVICE_ECS_* keys win
+            attrs = {**ecs_meta(container.labels), **attrs}
+        target = CheckTarget(address, port_number, container.short_id, port.exposed_port)
+        check = build_check(attrs, target, options.allow_script_checks, self.problem)
+        refused = () if options.allow_script_checks else SCRIPT_CHECK_KEYS
+        meta = valid_meta(attrs, refused, self.problem)
+        meta[OWNER_META_KEY] = options.hostname
+
+        return Service(
+            id=service_id,
+            name=name,
+            address=address,
+            port=port_number,
+            tags=tuple(tags),
+            meta=freeze_meta(meta),
+            check=check,
+            container_id=container.id,
+            container_name=container.name,
+        )
+
+    def service_name(
+        self, metadata: Mapping[str, str], from_port: set[str], port: PortCandidate, is_group: bool
+    ) -> str | None:
+        """The service name, or None to skip the service. Names must be usable as a DNS label
+        (Consul DNS and the ``<name>.example.com`` vhosts): a bad SERVICE_NAME skips the
+        service; a default taken from an image name is made into one."""
+        key = f"SERVICE_{port.exposed_port}_NAME" if "name" in from_port else "SERVICE_NAME"
+        name = metadata.get("name", "").strip()
+        if name:
+            if is_group and "name" not in from_port:
+                name = f"{name}-{port.exposed_port}"
+            if not DNS_LABEL_RE.match(name):
+                self.problem(
+                    key,
+                    f"{name[:80]!r} is not usable as a DNS label (1-63 letters, digits and '-', "
+                    "not starting or ending with '-'); service not registered",
+                )
+                return None
+            return name
+        if self.options.explicit:
+            self.notes.append(f"port {port.exposed_port} has no SERVICE_NAME (-explicit)")
+            return None
+        name = dns_label(default_service_name(self.container.image))
+        if is_group:
+            name = dns_label(f"{name}-{port.exposed_port}" if name else "")
+        if not name:
+            self.problem("SERVICE_NAME", "no name set and none can be made from the image name")
             return None
         return name
-    if options.explicit:
-        out.notes.append(f"port {port.exposed_port} has no SERVICE_NAME (-explicit)")
-        return None
-    name = dns_label(default_service_name(str(config.get("Image") or "")))
-    if is_group:
-        name = dns_label(f"{name}-{port.exposed_port}" if name else "")
-    if not name:
-        out.problem("SERVICE_NAME", "no name set and none can be made from the image name")
-        return None
-    return name
 
-
-def dns_label(text: str) -> str:
-    """Turn an image base name into a DNS label: other characters become '-'."""
-    label = re.sub(r"[^a-zA-Z0-9-]+", "-", text).strip("-")
-    return label[:63].rstrip("-")
-
-
-def _service_id(wanted: str, default: str, out: _Collector) -> str:
-    """SERVICE_ID, unless Consul could not address it (it travels in URL paths)."""
-    if not wanted:
-        return default
-    if len(wanted) > SERVICE_ID_MAX or not SERVICE_ID_RE.match(wanted):
-        out.problem(
-            "SERVICE_ID",
-            f"{wanted[:80]!r} is not a usable service ID (printable, no '/', '?', '#' or '%', "
-            f"at most {SERVICE_ID_MAX} characters); using {default}",
-        )
-        return default
-    return wanted
-
-
-def _valid_tags(tags: list[str], out: _Collector) -> list[str]:
-    kept = []
-    for tag in tags:
-        if len(tag.encode()) > TAG_MAX or not PRINTABLE_RE.match(tag):
-            out.problem("SERVICE_TAGS", f"tag {tag[:40]!r}... is unprintable or too long; dropped")
+    def address(self, port: PortCandidate) -> tuple[str, int]:
+        """Where the service answers: the original's precedence of host IP, ``-ip``,
+        ``-internal``, ``-useIpFromLabel`` and ``--network container:<id>``. An awsvpc task's
+        port is at its ENI's address, which only ``-useIpFromLabel`` overrides (``-ip`` names
+        the host's address for published ports; the task has an address of its own)."""
+        options = self.options
+        if port.awsvpc:
+            address, number = port.host_ip, port.host_port
+        elif options.internal:
+            address, number = port.exposed_ip, port.exposed_port
         else:
-            kept.append(tag)
-    return kept
+            address = port.host_ip
+            if address in UNSPECIFIED_ADDRESSES and options.host_ip:
+                address = options.host_ip
+            address, number = options.ip or address, port.host_port
 
+        if options.use_ip_from_label:
+            from_label = self.container.labels.get(options.use_ip_from_label, "")
+            if from_label:
+                address = from_label.rsplit("/", 1)[0] if "/" in from_label else from_label
+            else:
+                self.notes.append(f"label {options.use_ip_from_label!r} not found")
 
-def _address(
-    container: Mapping[str, Any],
-    labels: Mapping[str, str],
-    port: PortCandidate,
-    options: DeriveOptions,
-    network_peer: Mapping[str, Any] | None,
-    out: _Collector,
-) -> tuple[str, int]:
-    """Where the service answers: the original's precedence of host IP, ``-ip``,
-    ``-internal``, ``-useIpFromLabel`` and ``--network container:<id>``. An awsvpc task's
-    port is at its ENI's address, which only ``-useIpFromLabel`` overrides (``-ip`` names the
-    host's address for published ports; the task has an address of its own)."""
-    if port.awsvpc:
-        address, number = port.host_ip, port.host_port
-    elif options.internal:
-        address, number = port.exposed_ip, port.exposed_port
-    else:
-        address = port.host_ip
-        if address in UNSPECIFIED_ADDRESSES and options.host_ip:
-            address = options.host_ip
-        address, number = options.ip or address, port.host_port
+        if self.container.shares_network and self.peer is not None and not port.awsvpc:
+            address = self.peer.ip_address
 
-    if options.use_ip_from_label:
-        from_label = labels.get(options.use_ip_from_label, "")
-        if from_label:
-            address = from_label.rsplit("/", 1)[0] if "/" in from_label else from_label
-        else:
-            out.notes.append(f"label {options.use_ip_from_label!r} not found")
-
-    network_mode = _network_mode(container)
-    if network_mode.startswith("container:") and network_peer is not None and not port.awsvpc:
-        peer_settings = _d(network_peer.get("NetworkSettings"))
-        address = str(peer_settings.get("IPAddress") or "")
-        if not address:
-            for network in _d(peer_settings.get("Networks")).values():
-                address = str(_d(network).get("IPAddress") or "") or address
-
-    if address in UNSPECIFIED_ADDRESSES - {""}:
-        out.problem("", f"address {address} cannot be registered; left empty (the agent's)")
-        address = ""
-    try:
-        return address, int(number)
-    except ValueError:
-        return address, 0
-
-
-def _valid_meta(
-    attrs: Mapping[str, str], options: DeriveOptions, out: _Collector
-) -> dict[str, str]:
-    """Keep the metadata Consul accepts; drop each bad key with a problem naming it."""
-    meta: dict[str, str] = {}
-    for key, value in sorted(attrs.items()):
-        env_key = f"SERVICE_{key.upper()}"
-        if key in SCRIPT_CHECK_KEYS and not options.allow_script_checks:
-            continue  # refused in _build_check, with its own problem
-        if key == OWNER_META_KEY:
-            out.problem(env_key, "reserved for registrator's ownership mark; dropped")
-        elif not META_KEY_RE.match(key):
-            out.problem(env_key, "Meta key has characters Consul refuses; dropped")
-        elif len(key) > META_KEY_MAX:
-            out.problem(env_key, f"Meta key longer than {META_KEY_MAX} characters; dropped")
-        elif key.startswith(META_RESERVED_PREFIX):
-            out.problem(env_key, "Meta key prefix 'consul-' is reserved by Consul; dropped")
-        elif len(value.encode()) > META_VALUE_MAX:  # Consul counts bytes
-            out.problem(env_key, f"value longer than {META_VALUE_MAX} characters; dropped")
-        elif len(meta) >= META_MAX_PAIRS - 1:  # one pair is the ownership mark
-            out.problem(env_key, f"more than {META_MAX_PAIRS} Meta pairs; dropped")
-        else:
-            meta[key] = value
-    return meta
-
-
-def _build_check(
-    attrs: Mapping[str, str],
-    address: str,
-    port: int,
-    options: DeriveOptions,
-    out: _Collector,
-    container: Mapping[str, Any],
-    candidate: PortCandidate,
-) -> Check | None:
-    """The original's check keys; the first present of http, https, tcp, ttl, grpc, script,
-    cmd wins."""
-    timeout = attrs.get("check_timeout", "")
-    check: Check | None = None
-    if attrs.get("check_http"):
-        check = Check(
-            http=f"http://{address}:{port}{attrs['check_http']}",
-            method=attrs.get("check_http_method", ""),
-            timeout=timeout,
-        )
-    elif attrs.get("check_https"):
-        check = Check(
-            http=f"https://{address}:{port}{attrs['check_https']}",
-            method=attrs.get("check_https_method", ""),
-            timeout=timeout,
-            tls_skip_verify=bool(attrs.get("check_tls_skip_verify")),
-        )
-    elif attrs.get("check_tcp"):
-        check = Check(tcp=f"{address}:{port}", timeout=timeout)
-    elif attrs.get("check_ttl"):
-        check = Check(ttl=attrs["check_ttl"])
-    elif attrs.get("check_grpc"):
-        use_tls = bool(attrs.get("check_grpc_use_tls"))
-        check = Check(
-            grpc=f"{address}:{port}",
-            grpc_use_tls=use_tls,
-            tls_skip_verify=use_tls and bool(attrs.get("check_tls_skip_verify")),
-            timeout=timeout,
-        )
-    else:
-        for key in SCRIPT_CHECK_KEYS:
-            if attrs.get(key):
-                if not options.allow_script_checks:
-                    out.problem(
-                        f"SERVICE_{key.upper()}",
-                        "script checks are refused (they run commands on the host); "
-                        "no check registered",
-                    )
-                    return None
-                args: tuple[str, ...]
-                if key == "check_cmd":  # the original's helper on the agent's host
-                    short_id = str(container.get("Id", ""))[:12]
-                    args = ("check-cmd", short_id, candidate.exposed_port, attrs[key])
-                else:
-                    script = attrs[key].replace("$SERVICE_IP", address)
-                    args = ("sh", "-c", script.replace("$SERVICE_PORT", str(port)))
-                check = Check(args=args)
-                break
-    if check is None:
-        return None
-    if check.ttl and not valid_duration(check.ttl):
-        out.problem(
-            "SERVICE_CHECK_TTL", f"{check.ttl!r} is not a duration > 0; no check registered"
-        )
-        return None
-    if not check.ttl:
-        interval = attrs.get("check_interval") or DEFAULT_CHECK_INTERVAL
-        if not valid_duration(interval):
-            out.problem(
-                "SERVICE_CHECK_INTERVAL",
-                f"{interval!r} is not a duration > 0 (e.g. 10s); using {DEFAULT_CHECK_INTERVAL}",
-            )
-            interval = DEFAULT_CHECK_INTERVAL
-        check = check._replace(interval=interval)
-    if check.timeout and not valid_duration(check.timeout):
-        out.problem("SERVICE_CHECK_TIMEOUT", f"{check.timeout!r} is not a duration > 0; ignored")
-        check = check._replace(timeout="")
-    status = attrs.get("check_initial_status", "")
-    if status and status not in CHECK_STATUSES:
-        out.problem(
-            "SERVICE_CHECK_INITIAL_STATUS",
-            f"{status!r} is not passing, warning or critical; ignored",
-        )
-        status = ""
-    deregister_after = attrs.get("check_deregister_after", "")
-    if deregister_after and not valid_duration(deregister_after):
-        out.problem(
-            "SERVICE_CHECK_DEREGISTER_AFTER", f"{deregister_after!r} is not a duration > 0; ignored"
-        )
-        deregister_after = ""
-    return check._replace(status=status, deregister_critical_service_after=deregister_after)
-
-
-def retained_after_exit(container: Mapping[str, Any], deregister: str) -> bool:
-    """With ``-deregister on-success`` a container that failed keeps its services (so its
-    Consul check shows the failure), as the original does: exit 0 or a signal exit (the 128
-    bit set) deregisters; any other exit code keeps them."""
-    if deregister != "on-success":
-        return False
-    state = _d(container.get("State"))
-    if state.get("Running"):
-        return True
-    code = int(state.get("ExitCode") or 0)
-    return code != 0 and not code & 128
-
-
-def withheld_reason(container: Mapping[str, Any], options: DeriveOptions) -> str:
-    """Why a running container's services must not be in Consul now ("" when they may).
-
-    With ``-require-healthy`` (or ``SERVICE_REQUIRE_HEALTHY=true`` on the container; ``false``
-    opts out) a container that has a Docker HEALTHCHECK is registered only while Docker says
-    it is healthy. A container without a HEALTHCHECK is not held back.
-    """
-    config = _d(container.get("Config"))
-    env = config.get("Env") if isinstance(config.get("Env"), list) else []
-    metadata, _ = service_metadata(env or [], container_labels(container), "")
-    setting = metadata.get("require_healthy", "").strip().lower()
-    required = setting in TRUE_WORDS if setting else options.require_healthy
-    health = _d(_d(container.get("State")).get("Health"))
-    if not required or not health:
-        return ""
-    status = str(health.get("Status") or "")
-    return "" if status == "healthy" else f"Docker health is {status or 'unknown'}"
-
-
-def is_running(container: Mapping[str, Any]) -> bool:
-    return bool(_d(container.get("State")).get("Running"))
+        if address in UNSPECIFIED_ADDRESSES - {""}:
+            self.problem("", f"address {address} cannot be registered; left empty (the agent's)")
+            address = ""
+        try:
+            return address, int(number)
+        except ValueError:
+            return address, 0

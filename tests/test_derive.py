@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from registrator.consul_limits import valid_duration
+from registrator.container import service_metadata
 from registrator.derive import (
     DeriveOptions,
     default_service_name,
     derive_services,
-    retained_after_exit,
-    service_metadata,
     split_tags,
-    valid_duration,
 )
+from registrator.lifecycle import retained_after_exit
 from registrator.model import OWNER_META_KEY
 from tests.inspect_data import inspect
 
