@@ -12,6 +12,7 @@ from typing import Any
 
 from registrator.config import Config
 from registrator.consul_agent import ConsulAgent, ConsulError
+from registrator.container import display_name, short_id
 from registrator.daemon import Daemon
 from registrator.derive import DeriveOptions
 from registrator.docker_source import DockerSource, DockerUnavailable
@@ -152,7 +153,7 @@ def _row(action: str, service: Service, legacy: bool = False) -> dict[str, Any]:
         "tags": list(service.tags),
         "meta": service.meta_dict,
         "container": service.container_name,
-        "container_id": service.container_id[:12],
+        "container_id": short_id(service.container_id),
     }
 
 
@@ -165,7 +166,7 @@ def print_plan_table(rows: list[dict[str, Any]]) -> None:
             row["name"],
             f"{row['address'] or '-'}:{row['port']}",
             ",".join(row["tags"]) or "-",
-            f"{row['container']} ({row['container_id']})" if row["container_id"] else "-",
+            display_name(row["container"], row["container_id"]) if row["container_id"] else "-",
         )
         for row in rows
     ]

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple, Protocol
 
 from registrator.consul_agent import ConsulRejected, ConsulUnavailable
+from registrator.container import display_name
 from registrator.logs import fields
 from registrator.metrics import Metrics
 from registrator.model import Service
@@ -500,7 +501,7 @@ class Reconciler:
 
 
 def _who(service: Service) -> str:
-    return f"{service.container_name} ({service.container_id[:12]})"
+    return display_name(service.container_name, service.container_id)
 
 
 def _desc(service: Service) -> str:
