@@ -14,7 +14,7 @@ Consul at all.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from registrator.checks import SCRIPT_CHECK_KEYS, CheckTarget, build_check
 from registrator.consul_limits import (
@@ -29,6 +29,9 @@ from registrator.ecs_rules import AwsvpcNetwork, awsvpc_task_arn, ecs_meta, is_e
 from registrator.model import OWNER_META_KEY, Service, freeze_meta
 from registrator.ports import PortCandidate, awsvpc_candidates, port_candidates
 
+if TYPE_CHECKING:
+    from registrator.config import Config
+
 UNSPECIFIED_ADDRESSES = frozenset({"0.0.0.0", "::", ""})
 
 # Keys that steer registrator and are not passed on as Meta.
@@ -36,7 +39,9 @@ CONTROL_KEYS = frozenset({"id", "tags", "name", "require_healthy"})
 
 
 class DeriveOptions(NamedTuple):
-    """The options that change which services a container produces."""
+    """The settings that change which services a container produces. Each field but
+    ``host_ip`` is the ``Config`` field of the same name (``from_config`` copies them by
+    name; a test keeps the names and defaults in step)."""
 
     hostname: str
     host_ip: str = ""  # the hostname's resolved IP, used for ports published on 0.0.0.0
@@ -48,6 +53,13 @@ class DeriveOptions(NamedTuple):
     allow_script_checks: bool = False
     require_healthy: bool = False  # -require-healthy: wait for Docker's HEALTHCHECK
     ecs: bool = False  # -ecs: awsvpc tasks from the ECS agent, ecs_* Meta from the labels
+
+    @classmethod
+    def from_config(cls, config: Config, host_ip: str) -> DeriveOptions:
+        """The derivation's settings from ``config``, plus the hostname's IP, which only the
+        caller can resolve (DNS is I/O)."""
+        copied = {name: getattr(config, name) for name in cls._fields if name != "host_ip"}
+        return cls(host_ip=host_ip, **copied)
 
 
 class Problem(NamedTuple):
