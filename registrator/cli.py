@@ -253,19 +253,7 @@ def derive_options(config: Config) -> DeriveOptions:
         host_ip = socket.gethostbyname(config.hostname)
     except OSError:
         log.warning("cannot resolve hostname %s; ports on 0.0.0.0 keep no address", config.hostname)
-    return DeriveOptions(
-        hostname=config.hostname,
-        host_ip=host_ip,
-        ip=config.ip,
-        internal=config.internal,
-        explicit=config.explicit,
-        force_tags=config.force_tags,
-        use_ip_from_label=config.use_ip_from_label,
-        allow_script_checks=config.allow_script_checks,
-        require_healthy=config.require_healthy,
-        health_sync=config.health_sync,
-        ecs=config.ecs,
-    )
+    return DeriveOptions.from_config(config, host_ip)
 
 
 def wait_for_consul(agent: ConsulAgent, config: Config, stop: threading.Event) -> bool:

@@ -148,48 +148,23 @@ class ConsulAgent:
         last = self._last_listing
         if last is not None and last[0] == content:
             return dict(last[1])
-        try:
-            body = json.loads(content)
-        except ValueError as exc:
-            raise ConsulUnavailable(f"listing services: unreadable answer: {exc}") from exc
-        if not isinstance(body, dict):
-            raise ConsulUnavailable(f"listing services: unexpected answer {type(body).__name__}")
-        services = {
-            str(sid): Service.from_agent(value)
-            for sid, value in body.items()
-            if isinstance(value, dict)
-        }
+        body = _objects("listing services", content)
+        services = {sid: Service.from_agent(value) for sid, value in body.items()}
         self._last_listing = (content, services)
         return dict(services)
 
     def checks(self) -> dict[str, tuple[str, str]]:
         """Every check on the agent: its ID -> (its service's ID, its status)."""
         content = self._call("listing checks", self._http.get, _body, CHECKS_PATH)
-        try:
-            body = json.loads(content)
-        except ValueError as exc:
-            raise ConsulUnavailable(f"listing checks: unreadable answer: {exc}") from exc
-        if not isinstance(body, dict):
-            raise ConsulUnavailable(f"listing checks: unexpected answer {type(body).__name__}")
         return {
-            str(cid): (str(value.get("ServiceID", "")), str(value.get("Status", "")))
-            for cid, value in body.items()
-            if isinstance(value, dict)
+            cid: (str(value.get("ServiceID", "")), str(value.get("Status", "")))
+            for cid, value in _objects("listing checks", content).items()
         }
 
     def deregister_check(self, check_id: str) -> bool:
         """Remove one check; False when the agent had no such check."""
-        what = f"deregistering check {check_id}"
-
-        def gone_or_raise(response: Answer) -> bool:
-            if response.code == 404:
-                return False
-            _check(response, allow_404=False)
-            return True
-
         path = f"/v1/agent/check/deregister/{check_id}"
-        put = self._http.put
-        return bool(self._policy.run(lambda: self._call(what, put, gone_or_raise, path)))
+        return self._put_known(f"deregistering check {check_id}", path)
 
     def owned_services(self, owner: str) -> dict[str, Service]:
         """The services registrator on host ``owner`` registered: the only ones it may remove."""
@@ -223,37 +198,42 @@ class ConsulAgent:
 
     def update_check(self, check_id: str, status: str, output: str) -> bool:
         """Set a TTL check's status and output; False when the agent has no such check."""
-        what = f"updating check {check_id}"
-        path = f"/v1/agent/check/update/{check_id}"
         body = json.dumps({"Status": status, "Output": output})
-
-        def known_or_raise(response: Answer) -> bool:
-            if response.code == 404:
-                return False
-            _check(response, allow_404=False)
-            return True
-
-        put = self._http.put
-        return bool(
-            self._policy.run(lambda: self._call(what, put, known_or_raise, path, data=body))
+        return self._put_known(
+            f"updating check {check_id}", f"/v1/agent/check/update/{check_id}", body
         )
 
     def deregister(self, service_id: str) -> bool:
         """Remove a service; False when the agent had no such service (already gone), which
         agents answer as 404 (1.11+), 200, or 500 ``Unknown service`` (older, ACLs on)."""
-        what = f"deregistering {service_id}"
+        path = f"/v1/agent/service/deregister/{service_id}"
+        return self._put_known(f"deregistering {service_id}", path, unknown="Unknown service")
+
+    def _put_known(self, what: str, path: str, data: str = "", unknown: str = "") -> bool:
+        """A PUT about one service or check; False when the agent does not know it (404, or
+        a 500 saying ``unknown``)."""
 
         def gone_or_raise(response: Answer) -> bool:
             if response.code == 404 or (
-                response.code == 500 and "Unknown service" in str(response.body)
+                unknown and response.code == 500 and unknown in str(response.body)
             ):
                 return False
             _check(response, allow_404=False)
             return True
 
-        path = f"/v1/agent/service/deregister/{service_id}"
         put = self._http.put
-        return bool(self._policy.run(lambda: self._call(what, put, gone_or_raise, path)))
+        return bool(self._policy.run(lambda: self._call(what, put, gone_or_raise, path, data=data)))
+
+
+def _objects(what: str, content: bytes) -> dict[str, dict[str, Any]]:
+    """An agent listing: a JSON object of objects, by ID (anything else is unreadable)."""
+    try:
+        body = json.loads(content)
+    except ValueError as exc:
+        raise ConsulUnavailable(f"{what}: unreadable answer: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ConsulUnavailable(f"{what}: unexpected answer {type(body).__name__}")
+    return {str(key): value for key, value in body.items() if isinstance(value, dict)}
 
 
 def _refusal(what: str, exc: Exception) -> ConsulError | None:

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from registrator.config import parse_ecs_agent_uri
-from registrator.derive import AwsvpcNetwork
+from registrator.ecs_rules import AwsvpcNetwork
 
 TASKS_PATH = "/v1/tasks"
 DEFAULT_TIMEOUT = 2.0

@@ -13,8 +13,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from registrator.derive import ECS_CONTAINER_NAME_LABEL, AwsvpcNetwork, container_labels
+from registrator.container import ContainerView
 from registrator.ecs_agent import EcsAgent, EcsAgentError
+from registrator.ecs_rules import ECS_CONTAINER_NAME_LABEL, AwsvpcNetwork
 from registrator.metrics import Metrics
 from registrator.model import Service
 
@@ -44,7 +45,7 @@ class EcsPlacement:
 
     def network(self, container_id: str, container: Mapping[str, Any], task_arn: str) -> Placed:
         """What the agent says of an awsvpc container (one request per task)."""
-        name = container_labels(container).get(ECS_CONTAINER_NAME_LABEL, "")
+        name = ContainerView(container).labels.get(ECS_CONTAINER_NAME_LABEL, "")
         with self._lock:
             before = self._containers.get(container_id)
             was_waiting = before is not None and before.waiting

@@ -20,6 +20,7 @@ import re
 import threading
 
 from registrator.consul_agent import ConsulAgent
+from registrator.container import display_name
 from registrator.logs import fields
 from registrator.model import OWNER_META_KEY, Service
 
@@ -87,10 +88,9 @@ class AdoptingAgent:
             self._legacy.discard(service.id)
             self.adopted.append(service.id)
         log.info(
-            "adopted legacy service %s of container %s (%s): registered by %s, now marked",
+            "adopted legacy service %s of container %s: registered by %s, now marked",
             service.id,
-            service.container_name,
-            service.container_id[:12],
+            display_name(service.container_name, service.container_id),
             LEGACY_ORIGIN,
             extra=fields("adopt", service.container_name, service.container_id, service.id),
         )

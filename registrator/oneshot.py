@@ -13,6 +13,7 @@ from typing import Any
 
 from registrator.config import Config
 from registrator.consul_agent import ConsulAgent, ConsulError
+from registrator.container import display_name, short_id
 from registrator.derive import DeriveOptions
 from registrator.docker_source import DockerSource, DockerUnavailable
 from registrator.ecs_placement import EcsPlacement
@@ -172,7 +173,7 @@ def _row(action: str, service: Service, legacy: bool = False) -> dict[str, Any]:
         "weights": {"passing": service.weights[0], "warning": service.weights[1]},
         "enable_tag_override": service.enable_tag_override,
         "container": service.container_name,
-        "container_id": service.container_id[:12],
+        "container_id": short_id(service.container_id),
     }
 
 
@@ -185,7 +186,7 @@ def print_plan_table(rows: list[dict[str, Any]]) -> None:
             row["name"],
             f"{row['address'] or '-'}:{row['port']}",
             ",".join(row["tags"]) or "-",
-            f"{row['container']} ({row['container_id']})" if row["container_id"] else "-",
+            display_name(row["container"], row["container_id"]) if row["container_id"] else "-",
             ",".join(
                 f"{c['kind']}:{c.get('Status', '')}" if c["kind"] == "health" else c["kind"]
                 for c in row["checks"]

@@ -8,19 +8,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from registrator.derive import (
-    DeriveOptions,
-    awsvpc_task_arn,
-    container_label,
-    derive_services,
-    is_running,
-    keeps_services,
-    retained_after_exit,
-    withheld_reason,
-)
+from registrator.container import ContainerView
+from registrator.derive import DeriveOptions, derive_services
 from registrator.docker_source import ContainerEvent, DockerSource
 from registrator.ecs_agent import EcsAgentError
 from registrator.ecs_placement import EcsPlacement
+from registrator.ecs_rules import awsvpc_task_arn
+from registrator.lifecycle import keeps_services, retained_after_exit, withheld_reason
 from registrator.model import Service
 
 log = logging.getLogger(__name__)
@@ -80,16 +74,16 @@ class ContainerProcessor:
         container = docker.inspect(container_id)
         if container is None:
             return Verdict(GONE, reason=NOT_FOUND)
-        label = container_label(container)
-        if not is_running(container):
+        view = ContainerView(container)
+        label = view.display
+        if not view.running:
             if retained_after_exit(container, self.deregister):
-                code = (container.get("State") or {}).get("ExitCode")
-                return Verdict(KEPT, label, reason=str(code))
+                return Verdict(KEPT, label, reason=str(view.exit_code))
             return Verdict(GONE, label)
         withheld = DRAINING if draining else withheld_reason(container, self.options)
         if withheld:
             return Verdict(WITHHELD, label, reason=withheld)
-        peer = self._network_peer(docker, container, label)
+        peer = self._network_peer(docker, view)
         awsvpc = None
         was_waiting = False
         task_arn = awsvpc_task_arn(container, peer) if self.placement is not None else ""
@@ -112,14 +106,11 @@ class ContainerProcessor:
             was_waiting=was_waiting,
         )
 
-    def _network_peer(
-        self, docker: DockerSource, container: Mapping[str, Any], label: str
-    ) -> Mapping[str, Any] | None:
+    def _network_peer(self, docker: DockerSource, view: ContainerView) -> Mapping[str, Any] | None:
         """The container whose network this one shares (``--net container:X``), if any."""
-        mode = str((container.get("HostConfig") or {}).get("NetworkMode") or "")
-        if not mode.startswith("container:"):
+        if not view.network_peer_id:
             return None
-        peer = docker.inspect(mode.split(":", 1)[1])
+        peer = docker.inspect(view.network_peer_id)
         if peer is None:
-            log.warning("%s: network container %s not found", label, mode)
+            log.warning("%s: network container %s not found", view.display, view.network_mode)
         return peer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from registrator.container import display_name
 from registrator.model import Service
 from registrator.plan import Outcome
 
@@ -51,7 +52,7 @@ class Write:
 
 
 def who(service: Service) -> str:
-    return f"{service.container_name} ({service.container_id[:12]})"
+    return display_name(service.container_name, service.container_id)
 
 
 def describe(service: Service) -> str:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from registrator.config import Config
+from registrator.consul_limits import valid_duration
+from registrator.container import service_metadata
 from registrator.derive import (
     DeriveOptions,
     default_service_name,
     derive_services,
-    retained_after_exit,
-    service_metadata,
     split_tags,
-    valid_duration,
 )
+from registrator.lifecycle import retained_after_exit
 from registrator.model import OWNER_META_KEY
 from tests.inspect_data import inspect
 
@@ -485,3 +486,37 @@ def test_check_cmd_uses_the_originals_helper_when_allowed():
     check = check_for({"SERVICE_CHECK_CMD": "/bin/health"}, opts)
     assert check is not None
     assert check.args == ("check-cmd", "0123456789ab", "80", "/bin/health")
+
+
+def test_derive_options_are_configs_fields_plus_the_resolved_host_ip() -> None:
+    """Config is the one source of the derivation's settings: same names, same defaults."""
+    config_defaults = Config._field_defaults
+    for name in DeriveOptions._fields:
+        if name not in ("host_ip", "hostname"):
+            assert DeriveOptions._field_defaults[name] == config_defaults[name], name
+    assert set(DeriveOptions._fields) - set(Config._fields) == {"host_ip"}
+    config = Config(hostname="h1", ip="1.2.3.4", internal=True, force_tags=("a",), ecs=True)
+    options = DeriveOptions.from_config(config, host_ip="10.0.0.9")
+    assert options == DeriveOptions(
+        hostname="h1", host_ip="10.0.0.9", ip="1.2.3.4", internal=True, force_tags=("a",), ecs=True
+    )
+
+
+def test_the_cli_builds_the_options_from_the_config() -> None:
+    """cli.derive_options resolves the hostname and leaves the rest to from_config."""
+    from registrator.cli import derive_options
+
+    config = Config(
+        hostname="localhost",
+        ip="1.2.3.4",
+        internal=True,
+        explicit=True,
+        force_tags=("a", "b"),
+        use_ip_from_label="ip",
+        allow_script_checks=True,
+        require_healthy=True,
+        ecs=True,
+    )
+    options = derive_options(config)
+    assert options == DeriveOptions.from_config(config, host_ip=options.host_ip)
+    assert options.host_ip

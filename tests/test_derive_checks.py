@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from registrator.derive import DeriveOptions, derive_services, withheld_reason
+from registrator.derive import DeriveOptions, derive_services
+from registrator.lifecycle import withheld_reason
 from registrator.model import HEALTH_TTL, Check, health_check_id
 from tests.inspect_data import inspect
 

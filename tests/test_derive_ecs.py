@@ -12,13 +12,9 @@ from typing import Any
 
 import pytest
 
-from registrator.derive import (
-    AwsvpcNetwork,
-    DeriveOptions,
-    awsvpc_task_arn,
-    derive_services,
-)
+from registrator.derive import DeriveOptions, derive_services
 from registrator.ecs_agent import parse_task
+from registrator.ecs_rules import AwsvpcNetwork, awsvpc_task_arn
 from registrator.model import OWNER_META_KEY
 from tests.inspect_data import inspect
 

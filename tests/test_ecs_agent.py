@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from registrator.config import ConfigError, parse_ecs_agent_uri
-from registrator.derive import AwsvpcNetwork
 from registrator.ecs_agent import (
     EcsAgent,
     EcsAgentError,
@@ -21,6 +20,7 @@ from registrator.ecs_agent import (
     EcsTaskNotFound,
     parse_task,
 )
+from registrator.ecs_rules import AwsvpcNetwork
 from tests.ecs_agent_double import DoubleContainer, EcsAgentDouble
 
 ARN = "arn:aws:ecs:eu-west-1:123456789012:task/test-cluster/0f0e0d0c0b0a"

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from registrator.config import ConsulEndpoint
 from registrator.consul_agent import ConsulAgent, WritePolicy
-from registrator.derive import DNS_LABEL_RE, META_MAX_PAIRS, DeriveOptions, derive_services
+from registrator.consul_limits import DNS_LABEL_RE, META_MAX_PAIRS
+from registrator.derive import DeriveOptions, derive_services
 from registrator.docker_source import parse_event
 from tests.consul_double import ConsulDouble
 from tests.inspect_data import inspect
