@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -190,6 +191,21 @@ def project_version() -> str:
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     assert isinstance(version, str)
     return version
+
+
+def copy_tracked_files(dest: Path) -> Path:
+    """A clean checkout of this work tree in ``dest``: the files git tracks, as they are now
+    (uncommitted edits included), without what builds and test runs leave beside them."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], capture_output=True, cwd=REPO, timeout=60, check=True
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO / name
+        if source.is_file():  # a tracked file deleted in the work tree is not copied
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return dest
 
 
 def source_date_epoch() -> str:

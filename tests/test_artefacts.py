@@ -32,6 +32,7 @@ from tests.conftest import (
     Containers,
     Dist,
     Registrator,
+    copy_tracked_files,
     environ_outside_work_tree,
     project_version,
     run_cli,
@@ -120,6 +121,49 @@ def test_an_installed_wheel_reads_its_version_from_the_dist_info_beside_it(tmp_p
     (info / "METADATA").write_text("Metadata-Version: 2.4\nName: registrator\nVersion: 3.2.1\n")
     (tmp_path / "registrator-3.3.dist-info").mkdir()
     assert installed_version(package) is None
+
+
+@pytest.mark.slow  # pip builds the package, then python -m build builds it again
+def test_python_m_build_works_right_after_pip_install_in_the_same_checkout(tmp_path: Path) -> None:
+    """`pip install .` builds in the checkout and leaves setuptools' scratch directory there.
+    Named build/ (setuptools' default), that directory took the import name of the `build` tool:
+    where the tool was missing, `python3 -m build` said "'build' is a package and cannot be
+    directly executed" instead of that the tool is missing."""
+    checkout = copy_tracked_files(tmp_path / "checkout")
+    env = environ_outside_work_tree()
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(tmp_path / "site"),
+         "."],
+        capture_output=True, text=True, cwd=checkout, env=env, timeout=600,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert (tmp_path / "site/registrator/cli.py").is_file()
+    left = sorted(path.name for path in checkout.iterdir() if path.is_dir())
+    assert "build" not in left, left
+
+    # A Python without the build tool: the message says what is missing.
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")],
+        check=True, timeout=120, env=env,
+    )  # fmt: skip
+    missing = subprocess.run(
+        [str(tmp_path / "bare/bin/python"), "-m", "build"],
+        capture_output=True, text=True, cwd=checkout, env=env, timeout=60,
+    )  # fmt: skip
+    assert missing.returncode != 0
+    assert missing.stderr.strip().endswith("No module named build"), missing.stderr
+
+    # With it (`pip install build`): the sdist and the wheel, in the checkout's dist/.
+    built = subprocess.run(
+        [sys.executable, "-m", "build"],
+        capture_output=True, text=True, cwd=checkout, env=env, timeout=900,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
+    version = project_version()
+    assert sorted(path.name for path in (checkout / "dist").iterdir()) == [
+        f"registrator-{version}-py3-none-any.whl",
+        f"registrator-{version}.tar.gz",
+    ]
 
 
 @pytest.mark.slow  # builds the sdist and the wheel (the dist fixture)
