@@ -58,6 +58,36 @@ def docker_client() -> Iterator[Any]:
     client.close()
 
 
+# The registrator image the deployment tests run: built from this checkout once per session,
+# tagged for this session alone (other sessions may build theirs on the same engine meanwhile).
+REGISTRATOR_IMAGE = f"registrator:test-{SESSION_LABEL.partition('=')[2]}"
+# Where that image's base comes from: no registry here, so tests/images/build-registrator.sh
+# makes it once with debootstrap (about a minute and a half) and caches it.
+BASE_IMAGE = "rtest/python-base:bookworm"
+
+
+@pytest.fixture(scope="session")
+def registrator_image(docker_client: Any) -> Iterator[str]:
+    """The image `docker build .` makes from this checkout (on the local base); removed at the
+    session's end."""
+    script = REPO / "tests/images/build-registrator.sh"
+    result = subprocess.run(
+        ["bash", str(script), REGISTRATOR_IMAGE],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env={**os.environ, "REGISTRATOR_BASE_IMAGE": BASE_IMAGE},
+    )
+    assert result.returncode == 0, (
+        f"{script.name} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    )
+    yield REGISTRATOR_IMAGE
+    for container in docker_client.containers.list(all=True, filters={"label": SESSION_LABEL}):
+        with contextlib.suppress(docker.errors.APIError):  # already gone
+            container.remove(force=True)
+    subprocess.run(["docker", "rmi", REGISTRATOR_IMAGE], capture_output=True, timeout=120)
+
+
 class Containers:
     """Starts test containers (labelled for cleanup) through the docker CLI, as a user would."""
 
