@@ -73,6 +73,21 @@ def test_ansible_lint_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_role_runs_by_default_the_image_docker_build_makes() -> None:
+    """`docker build -t registrator .` (the Dockerfile's one command) tags registrator:latest;
+    the role's default, in its defaults and its argument spec, is that image."""
+    assert "#   docker build -t registrator .\n" in (REPO / "Dockerfile").read_text()
+    role = REPO / "ansible/roles/registrator"
+    defaults = (role / "defaults/main.yml").read_text()
+    assert re.findall(r"^registrator_image: (.*)$", defaults, re.MULTILINE) == [
+        '"registrator:latest"'
+    ]
+    specs = (role / "meta/argument_specs.yml").read_text()
+    spec = re.search(r"^ {6}registrator_image:\n((?: {8}.*\n)+)", specs, re.MULTILINE)
+    assert spec, specs
+    assert "        default: registrator:latest\n" in spec.group(1)
+
+
 @pytest.fixture
 def role_container(docker_client: Any, registrator_image: str) -> Iterator[str]:
     name = unique("registrator-role")
