@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -55,6 +56,36 @@ def docker_client() -> Iterator[Any]:
     for container in client.containers.list(all=True, filters={"label": SESSION_LABEL}):
         container.remove(force=True)
     client.close()
+
+
+# The registrator image the deployment tests run: built from this checkout once per session,
+# tagged for this session alone (other sessions may build theirs on the same engine meanwhile).
+REGISTRATOR_IMAGE = f"registrator:test-{SESSION_LABEL.partition('=')[2]}"
+# Where that image's base comes from: no registry here, so tests/images/build-registrator.sh
+# makes it once with debootstrap (about a minute and a half) and caches it.
+BASE_IMAGE = "rtest/python-base:bookworm"
+
+
+@pytest.fixture(scope="session")
+def registrator_image(docker_client: Any) -> Iterator[str]:
+    """The image `docker build .` makes from this checkout (on the local base); removed at the
+    session's end."""
+    script = REPO / "tests/images/build-registrator.sh"
+    result = subprocess.run(
+        ["bash", str(script), REGISTRATOR_IMAGE],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env={**os.environ, "REGISTRATOR_BASE_IMAGE": BASE_IMAGE},
+    )
+    assert result.returncode == 0, (
+        f"{script.name} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    )
+    yield REGISTRATOR_IMAGE
+    for container in docker_client.containers.list(all=True, filters={"label": SESSION_LABEL}):
+        with contextlib.suppress(docker.errors.APIError):  # already gone
+            container.remove(force=True)
+    subprocess.run(["docker", "rmi", REGISTRATOR_IMAGE], capture_output=True, timeout=120)
 
 
 class Containers:
@@ -190,6 +221,21 @@ def project_version() -> str:
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     assert isinstance(version, str)
     return version
+
+
+def copy_tracked_files(dest: Path) -> Path:
+    """A clean checkout of this work tree in ``dest``: the files git tracks, as they are now
+    (uncommitted edits included), without what builds and test runs leave beside them."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], capture_output=True, cwd=REPO, timeout=60, check=True
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO / name
+        if source.is_file():  # a tracked file deleted in the work tree is not copied
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return dest
 
 
 def source_date_epoch() -> str:

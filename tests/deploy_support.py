@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,28 +16,9 @@ import pytest
 
 from tests.conftest import HOSTNAME, REPO, SESSION_LABEL, environ_outside_work_tree
 
-IMAGE = "registrator:test"
-BASE_IMAGE = "rtest/python-base:bookworm"
-BUILD_SCRIPT = REPO / "tests/images/build-registrator.sh"
 PLAYBOOK = REPO / "ansible/ami.yml"
 # How the role mounts the socket, and where registrator looks for it in the container.
 SOCKET_BIND = "/var/run/docker.sock:/tmp/docker.sock"
-
-
-def build_image(wheel: Path) -> str:
-    """Build registrator:test with the repository's Dockerfile from ``wheel`` (the base image
-    is cached)."""
-    result = subprocess.run(
-        ["bash", str(BUILD_SCRIPT), IMAGE],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        env={**os.environ, "REGISTRATOR_WHEEL": str(wheel)},
-    )
-    assert result.returncode == 0, (
-        f"{BUILD_SCRIPT.name} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    )
-    return IMAGE
 
 
 def tool(name: str) -> str:

@@ -1,7 +1,7 @@
 """The Ansible role ansible/roles/registrator, run for real by ansible/ami.yml against this host.
 
 Container mode creates the container in the real Docker engine (from the image
-tests/images/build-registrator.sh builds from the session's wheel), and the container, once
+`docker build` makes from this checkout, the registrator_image fixture), and the container, once
 started, registers services in the Consul double; a new image recreates it. Systemd mode runs
 against a temporary root (the role's path variables) with systemctl off: it makes a real venv
 with the session's wheel installed and a unit that passes ``systemd-analyze verify``; the unit's
@@ -39,7 +39,6 @@ from tests.deploy_support import (
     SOCKET_BIND,
     PlaybookRun,
     ansible_playbook,
-    build_image,
     container_logs,
     docker,
     published_port,
@@ -74,19 +73,33 @@ def test_ansible_lint_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_role_runs_by_default_the_image_docker_build_makes() -> None:
+    """`docker build -t registrator .` (the Dockerfile's one command) tags registrator:latest;
+    the role's default, in its defaults and its argument spec, is that image."""
+    assert "#   docker build -t registrator .\n" in (REPO / "Dockerfile").read_text()
+    role = REPO / "ansible/roles/registrator"
+    defaults = (role / "defaults/main.yml").read_text()
+    assert re.findall(r"^registrator_image: (.*)$", defaults, re.MULTILINE) == [
+        '"registrator:latest"'
+    ]
+    specs = (role / "meta/argument_specs.yml").read_text()
+    spec = re.search(r"^ {6}registrator_image:\n((?: {8}.*\n)+)", specs, re.MULTILINE)
+    assert spec, specs
+    assert "        default: registrator:latest\n" in spec.group(1)
+
+
 @pytest.fixture
-def role_container(docker_client: Any, dist: Dist) -> Iterator[str]:
-    build_image(dist.wheel)
+def role_container(docker_client: Any, registrator_image: str) -> Iterator[str]:
     name = unique("registrator-role")
     yield name
     remove_container(name)
 
 
 @pytest.fixture
-def role_image(role_container: str) -> Iterator[str]:
-    """A tag of its own for registrator:test, which the test may rebuild as a new version."""
+def role_image(role_container: str, registrator_image: str) -> Iterator[str]:
+    """A tag of its own for the session's image, which the test may rebuild as a new version."""
     tag = f"{unique('registrator-role-image')}:latest"
-    subprocess.run(["docker", "tag", "registrator:test", tag], check=True, timeout=60)
+    subprocess.run(["docker", "tag", registrator_image, tag], check=True, timeout=60)
     yield tag
     remove_container(role_container)
     docker("rmi", tag)
@@ -98,7 +111,12 @@ def handler_ran(run: PlaybookRun) -> bool:
 
 @pytest.mark.docker
 def test_container_mode_creates_a_host_network_container_that_registers(
-    role_container: str, role_image: str, containers: Any, docker_client: Any, temp_dir: Path
+    role_container: str,
+    role_image: str,
+    registrator_image: str,
+    containers: Any,
+    docker_client: Any,
+    temp_dir: Path,
 ) -> None:
     token = unique("acl-token")
     token_file = temp_dir / "etc/registrator/consul-http-token"
@@ -166,7 +184,7 @@ def test_container_mode_creates_a_host_network_container_that_registers(
         # and starts it again, since it was running (registrator_start is still false).
         new_version = subprocess.run(
             ["docker", "build", "-t", role_image, "-"],
-            input="FROM registrator:test\nLABEL org.opencontainers.image.version=next\n",
+            input=f"FROM {registrator_image}\nLABEL org.opencontainers.image.version=next\n",
             capture_output=True,
             text=True,
             timeout=300,
@@ -190,7 +208,7 @@ def test_container_mode_creates_a_host_network_container_that_registers(
 
 @pytest.mark.docker
 def test_container_mode_replaces_the_go_registrator_on_a_live_host(
-    role_container: str, containers: Any, docker_client: Any
+    role_container: str, registrator_image: str, containers: Any, docker_client: Any
 ) -> None:
     """The documented migration: the role's container name is taken by the Go original's
     container; the role replaces it (its image differs), starts registrator, and registrator
@@ -215,7 +233,7 @@ def test_container_mode_replaces_the_go_registrator_on_a_live_host(
 
         uri = f"consul://127.0.0.1:{consul.port}"
         role_vars = {
-            "registrator_image": "registrator:test",
+            "registrator_image": registrator_image,
             "registrator_image_pull": "never",
             "registrator_container_name": role_container,
             "registrator_container_labels": session_labels(),
@@ -226,7 +244,7 @@ def test_container_mode_replaces_the_go_registrator_on_a_live_host(
         ansible_playbook(role_vars).ok()
         attrs = docker_client.api.inspect_container(role_container)
         assert attrs["Id"] != old_id
-        assert attrs["Config"]["Image"] == "registrator:test"
+        assert attrs["Config"]["Image"] == registrator_image
         assert attrs["State"]["Running"] is True
         assert attrs["Config"]["Cmd"] == [
             "-ip",

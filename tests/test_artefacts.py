@@ -26,13 +26,16 @@ from tests.conftest import (
     Containers,
     Dist,
     Registrator,
+    copy_tracked_files,
     environ_outside_work_tree,
     project_version,
     run_cli,
 )
 from tests.consul_double import ConsulDouble
 
-# Where the version may be written: its one source, and the changelog that quotes it.
+# Where the version may be written: its one source, and the changelog that quotes it. The
+# Dockerfile's label cannot read pyproject.toml, so the Dockerfile names the version once too, as
+# ARG VERSION's default, which its build checks against pyproject.toml.
 VERSION_FILES = {"pyproject.toml", "CHANGELOG.md"}
 
 
@@ -56,7 +59,10 @@ def test_the_version_is_written_only_in_pyproject_toml() -> None:
         if path.is_file() and name not in VERSION_FILES:
             text = path.read_text(errors="replace")
             found += [
-                f"{name}:{n}" for n, line in enumerate(text.splitlines(), 1) if pattern.search(line)
+                f"{name}:{n}"
+                for n, line in enumerate(text.splitlines(), 1)
+                if pattern.search(line)
+                and not (name == "Dockerfile" and line == f"ARG VERSION={version}")
             ]
     assert found == [], (
         f"{version} is written again in {found}: read it from pyproject.toml instead"
@@ -76,6 +82,49 @@ def test_a_source_tree_reports_pyproject_version() -> None:
     assert __version__ == project_version()
     result = run_cli("-version")
     assert (result.returncode, result.stdout.strip()) == (0, f"registrator {project_version()}")
+
+
+@pytest.mark.slow  # pip builds the package, then python -m build builds it again
+def test_python_m_build_works_right_after_pip_install_in_the_same_checkout(tmp_path: Path) -> None:
+    """`pip install .` builds in the checkout and leaves setuptools' scratch directory there.
+    Named build/ (setuptools' default), that directory took the import name of the `build` tool:
+    where the tool was missing, `python3 -m build` said "'build' is a package and cannot be
+    directly executed" instead of that the tool is missing."""
+    checkout = copy_tracked_files(tmp_path / "checkout")
+    env = environ_outside_work_tree()
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(tmp_path / "site"),
+         "."],
+        capture_output=True, text=True, cwd=checkout, env=env, timeout=600,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert (tmp_path / "site/registrator/cli.py").is_file()
+    left = sorted(path.name for path in checkout.iterdir() if path.is_dir())
+    assert "build" not in left, left
+
+    # A Python without the build tool: the message says what is missing.
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")],
+        check=True, timeout=120, env=env,
+    )  # fmt: skip
+    missing = subprocess.run(
+        [str(tmp_path / "bare/bin/python"), "-m", "build"],
+        capture_output=True, text=True, cwd=checkout, env=env, timeout=60,
+    )  # fmt: skip
+    assert missing.returncode != 0
+    assert missing.stderr.strip().endswith("No module named build"), missing.stderr
+
+    # With it (`pip install build`): the sdist and the wheel, in the checkout's dist/.
+    built = subprocess.run(
+        [sys.executable, "-m", "build"],
+        capture_output=True, text=True, cwd=checkout, env=env, timeout=900,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
+    version = project_version()
+    assert sorted(path.name for path in (checkout / "dist").iterdir()) == [
+        f"registrator-{version}-py3-none-any.whl",
+        f"registrator-{version}.tar.gz",
+    ]
 
 
 @pytest.mark.slow  # builds the sdist and the wheel (the dist fixture)

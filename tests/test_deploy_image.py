@@ -2,9 +2,11 @@
 runs it (host network, the Docker socket at /tmp/docker.sock), registers and deregisters a
 container's service in the Consul double.
 
-The image installs the wheel the session built (the ``dist`` fixture), as a release would. The
-image build (tests/images/build-registrator.sh) makes its base once with debootstrap (about a
-minute and a half) and caches it; later builds reuse Docker's layer cache."""
+The image is built from this checkout's source as a user builds it, `docker build -t <tag> .`
+(the registrator_image fixture, tests/images/build-registrator.sh); the only build argument is
+BASE_IMAGE, since no registry here serves the default python image: the build script makes that
+base once with debootstrap (about a minute and a half) and caches it; later builds reuse
+Docker's layer cache."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +23,18 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import HOSTNAME, REPO, SESSION_LABEL, Dist, project_version
+from tests.conftest import (
+    BASE_IMAGE,
+    HOSTNAME,
+    REPO,
+    SESSION_LABEL,
+    Dist,
+    copy_tracked_files,
+    project_version,
+)
 from tests.consul_double import ConsulDouble
 from tests.deploy_support import (
-    BASE_IMAGE,
     SOCKET_BIND,
-    build_image,
     container_logs,
     docker,
     published_port,
@@ -40,8 +48,8 @@ from tests.deploy_support import (
 
 
 @pytest.fixture(scope="module")
-def image(docker_client: Any, dist: Dist) -> str:
-    return build_image(dist.wheel)
+def image(registrator_image: str) -> str:
+    return registrator_image
 
 
 @pytest.fixture
@@ -51,6 +59,24 @@ def container_names() -> Iterator[list[str]]:
     yield names
     for name in names:
         remove_container(name)
+
+
+@pytest.fixture
+def image_tags() -> Iterator[list[str]]:
+    """Image tags a test builds; removed after it."""
+    tags: list[str] = []
+    yield tags
+    for tag in tags:
+        docker("rmi", tag)
+
+
+def docker_build(context: Path, tag: str, *build_args: str) -> subprocess.CompletedProcess[str]:
+    """`docker build -t <tag> .` in ``context``, on the local base (no registry here to pull the
+    Dockerfile's default base from), with ``build_args`` (NAME=value) besides."""
+    argv = ["build", "--force-rm", "--network=host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}"]
+    for arg in build_args:
+        argv += ["--build-arg", arg]
+    return docker(*argv, "-t", tag, str(context), timeout=900)
 
 
 def test_dockerfile_passes_hadolint() -> None:
@@ -65,38 +91,126 @@ def test_dockerfile_shape() -> None:
     assert re.search(r"^ARG BASE_IMAGE=\S+", text, re.MULTILINE)
     stages = re.findall(r"^FROM .*$", text, re.MULTILINE)
     assert stages == ["FROM ${BASE_IMAGE} AS builder", "FROM ${BASE_IMAGE}"]
-    final = text.split(f"\n{stages[1]}\n", 1)[1]
+    builder, final = text.split(f"\n{stages[1]}\n", 1)
     assert "COPY --from=builder /opt/registrator /opt/registrator" in final
     assert "RUN " not in final  # nothing is built or installed in the final stage
+    assert not re.search(r"^COPY (?!--from=builder )", final, re.MULTILINE)
     assert 'ENTRYPOINT ["registrator"]' in final
     assert 'org.opencontainers.image.version="${VERSION}"' in final
-    builder = text.split(f"\n{stages[1]}\n", 1)[0]
-    # The builder installs the built wheel that VERSION names, not the source tree; the
-    # version is not written here (no default).
-    assert "COPY dist/registrator-${VERSION}-py3-none-any.whl /tmp/" in builder
-    assert re.findall(r"^ARG VERSION\b.*$", text, re.MULTILINE) == ["ARG VERSION", "ARG VERSION"]
-    assert not re.search(r"^COPY (?!dist/|--from=builder )", text, re.MULTILINE)
+    # The builder builds the wheel from the source (or installs a given WHEEL) and checks that
+    # the installed package reports VERSION.
+    assert re.findall(r"^COPY .*$", builder, re.MULTILINE) == [
+        "COPY pyproject.toml ./",
+        "COPY . ./",
+    ]
+    assert "pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /tmp/wheels ." in (
+        builder
+    )
+    assert '"$(/opt/registrator/bin/registrator -version)"' in builder
+    # VERSION has one default, before the first stage: pyproject.toml's version.
+    assert re.findall(r"^ARG VERSION\b.*$", text, re.MULTILINE) == [
+        f"ARG VERSION={project_version()}",
+        "ARG VERSION",
+        "ARG VERSION",
+    ]
+    assert re.findall(r"^ARG WHEEL\b.*$", text, re.MULTILINE) == ["ARG WHEEL="]
+    # The one command the header gives.
+    assert "#   docker build -t registrator .\n" in text
+
+
+def test_dockerignore_lets_in_the_source_and_keeps_out_the_rest(tmp_path: Path) -> None:
     lines = (REPO / ".dockerignore").read_text().splitlines()
     patterns = [line for line in lines if line and not line.startswith("#")]
-    # Everything is ignored but the wheel.
-    assert patterns == ["*", "!dist/registrator-*.whl"]
+    assert patterns[0] == "*"
+    allowed = {p.removeprefix("!") for p in patterns if p.startswith("!")}
+    # What the build backend reads: pyproject.toml, setup.cfg, MANIFEST.in and what they name.
+    assert {"pyproject.toml", "setup.cfg", "MANIFEST.in", "README.md", "LICENSE"} <= allowed
+    assert {"registrator", "dist/registrator-*.whl"} <= allowed
+    assert not [p for p in allowed if re.match(r"\.git|tests|build|\.setuptools-build|\.venv", p)]
+    assert patterns[-2:] == ["**/__pycache__", "**/*.pyc"]
 
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_building_without_version_says_what_is_missing(image: str, dist: Dist) -> None:
-    with tempfile.TemporaryDirectory(prefix="registrator-context-") as name:
-        context = Path(name)
-        (context / "dist").mkdir()
-        shutil.copy(dist.wheel, context / "dist")
-        shutil.copy(REPO / "Dockerfile", context)
-        result = docker(
-            "build", "--force-rm", "--network=host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
-            str(context),
-            timeout=600,
-        )  # fmt: skip
-    assert result.returncode != 0
-    assert "build arg VERSION is required" in result.stdout + result.stderr, result
+def test_docker_build_from_a_clean_checkout(
+    image: str, tmp_path: Path, image_tags: list[str], docker_client: Any
+) -> None:
+    """`docker build -t <tag> .` in a copy of the tracked files: no dist/, no wheel built first,
+    no build argument but BASE_IMAGE, which must name the local base here since no registry
+    serves the Dockerfile's default (python:3.11-slim-bookworm). Depends on ``image`` so that
+    its layers are in the cache."""
+    checkout = copy_tracked_files(tmp_path / "checkout")
+    assert not (checkout / "dist").exists()
+    tag = f"{unique('registrator-clean')}:latest"
+    image_tags.append(tag)
+    built = docker_build(checkout, tag)
+    assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
+    version = docker("run", "--rm", "--pull=never", "--net=none", tag, "-version")
+    assert (version.returncode, version.stdout.strip()) == (0, f"registrator {project_version()}")
+    labels = docker_client.api.inspect_image(tag)["Config"]["Labels"]
+    assert labels["org.opencontainers.image.version"] == project_version()
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_a_version_other_than_pyprojects_fails_the_build(image: str, tmp_path: Path) -> None:
+    checkout = copy_tracked_files(tmp_path / "checkout")
+    tag = f"{unique('registrator-other')}:latest"
+    result = docker_build(checkout, tag, "VERSION=99.0.0")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert (
+        "VERSION 99.0.0 (the build argument, or its default in the Dockerfile) is not the "
+        f"version in pyproject.toml, {project_version()}"
+    ) in output
+    assert docker("image", "inspect", tag).returncode != 0
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_a_release_wheel_instead_of_the_source(
+    image: str, tmp_path: Path, image_tags: list[str], dist: Dist
+) -> None:
+    """The WHEEL build argument: the image installs a wheel from the context (built by
+    `python3 -m build` into dist/), not one it builds."""
+    checkout = copy_tracked_files(tmp_path / "checkout")
+    (checkout / "dist").mkdir()
+    shutil.copy(dist.wheel, checkout / "dist")
+    tag = f"{unique('registrator-wheel')}:latest"
+    image_tags.append(tag)
+    built = docker_build(checkout, tag, f"WHEEL=dist/{dist.wheel.name}")
+    output = built.stdout + built.stderr
+    assert built.returncode == 0, output[-8000:]
+    assert f"installing the wheel dist/{dist.wheel.name}" in output
+    version = docker("run", "--rm", "--pull=never", "--net=none", tag, "-version")
+    assert (version.returncode, version.stdout.strip()) == (0, f"registrator {dist.version}")
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_a_wheel_of_another_version_fails_the_build(image: str, tmp_path: Path) -> None:
+    """The installed package must report the version the label carries."""
+    other = copy_tracked_files(tmp_path / "other")
+    pyproject = other / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(f'version = "{project_version()}"', 'version = "99.0.0"', 1)
+    )
+    wheel = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path / "dist"), "."],
+        capture_output=True, text=True, cwd=other, timeout=900,
+    )  # fmt: skip
+    assert wheel.returncode == 0, wheel.stdout[-4000:] + wheel.stderr[-4000:]
+    checkout = copy_tracked_files(tmp_path / "checkout")
+    shutil.copytree(tmp_path / "dist", checkout / "dist")
+    tag = f"{unique('registrator-mismatch')}:latest"
+    result = docker_build(checkout, tag, "WHEEL=dist/registrator-99.0.0-py3-none-any.whl")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert (
+        f"the installed package reports 'registrator 99.0.0', not 'registrator {project_version()}'"
+        in output
+    )
+    assert docker("image", "inspect", tag).returncode != 0
 
 
 @pytest.mark.slow
@@ -117,26 +231,28 @@ def test_base_python_satisfies_requires_python(image: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.docker
-def test_image_metadata_and_contents(image: str, docker_client: Any, dist: Dist) -> None:
+def test_image_metadata_and_contents(image: str, docker_client: Any) -> None:
     attrs = docker_client.api.inspect_image(image)
     config = attrs["Config"]
     assert config["Entrypoint"] == ["registrator"]
     labels = config["Labels"]
     assert labels["org.opencontainers.image.title"] == "registrator"
-    # The label is the VERSION build arg: the version in pyproject.toml, of the wheel installed.
-    assert labels["org.opencontainers.image.version"] == dist.version == project_version()
+    # The label is VERSION, checked against pyproject.toml and the installed package.
+    assert labels["org.opencontainers.image.version"] == project_version()
     assert labels["org.opencontainers.image.licenses"] == "MIT"
     assert labels["org.opencontainers.image.base.name"] == BASE_IMAGE
     assert attrs["Size"] < 300 * 1024 * 1024, attrs["Size"]
 
     version = docker("run", "--rm", "--pull=never", "--net=none", image, "-version")
-    assert (version.returncode, version.stdout.strip()) == (0, f"registrator {dist.version}"), (
-        version
-    )
-    # Only the venv came from the builder: no sources, no wheel, no pip cache.
+    assert (version.returncode, version.stdout.strip()) == (
+        0,
+        f"registrator {project_version()}",
+    ), version
+    # Only the venv came from the builder: no sources, no wheel, no build backend, no pip cache.
     probe = docker(
         "run", "--rm", "--pull=never", "--net=none", "--entrypoint", "sh", image, "-c",
-        "test ! -e /src && ! ls /tmp/*.whl && test ! -e /root/.cache/pip && command -v registrator",
+        "test ! -e /src && ! ls /tmp/wheels /tmp/*.whl && test ! -e /opt/build-backend"
+        " && test ! -e /root/.cache/pip && command -v registrator",
     )  # fmt: skip
     assert (probe.returncode, probe.stdout.strip()) == (0, "/opt/registrator/bin/registrator"), (
         probe

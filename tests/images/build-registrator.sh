@@ -1,18 +1,15 @@
 #!/usr/bin/env bash
-# Builds the registrator image from the repository's Dockerfile and a built wheel, without any
-# image registry.
+# Builds the registrator image from this checkout as a user does (`docker build -t registrator .`
+# in the checkout), without any image registry.
 #
 # The Dockerfile stays standard (its default base is a public python image). Here no registry can
 # be pulled from, so the base is made locally once and cached: a debootstrap'd Debian bookworm
 # (python3 3.11, python3-venv) with this host's CA bundle and an /etc/pip.conf naming it, so pip
-# inside the build trusts the same TLS as the host does. Later runs reuse it and only rebuild the
-# image (Docker's layer cache makes that quick when nothing changed).
-#
-# The build context is what `docker build .` sees in a checkout after `python3 -m build`: the
-# Dockerfile, .dockerignore and dist/ holding the one wheel, whose version is the VERSION build arg.
+# inside the build trusts the same TLS as the host does and reaches PyPI through the host's
+# network. Later runs reuse it and only rebuild the image (Docker's layer cache makes that quick
+# when nothing changed).
 #
 #   bash tests/images/build-registrator.sh [IMAGE]     # default registrator:test
-#   REGISTRATOR_WHEEL=...       the wheel to install (default: built from this checkout now)
 #   REGISTRATOR_BASE_IMAGE=...  the base to build on (default rtest/python-base:bookworm)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -51,25 +48,4 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
     make_base
 fi
 
-context="$(mktemp -d /tmp/registrator-context.XXXXXX)"
-trap 'rm -rf "$context"' EXIT
-wheel="${REGISTRATOR_WHEEL:-}"
-if [ -z "$wheel" ]; then
-    SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}" \
-        python3 -m build --wheel --outdir "$context/dist" . >"$context/build.log" 2>&1 \
-        || { tail -40 "$context/build.log" >&2; exit 1; }
-    wheel="$(echo "$context"/dist/registrator-*-py3-none-any.whl)"
-else
-    mkdir "$context/dist"
-    cp "$wheel" "$context/dist/"
-fi
-name="$(basename "$wheel")"
-version="${name#registrator-}"
-version="${version%-py3-none-any.whl}"
-if [ ! -f "$wheel" ] || [ "registrator-$version-py3-none-any.whl" != "$name" ] || [ -z "$version" ]; then
-    echo "not a registrator wheel: $wheel" >&2
-    exit 1
-fi
-cp Dockerfile .dockerignore "$context/"
-docker build --network=host --build-arg BASE_IMAGE="$base" --build-arg VERSION="$version" \
-    -t "$image" "$context"
+docker build --network=host --build-arg BASE_IMAGE="$base" -t "$image" .
