@@ -19,7 +19,7 @@ DEFAULT_ECS_AGENT_URI = "http://127.0.0.1:51678"
 
 
 class ConfigError(ValueError):
-    """A bad option or argument: the CLI prints it with the usage and exits 2."""
+    """A bad option or argument: the CLI prints it and a hint line, and exits 2."""
 
 
 class ConsulEndpoint(NamedTuple):

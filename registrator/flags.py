@@ -27,6 +27,8 @@ class UsageError(Exception):
 
 
 def _ip(text: str) -> str:
+    if not text:  # -ip= : the default, as the original takes it
+        return text
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -66,7 +68,8 @@ def metrics_address(text: str) -> tuple[str, int]:
 
 
 def _metrics(text: str) -> str:
-    metrics_address(text)
+    if text:  # -metrics-addr= : off, the default
+        metrics_address(text)
     return text
 
 
@@ -298,6 +301,12 @@ def help_text(command: str) -> str:
     ]
     if command == "run":
         lines += [
+            "",
+            textwrap.fill(
+                "plan and resync take the same flags but these, which apply to the daemon "
+                f"only: {', '.join(DAEMON_ONLY)}",
+                92,
+            ),
             "",
             "commands:",
             "  plan     show what resync would change, write nothing ('registrator plan -h')",

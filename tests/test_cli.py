@@ -175,6 +175,10 @@ def test_help_shows_the_three_forms_one_uri_each_flag_once_with_defaults():
     assert "  -ip IP\n" in text and "(default: 2000)" in text and "(default: 4)" in text
     assert "-retry-attempts N" in text and "(default: wait for the agent" in text
     assert "consul-tls://HOST[:PORT] (default port 8501)" in text
+    assert (
+        "plan and resync take the same flags but these, which apply to the daemon only: "
+        "-deregister, -resync," in text.replace("\n", " ")
+    )
     assert run_cli("help").stdout == text
 
 
@@ -255,6 +259,8 @@ def test_every_value_flag_has_a_bad_value_case():
 
 
 def test_good_values_pass_and_ipv6_is_an_address():
+    defaults = parse("-ip=", "-metrics-addr=", "consul://")[1]  # empty: the defaults
+    assert (defaults.ip, defaults.metrics_addr) == ("", "")
     _, config = parse(
         "-ip", "fd00::5", "-log-level", "debug", "-metrics-addr", ":9102", "consul://"
     )
