@@ -120,7 +120,8 @@ def wait_for_consul(
     """Ping the agent until it answers. By default wait as long as it takes: one warning,
     then pings backing off from -retry-interval to 30 s, at DEBUG, while systemd's watchdog
     is fed. An explicit -retry-attempts keeps the original's meaning: N retries (-1: forever)
-    -retry-interval apart, a warning each, then give up."""
+    -retry-interval apart, a warning each, then give up. Waiting for good tells systemd
+    READY=1 with a waiting STATUS, so a Type=notify unit's start neither hangs nor times out."""
     waiting = config.retry_attempts == RETRY_WAIT
     attempt = 0
     delay = config.retry_interval_ms / 1000
@@ -128,10 +129,9 @@ def wait_for_consul(
         try:
             leader = agent.ping()
         except ConsulError as exc:
-            if not waiting and config.retry_attempts != -1 and attempt >= config.retry_attempts:
-                log.error(
-                    "%s; giving up after %d retries", agent_trouble(config.consul, exc), attempt
-                )
+            trouble = agent_trouble(config.consul, exc)
+            if config.retry_attempts not in (RETRY_WAIT, -1) and attempt >= config.retry_attempts:
+                log.error("%s; giving up after %d retries", trouble, attempt)
                 return False
             attempt += 1
             if not waiting:
@@ -141,23 +141,20 @@ def wait_for_consul(
                     config.consul, state, exc, attempt, config.retry_interval_ms,
                 )  # fmt: skip
             elif attempt == 1:
-                log.warning(
-                    "%s; waiting for it (retrying until it answers)",
-                    agent_trouble(config.consul, exc),
-                )
-                notifier.ready(f"waiting for the Consul agent at {config.consul}")
+                log.warning("%s; waiting for it (retrying until it answers)", trouble)
             else:
                 log.debug("Consul agent at %s: still no answer (%s); next try in %.1fs",
                           config.consul, exc, delay)  # fmt: skip
+            if attempt == 1 and config.retry_attempts in (RETRY_WAIT, -1):
+                notifier.ready(f"waiting for the Consul agent at {config.consul}")
             if _pause(stop, delay, notifier):
                 return False
             if waiting:
                 delay = min(delay * 2, max(WAIT_CAP_SECONDS, config.retry_interval_ms / 1000))
             continue
         if attempt and waiting:
-            log.info(
-                "Consul agent at %s answers after %d retries; registering", config.consul, attempt
-            )
+            log.info("Consul agent at %s answers after %d retries; registering",
+                     config.consul, attempt)  # fmt: skip
         else:
             log.info("Consul agent at %s answers (leader %s)", config.consul, leader or "none")
         return True

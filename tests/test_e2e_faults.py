@@ -298,14 +298,17 @@ def test_stop_while_waiting_for_the_agent_exits_0_promptly(registrator, consul):
     assert time.monotonic() - began < 5
 
 
-def test_waiting_for_the_agent_tells_systemd_and_feeds_its_watchdog(registrator, consul, tmp_path):
+@pytest.mark.parametrize("flags", [[], ["-retry-attempts", "-1", "-retry-interval", "100"]])
+def test_waiting_for_the_agent_tells_systemd_and_feeds_its_watchdog(
+    registrator, consul, tmp_path, flags
+):
     consul.stop()
     address = str(tmp_path / "notify")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind(address)
         notify.settimeout(10)
         env = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "400000"}
-        proc = registrator("-ip", "127.0.0.1", f"consul://127.0.0.1:{consul.port}", env=env)
+        proc = registrator("-ip", "127.0.0.1", *flags, f"consul://127.0.0.1:{consul.port}", env=env)
         received = [notify.recv(4096).decode() for _ in range(4)]
         assert received[0] == (
             f"READY=1\nSTATUS=waiting for the Consul agent at http://127.0.0.1:{consul.port}"
