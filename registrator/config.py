@@ -97,15 +97,14 @@ def parse_registry_uri(uri: str, env: Mapping[str, str]) -> ConsulEndpoint:
         if not path:
             raise ConfigError(f"registry URI {uri!r}: consul-unix needs a socket path")
         return ConsulEndpoint(scheme="http", host="", port=0, socket_path=path)
-    if parts.scheme in ("consul", "consul-tls", "consul-unix") and not uri.startswith(
-        f"{parts.scheme}://"
-    ):
+    if parts.scheme in ("consul", "consul-tls") and not uri.startswith(f"{parts.scheme}://"):
         fixed = f"{parts.scheme}://{uri.split(':', 1)[1].lstrip('/')}"
         raise ConfigError(f"registry URI {uri!r}: missing '//'; did you mean {fixed}?")
     if parts.scheme not in ("consul", "consul-tls"):
+        guess = f"; did you mean consul://{uri}?" if "://" not in uri else ""
         raise ConfigError(
             f"unrecognized registry backend {parts.scheme or uri!r}: "
-            "use consul://, consul-tls:// or consul-unix://"
+            f"use consul://, consul-tls:// or consul-unix://{guess}"
         )
     tls = parts.scheme == "consul-tls"
     address = parts.netloc or env.get("CONSUL_HTTP_ADDR", "") or DEFAULT_CONSUL_HOST

@@ -291,6 +291,11 @@ def test_a_uri_without_its_slashes_gets_the_fix():
     )
 
 
+def test_a_uri_without_its_scheme_gets_the_fix():
+    with pytest.raises(UsageError, match=r"did you mean consul://127\.0\.0\.1:8500\?$"):
+        parse("127.0.0.1:8500")
+
+
 @pytest.mark.parametrize(
     ("uri", "env", "port"),
     [
