@@ -123,9 +123,9 @@ FLAGS = (
     Flag("resync", 0.0, "re-list Docker every SECONDS (0: never); writes only what differs",
          "SECONDS", daemon_only=True, check=_number(float, 0, "0 for never, or seconds, e.g. 30")),
     Flag("retry-attempts", -2, "at start, give up after N retries while the Consul agent does "
-         "not answer, and exit 1 (-1: retry forever, a warning each)", "N", daemon_only=True,
+         "not answer, and exit 1; -1: retry forever, a warning each", "N", daemon_only=True,
          check=_number(int, -1, "-1 for forever, or 0 or more retries"),
-         shown_default="wait for the agent, one warning, retries backing off to 30s"),
+         shown_default="wait for the agent: one warning, retries backing off to 30s"),
     Flag("retry-interval", 2000, "milliseconds between those retries", "MS", "retry_interval_ms",
          daemon_only=True, check=_number(int, 1, "milliseconds, at least 1")),
     Flag("ttl", 0, "accepted for compatibility; no effect with Consul", "SECONDS",
@@ -258,7 +258,9 @@ USAGE = {
 ABOUT = {
     "run": (
         "Keep the local Consul agent in step with this host's Docker containers: register the\n"
-        "services of running containers, deregister them when they stop. Runs until stopped."
+        "services of running containers, deregister them when they stop. Runs until stopped:\n"
+        "exit 0 after a stop signal; 1 when it cannot go on (e.g. -retry-attempts used up);\n"
+        "2: bad usage."
     ),
     "plan": (
         "Compare what Docker's running containers want with what the agent holds, print the\n"
@@ -286,13 +288,15 @@ def help_text(command: str) -> str:
     for flag in flags_of(command):
         spelled = f"-{flag.name}" + (f" {flag.metavar}" if flag.metavar else "")
         shown = flag.shown_default or (
-            "" if isinstance(flag.default, bool) or flag.default == "" else str(flag.default)
-        )
+            "" if isinstance(flag.default, bool) or flag.default == "" else f"{flag.default:g}"
+            if isinstance(flag.default, float) else str(flag.default)
+        )  # fmt: skip
         described = flag.help + (f" (default: {shown})" if shown else "")
         lines.append(f"  {spelled}")
         lines.append(
-            textwrap.fill(described, 92, initial_indent=" " * 6, subsequent_indent=" " * 6)
-        )
+            textwrap.fill(described, 92, initial_indent=" " * 6, subsequent_indent=" " * 6,
+                          break_on_hyphens=False)
+        )  # fmt: skip
     lines += [
         "  -h, -help",
         "      show this help and exit",
@@ -306,6 +310,7 @@ def help_text(command: str) -> str:
                 "plan and resync take the same flags but these, which apply to the daemon "
                 f"only: {', '.join(DAEMON_ONLY)}",
                 92,
+                break_on_hyphens=False,
             ),
             "",
             "commands:",
