@@ -1,13 +1,12 @@
-"""Command line: ``registrator [run] [options] <uri>`` and ``registrator resync [options] <uri>``.
+"""Command line: ``registrator [flags] URI``, ``registrator plan|resync [flags] URI`` and
+``registrator help [plan|resync]``. The flags themselves are in registrator/flags.py.
 
-Flags keep the original's single-dash spelling (``-ip``, ``-resync 30``, ``-cleanup``,
-``-internal=false``); ``--double-dash`` works too. Bad usage prints a message and the usage
-and exits 2; nothing below this module calls ``sys.exit``.
+Bad usage prints the cause and one line saying where the usage is, and exits 2 for every
+command; nothing below this module calls ``sys.exit``.
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import logging
 import os
@@ -15,236 +14,82 @@ import signal
 import socket
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from types import FrameType
-from typing import NamedTuple
 
 from registrator import __version__
 from registrator.config import (
-    DEFAULT_ECS_AGENT_URI,
+    RETRY_WAIT,
     Config,
     ConfigError,
     acl_token,
     docker_host,
-    parse_ecs_agent_uri,
     parse_registry_uri,
 )
-from registrator.consul_agent import ConsulAgent, ConsulError, ConsulRejected
+from registrator.consul_agent import ConsulAgent, ConsulError, ConsulRejected, agent_trouble
 from registrator.derive import DeriveOptions, split_tags
+from registrator.flags import (
+    COMMANDS,
+    FLAGS,
+    UsageError,
+    help_text,
+    metrics_address,
+    parse_args,
+)
 from registrator.legacy import adopting
 from registrator.logs import setup_logging
+from registrator.systemd import Notifier
 
 # The daemon's and the one-shot commands' modules (the Docker SDK among them) are imported
 # when the command runs, after the agent answered: a fifth of the start-up comes sooner.
 
 log = logging.getLogger("registrator")
 
-COMMANDS = ("run", "resync", "plan")
-
-
-class Flag(NamedTuple):
-    """One option: ``-name`` and ``--name``; its type is its default's (a bool is a switch)."""
-
-    name: str
-    default: str | int | float | bool
-    help: str
-    metavar: str = ""
-    dest: str = ""  # the Config field; default: the name with '-' as '_'
-
-    @property
-    def field(self) -> str:
-        return self.dest or self.name.replace("-", "_")
-
-
-FLAGS = (
-    Flag("ip", "", "IP for ports mapped to the host (overrides the detected one)", "IP"),
-    Flag("internal", False, "use the container IP and exposed ports instead of published ones"),
-    Flag("explicit", False, "only register containers that set SERVICE_NAME"),
-    Flag("tags", "", "comma-separated tags appended to every service", "TAGS", "force_tags"),
-    Flag("useIpFromLabel", "", "use the IP in this container label as the service address",
-         "LABEL", "use_ip_from_label"),
-    Flag("deregister", "always", '"always" (default) or "on-success": deregister at exit only '
-         "if the exit code is 0 or a signal", "MODE"),
-    Flag("cleanup", False, "remove services this host's registrator owns whose container is gone"),
-    Flag("adopt", False, "take over the services gliderlabs/registrator registered on this host: "
-         "mark those a container wants; the others are stale owned ones"),
-    Flag("resync", 0.0, "re-list Docker every SECONDS (0: never); writes only what differs",
-         "SECONDS"),
-    Flag("retry-attempts", 0, "at start, retries while Consul is unreachable (-1: forever)", "N"),
-    Flag("retry-interval", 2000, "milliseconds between those retries (default 2000)", "MS",
-         "retry_interval_ms"),
-    Flag("ttl", 0, "accepted for compatibility; no effect with Consul", "SECONDS"),
-    Flag("ttl-refresh", 0, "accepted for compatibility; no effect with Consul", "SECONDS"),
-    Flag("dry-run", False, "follow Docker and log what would be registered; touch no registry"),
-    Flag("allow-script-checks", False,
-         "allow SERVICE_CHECK_SCRIPT/CMD (the agent then runs commands on this host)"),
-    Flag("deregister-on-shutdown", False,
-         "deregister this process's services when it stops (default: leave them)"),
-    Flag("agent-poll", 2.0, "how often the agent is compared with Docker's state (one read)",
-         "SECONDS"),
-    Flag("consul-timeout", 5.0, "timeout of one request to the agent", "SECONDS"),
-    Flag("workers", 4, "containers inspected in parallel", "N"),
-    Flag("agent-writes", 8, "writes in flight to the agent at most (never two for one service)",
-         "N"),
-    Flag("require-healthy", False,
-         "register containers that have a Docker HEALTHCHECK only while healthy"),
-    Flag("health-sync", False,
-         "a container's Docker HEALTHCHECK becomes a TTL check on each of its services"),
-    Flag("drain", False, "deregister at the stop signal (docker stop/kill), not at exit"),
-    Flag("drain-grace", 15.0,
-         "a container still running this long after the signal is registered again", "SECONDS"),
-    Flag("metrics-addr", "", "serve Prometheus /metrics and /healthz here (e.g. 127.0.0.1:9102)",
-         "HOST:PORT"),
-    Flag("healthz-threshold", 60.0,
-         "/healthz fails once Docker, Consul or the ECS agent is unreachable this long",
-         "SECONDS", "health_threshold"),
-    Flag("ecs", False, "ECS: register awsvpc tasks at their ENI address (from the ECS agent) "
-         "and add ecs_* Meta to ECS containers' services"),
-    Flag("ecs-agent-uri", DEFAULT_ECS_AGENT_URI, "the ECS agent's introspection API", "URL"),
-    Flag("log-format", "text", "text or json", "FORMAT"),
-    Flag("log-level", "INFO", "DEBUG, INFO, WARNING, ERROR", "LEVEL"),
-)  # fmt: skip
-BOOL_FLAGS = tuple(f.name for f in FLAGS if isinstance(f.default, bool))
-
-
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
-def build_parser(command: str) -> _Parser:
-    parser = _Parser(
-        prog=f"registrator {command}" if command != "run" else "registrator",
-        description=(
-            "Keep the local Consul agent in step with this host's Docker containers."
-            if command == "run"
-            else "Make the agent match Docker once, print what changed, and exit."
-        ),
-        allow_abbrev=False,
-        add_help=False,
-    )
-    parser.add_argument("-h", "-help", "--help", action="help", help="show this help and exit")
-    parser.add_argument(
-        "-version", "--version", action="version", version=f"registrator {__version__}"
-    )
-    for flag in FLAGS:
-        names = (f"-{flag.name}", f"--{flag.name}")
-        if isinstance(flag.default, bool):
-            parser.add_argument(*names, dest=flag.field, action="store_true", help=flag.help)
-            parser.add_argument(
-                f"--no-{flag.name}", dest=flag.field, action="store_false", help=argparse.SUPPRESS
-            )
-        else:
-            parser.add_argument(
-                *names,
-                dest=flag.field,
-                type=type(flag.default),
-                default=flag.default,
-                metavar=flag.metavar,
-                help=flag.help,
-            )
-    if command == "plan":
-        parser.add_argument(
-            "-json", "--json", dest="plan_json", action="store_true", help="print JSON"
-        )
-    parser.add_argument(
-        "uri",
-        nargs="*",
-        help="registry URI: consul://host:port, consul-tls://, consul-unix:///path",
-    )
-    return parser
-
-
-def _normalize_bools(argv: Sequence[str]) -> list[str]:
-    """Go's flag package accepts ``-cleanup=false``; argparse needs ``--no-cleanup``."""
-    out: list[str] = []
-    for arg in argv:
-        name, sep, value = arg.lstrip("-").partition("=")
-        if arg.startswith("-") and sep and name in BOOL_FLAGS:
-            lowered = value.lower()
-            if lowered in ("true", "1", "t"):
-                out.append(f"--{name}")
-                continue
-            if lowered in ("false", "0", "f"):
-                out.append(f"--no-{name}")
-                continue
-            raise UsageError(f"invalid boolean value {value!r} for -{name}")
-        out.append(arg)
-    return out
+EXIT_USAGE = 2
 
 
 def parse_config(
     argv: Sequence[str], env: Mapping[str, str], hostname: str | None = None
 ) -> tuple[str, Config]:
     """argv (without the program name) -> (command, Config). Raises UsageError/ConfigError."""
-    args_list = list(argv)
-    command = "run"
-    if args_list and args_list[0] in COMMANDS:
-        command = args_list.pop(0)
-    args = build_parser(command).parse_args(_normalize_bools(args_list))
-
-    if len(args.uri) != 1:
-        if not args.uri:
+    command, args = _command(argv)
+    parsed = parse_args(command, args)
+    if len(parsed.uris) != 1:
+        if not parsed.uris:
             raise UsageError("missing required argument for registry URI")
         raise UsageError(
-            f"extra unparsed arguments: {' '.join(args.uri[1:])} "
-            "(options should come before the registry URI argument)"
+            f"extra unparsed arguments: {' '.join(parsed.uris[1:])} "
+            "(one registry URI only; flags come before it)"
         )
-    if (args.ttl == 0) != (args.ttl_refresh == 0):
+    values = {**{f.field: f.default for f in FLAGS}, **parsed.values}
+    if (values["ttl"] == 0) != (values["ttl_refresh"] == 0):
         raise UsageError("-ttl and -ttl-refresh must be specified together or not at all")
-    if args.ttl > 0 and args.ttl <= args.ttl_refresh:
+    if 0 < int(values["ttl"]) <= int(values["ttl_refresh"]):
         raise UsageError("-ttl must be greater than -ttl-refresh")
-    if args.retry_interval_ms <= 0:
-        raise UsageError("-retry-interval must be greater than 0")
-    if args.retry_attempts < -1:
-        raise UsageError("-retry-attempts must be -1 (forever) or more")
-    if args.deregister not in ("always", "on-success"):
-        raise UsageError('-deregister must be "always" or "on-success"')
-    if args.resync < 0:
-        raise UsageError("-resync must be 0 (off) or a number of seconds")
-    if args.agent_poll <= 0 or args.consul_timeout <= 0:
-        raise UsageError("-agent-poll and -consul-timeout must be greater than 0")
-    if args.workers < 1 or args.agent_writes < 1:
-        raise UsageError("-workers and -agent-writes must be at least 1")
-    if args.log_format not in ("text", "json"):
-        raise UsageError(f"-log-format {args.log_format!r}: use text or json")
-    if args.drain_grace <= 0 or args.health_threshold <= 0:
-        raise UsageError("-drain-grace and -healthz-threshold must be greater than 0")
-    if args.metrics_addr:
-        metrics_address(args.metrics_addr)
-    level = str(args.log_level).upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise UsageError(f"-log-level {args.log_level!r}: use DEBUG, INFO, WARNING or ERROR")
-
     try:
-        endpoint = parse_registry_uri(args.uri[0], env)
-        parse_ecs_agent_uri(args.ecs_agent_uri)
+        endpoint = parse_registry_uri(parsed.uris[0], env)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    values = {flag.field: getattr(args, flag.field) for flag in FLAGS}
-    values["force_tags"] = tuple(split_tags(args.force_tags))
-    values["log_level"] = level
+    plan_json = bool(values.pop("plan_json", False))
     return command, Config(
+        force_tags=tuple(split_tags(str(values.pop("force_tags")))),
         consul=endpoint,
         token=acl_token(env),
         docker_host=docker_host(env),
         hostname=hostname or socket.gethostname(),
-        plan_json=getattr(args, "plan_json", False),
-        **values,
+        plan_json=plan_json,
+        **values,  # type: ignore[arg-type]
     )
 
 
-def metrics_address(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``:PORT`` (loopback: metrics are not for the whole network)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise UsageError(f"-metrics-addr {text!r}: use HOST:PORT, e.g. 127.0.0.1:9102")
-    return host.strip("[]") or "127.0.0.1", int(port)
+def _command(argv: Sequence[str]) -> tuple[str, list[str]]:
+    """The command (``run`` when none is named) and its arguments."""
+    args = list(argv)
+    if args and args[0] in COMMANDS:
+        return args[0], args[1:]
+    return "run", args
 
 
 def derive_options(config: Config) -> DeriveOptions:
@@ -256,30 +101,64 @@ def derive_options(config: Config) -> DeriveOptions:
     return DeriveOptions.from_config(config, host_ip)
 
 
-def wait_for_consul(agent: ConsulAgent, config: Config, stop: threading.Event) -> bool:
-    """The original's start-up ping: -retry-attempts times (-1 forever), -retry-interval apart."""
+WAIT_CAP_SECONDS = 30.0  # the longest pause between two pings while waiting for the agent
+
+
+def wait_for_consul(
+    agent: ConsulAgent, config: Config, stop: threading.Event, notifier: Notifier
+) -> bool:
+    """Ping the agent until it answers. By default wait as long as it takes: one warning,
+    then pings backing off from -retry-interval to 30 s, at DEBUG, while systemd's watchdog
+    is fed. An explicit -retry-attempts keeps the original's meaning: N retries (-1: forever)
+    -retry-interval apart, a warning each, then give up. Waiting for good tells systemd
+    READY=1 with a waiting STATUS, so a Type=notify unit's start neither hangs nor times out."""
+    waiting = config.retry_attempts == RETRY_WAIT
     attempt = 0
+    delay = config.retry_interval_ms / 1000
     while True:
         try:
             leader = agent.ping()
-            log.info("Consul agent at %s answers (leader %s)", config.consul, leader or "none")
-            return True
         except ConsulError as exc:
-            state = "refused" if isinstance(exc, ConsulRejected) else "unreachable"
-            if config.retry_attempts != -1 and attempt >= config.retry_attempts:
-                log.error("Consul agent at %s %s: %s", config.consul, state, exc)
+            trouble = agent_trouble(config.consul, exc)
+            if config.retry_attempts not in (RETRY_WAIT, -1) and attempt >= config.retry_attempts:
+                log.error("%s; giving up after %d retries", trouble, attempt)
                 return False
             attempt += 1
-            log.warning(
-                "Consul agent at %s %s (%s); retry %d in %dms",
-                config.consul,
-                state,
-                exc,
-                attempt,
-                config.retry_interval_ms,
-            )
-            if stop.wait(config.retry_interval_ms / 1000):
+            if not waiting:
+                state = "refused" if isinstance(exc, ConsulRejected) else "unreachable"
+                log.warning(
+                    "Consul agent at %s %s (%s); retry %d in %dms",
+                    config.consul, state, exc, attempt, config.retry_interval_ms,
+                )  # fmt: skip
+            elif attempt == 1:
+                log.warning("%s; waiting for it (retrying until it answers)", trouble)
+            else:
+                log.debug("Consul agent at %s: still no answer (%s); next try in %.1fs",
+                          config.consul, exc, delay)  # fmt: skip
+            if attempt == 1 and config.retry_attempts in (RETRY_WAIT, -1):
+                notifier.ready(f"waiting for the Consul agent at {config.consul}")
+            if _pause(stop, delay, notifier):
                 return False
+            if waiting:
+                delay = min(delay * 2, max(WAIT_CAP_SECONDS, config.retry_interval_ms / 1000))
+            continue
+        if attempt and waiting:
+            log.info("Consul agent at %s answers after %d retries; registering",
+                     config.consul, attempt)  # fmt: skip
+        else:
+            log.info("Consul agent at %s answers (leader %s)", config.consul, leader or "none")
+        return True
+
+
+def _pause(stop: threading.Event, seconds: float, notifier: Notifier) -> bool:
+    """Wait ``seconds`` (True when stopped meanwhile), feeding systemd's watchdog."""
+    slice_ = notifier.watchdog_interval or seconds
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if stop.wait(min(left, slice_)):
+            return True
+        notifier.watchdog()
+    return stop.is_set()
 
 
 def _skip_charset_detection() -> None:
@@ -295,23 +174,42 @@ def _skip_charset_detection() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     _skip_charset_detection()
+    if argv and argv[0] == "help":
+        topic = argv[1] if len(argv) > 1 else "run"
+        if topic not in COMMANDS or len(argv) > 2:
+            return usage_error(
+                "run", f"no help for {' '.join(argv[1:])!r} (commands: plan, resync)"
+            )
+        print(help_text(topic), end="")
+        return 0
+    command, args = _command(argv)
     try:
+        wants = parse_args(command, args).wants
+        if wants == "help":
+            print(help_text(command), end="")
+            return 0
+        if wants == "version":
+            print(f"registrator {__version__}")
+            return 0
         command, config = parse_config(argv, os.environ)
     except (UsageError, ConfigError) as exc:
-        command = argv[0] if argv and argv[0] in COMMANDS else "run"
-        prog = "registrator" if command == "run" else f"registrator {command}"
-        print(f"{prog}: {exc}\n", file=sys.stderr)
-        build_parser(command).print_usage(sys.stderr)
-        return 1 if command == "plan" else 2  # plan: 1 is an error, 2 means "differences"
+        return usage_error(command, str(exc))
     setup_logging(config.log_level, config.log_format)
     if command == "run":
         return run_daemon(config)
     from registrator.oneshot import run_plan, run_resync
 
-    agent = None if config.dry_run else _make_agent(config)
+    agent = _make_agent(config)
     if command == "plan":
         return run_plan(config, derive_options(config), agent, as_json=config.plan_json)
     return run_resync(config, derive_options(config), agent)
+
+
+def usage_error(command: str, message: str) -> int:
+    """The cause on one line, then where the usage is: exit 2, for every command."""
+    prog = "registrator" if command == "run" else f"registrator {command}"
+    print(f"{prog}: {message}\nrun '{prog} -h' for usage", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def _make_agent(config: Config) -> ConsulAgent:
@@ -335,11 +233,12 @@ def run_daemon(config: Config) -> int:
         config.docker_host,
     )
     agent: ConsulAgent | None = None
+    notifier = Notifier(os.environ)
     if config.dry_run:
         log.info("dry run: nothing is written to any registry")
     else:
         agent = _make_agent(config)
-        if not wait_for_consul(agent, config, stop):
+        if not wait_for_consul(agent, config, stop, notifier):
             return 0 if stop.is_set() else 1
     # The imports below (the Docker SDK, requests, urllib3) make objects that live as long as
     # the process. The collector ran 26 times during them and found 19 objects to free:
@@ -353,7 +252,6 @@ def run_daemon(config: Config) -> int:
     from registrator.metrics import Metrics, MetricsServer, PrometheusMetrics
     from registrator.processing import ContainerProcessor
     from registrator.reconcile import Reconciler
-    from registrator.systemd import Notifier
 
     gc.freeze()
     gc.enable()
@@ -382,7 +280,7 @@ def run_daemon(config: Config) -> int:
         ContainerProcessor(derive_options(config), config.deregister, placement),
         reconciler,
         lambda: DockerSource(os.environ, config.docker_host),
-        Notifier(os.environ),
+        notifier,
     )
     daemon.start()
     stop.wait()

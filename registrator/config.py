@@ -7,8 +7,11 @@ from collections.abc import Mapping
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-DEFAULT_CONSUL_ADDRESS = "127.0.0.1:8500"
+DEFAULT_CONSUL_HOST = "127.0.0.1"
+DEFAULT_CONSUL_PORT = 8500
 DEFAULT_CONSUL_TLS_PORT = 8501
+# -retry-attempts not given: wait for the agent as long as it takes (one warning, backoff).
+RETRY_WAIT = -2
 DOCKER_SOCKET_IN_CONTAINER = "/tmp/docker.sock"
 DOCKER_SOCKET_DEFAULT = "/var/run/docker.sock"
 # The ECS agent's introspection API, on the instance's loopback (since agent PR #2588, 2020).
@@ -16,7 +19,7 @@ DEFAULT_ECS_AGENT_URI = "http://127.0.0.1:51678"
 
 
 class ConfigError(ValueError):
-    """A bad option or argument: the CLI prints it with the usage and exits 2."""
+    """A bad option or argument: the CLI prints it and a hint line, and exits 2."""
 
 
 class ConsulEndpoint(NamedTuple):
@@ -53,7 +56,7 @@ class Config(NamedTuple):
     cleanup: bool = False
     adopt: bool = False
     resync: float = 0.0
-    retry_attempts: int = 0
+    retry_attempts: int = RETRY_WAIT
     retry_interval_ms: int = 2000
     ttl: int = 0
     ttl_refresh: int = 0
@@ -87,25 +90,30 @@ class Config(NamedTuple):
 
 def parse_registry_uri(uri: str, env: Mapping[str, str]) -> ConsulEndpoint:
     """``consul://host:port``, ``consul-tls://host:port``, ``consul-unix:///path``; an empty
-    host means ``CONSUL_HTTP_ADDR`` or 127.0.0.1:8500, as Consul's own clients default."""
+    host means ``CONSUL_HTTP_ADDR`` or 127.0.0.1, as Consul's own clients default; a missing
+    port means 8500, or 8501 with TLS."""
     parts = urlsplit(uri)
     if parts.scheme == "consul-unix":
         path = (parts.netloc + parts.path) if parts.netloc else parts.path
         if not path:
             raise ConfigError(f"registry URI {uri!r}: consul-unix needs a socket path")
         return ConsulEndpoint(scheme="http", host="", port=0, socket_path=path)
+    if parts.scheme in ("consul", "consul-tls") and not uri.startswith(f"{parts.scheme}://"):
+        fixed = f"{parts.scheme}://{uri.split(':', 1)[1].lstrip('/')}"
+        raise ConfigError(f"registry URI {uri!r}: missing '//'; did you mean {fixed}?")
     if parts.scheme not in ("consul", "consul-tls"):
+        guess = f"; did you mean consul://{uri}?" if "://" not in uri else ""
         raise ConfigError(
             f"unrecognized registry backend {parts.scheme or uri!r}: "
-            "use consul://, consul-tls:// or consul-unix://"
+            f"use consul://, consul-tls:// or consul-unix://{guess}"
         )
     tls = parts.scheme == "consul-tls"
-    address = parts.netloc or env.get("CONSUL_HTTP_ADDR", "") or DEFAULT_CONSUL_ADDRESS
+    address = parts.netloc or env.get("CONSUL_HTTP_ADDR", "") or DEFAULT_CONSUL_HOST
     if "://" in address:  # CONSUL_HTTP_ADDR may carry a scheme
         address = address.split("://", 1)[1]
     host, _, port_text = address.rpartition(":") if ":" in address else (address, "", "")
     host = host.strip("[]") or "127.0.0.1"
-    default_port = DEFAULT_CONSUL_TLS_PORT if tls else 8500
+    default_port = DEFAULT_CONSUL_TLS_PORT if tls else DEFAULT_CONSUL_PORT
     try:
         port = int(port_text) if port_text else default_port
     except ValueError:

@@ -53,6 +53,16 @@ class ConsulRejected(ConsulError):
     """The agent refused the request (400, 403): the same request will fail again."""
 
 
+def agent_trouble(endpoint: object, exc: ConsulError) -> str:
+    """One line for an operator: the agent's address, what went wrong, what to do."""
+    if isinstance(exc, ConsulRejected):
+        return (
+            f"Consul agent at {endpoint} refused the request ({exc}): check the ACL token "
+            "(CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE)"
+        )
+    return f"Consul unreachable at {endpoint} ({exc}): start the agent, or check the registry URI"
+
+
 class WritePolicy(NamedTuple):
     """Bounded, jittered retries for one write; after them the caller gives up for now."""
 

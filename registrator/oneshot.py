@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from registrator.config import Config
-from registrator.consul_agent import ConsulAgent, ConsulError
+from registrator.consul_agent import ConsulAgent, ConsulError, agent_trouble
 from registrator.container import display_name, short_id
 from registrator.derive import DeriveOptions
 from registrator.docker_source import DockerSource, DockerUnavailable
@@ -45,7 +45,7 @@ def load_desired(config: Config, options: DeriveOptions, agent: ConsulAgent | No
         try:
             agent.ping()
         except ConsulError as exc:
-            raise OneShotError(f"Consul unreachable at {config.consul}: {exc}") from None
+            raise OneShotError(agent_trouble(config.consul, exc)) from None
     reconciler = Reconciler(
         adopting(agent, config.adopt),
         owner=config.hostname,
@@ -119,11 +119,11 @@ def run_plan(
     try:
         reconciler = load_desired(config, options, agent)
         plan, actual = reconciler.preview(remove_stale=True)
-    except OneShotError as exc:
-        print(f"registrator plan: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except ConsulError as exc:
-        print(f"registrator plan: Consul failed: {exc}", file=sys.stderr)
+    except (OneShotError, ConsulError) as exc:
+        failure = str(exc) if isinstance(exc, OneShotError) else f"Consul failed: {exc}"
+        print(f"registrator plan: {failure}", file=sys.stderr)
+        if as_json:  # a script reading stdout gets the cause too, not nothing
+            print(json.dumps({"error": failure}, indent=2, sort_keys=True))
         return EXIT_ERROR
     rows = plan_rows(plan, actual, reconciler.desired())
     if as_json:

@@ -352,7 +352,15 @@ def test_systemd_mode_renders_a_verified_unit_and_a_working_venv(
             registrator_ip="127.0.0.1",
             registrator_registry_uri=uri,
             registrator_consul_token=token,
-            registrator_extra_flags=["-tags", "ami,100%,x$y"],
+            registrator_resync=3600,
+            # daemon-only flags: the unit passes them, the resync tag leaves them out
+            registrator_extra_flags=[
+                "-tags",
+                "ami,100%,x$y",
+                "-deregister",
+                "on-success",
+                "-drain",
+            ],
         )
         first = ansible_playbook(role_vars, "-v").ok()
         assert token not in first.output
@@ -375,7 +383,8 @@ def test_systemd_mode_renders_a_verified_unit_and_a_working_venv(
         # % and $ are escaped for systemd, so registrator gets the words it was given.
         assert exec_start_argv(settings["ExecStart"][0]) == [
             str(venv / "bin/registrator"),
-            "-ip", "127.0.0.1", "-cleanup", "-adopt", "-ecs", "-health-sync", "-tags", "ami,100%,x$y", uri,
+            "-ip", "127.0.0.1", "-resync", "3600", "-cleanup", "-adopt", "-ecs", "-health-sync",
+            "-tags", "ami,100%,x$y", "-deregister", "on-success", "-drain", uri,
         ]  # fmt: skip
         assert "'ami,100%%,x$$y'" in settings["ExecStart"][0]
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from registrator.cli import UsageError, parse_config
-from registrator.config import ConsulEndpoint, acl_token, parse_registry_uri
-from tests.conftest import run_cli
+from registrator.cli import parse_config
+from registrator.config import RETRY_WAIT, ConsulEndpoint, acl_token, parse_registry_uri
+from registrator.flags import BY_NAME, FLAGS, UsageError
+from registrator.flags import DAEMON_ONLY as DAEMON_ONLY_FLAGS
+from tests.conftest import REPO, run_cli
 
 
 def parse(*argv: str, env: dict[str, str] | None = None):
@@ -57,14 +61,17 @@ def test_resync_subcommand():
             ["-ttl", "10", "-ttl-refresh", "10", "consul://"],
             "-ttl must be greater than -ttl-refresh",
         ),
-        (["-retry-interval", "0", "consul://"], "-retry-interval must be greater than 0"),
-        (["-deregister", "never", "consul://"], '-deregister must be "always" or "on-success"'),
+        (["-retry-interval", "0", "consul://"], "-retry-interval '0': out of range"),
+        (
+            ["-deregister", "never", "consul://"],
+            "-deregister 'never': expected always or on-success",
+        ),
         (["-internal=maybe", "consul://"], "invalid boolean value 'maybe'"),
         (["-bogus", "consul://"], "unrecognized arguments: -bogus"),
         (["etcd://127.0.0.1:2379"], "unrecognized registry backend"),
         (["consul://127.0.0.1:abc"], "is not a number"),
         (["-ecs-agent-uri", "https://127.0.0.1:51678", "consul://"], "-ecs-agent-uri"),
-        (["-ecs-agent-uri", "127.0.0.1:51678", "consul://"], "use http://HOST"),
+        (["-ecs-agent-uri", "127.0.0.1:51678", "consul://"], "expected http://HOST"),
     ],
 )
 def test_bad_usage_is_a_clear_error(argv, message):
@@ -72,11 +79,13 @@ def test_bad_usage_is_a_clear_error(argv, message):
         parse(*argv)
 
 
-def test_bad_usage_exits_2_with_usage_on_stderr():
+def test_bad_usage_exits_2_with_the_cause_and_one_hint_line():
     result = run_cli("-deregister", "sometimes", "consul://")
     assert result.returncode == 2
-    assert '-deregister must be "always" or "on-success"' in result.stderr
-    assert "usage: registrator" in result.stderr
+    assert result.stderr.splitlines() == [
+        "registrator: -deregister 'sometimes': expected always or on-success",
+        "run 'registrator -h' for usage",
+    ]
     assert result.stdout == ""
 
 
@@ -135,3 +144,206 @@ def test_resync_reports_unreachable_consul(tmp_path):
     result = run_cli("resync", "consul://127.0.0.1:1")
     assert result.returncode == 1
     assert "unreachable" in result.stderr
+
+
+# --- issue 20: the CLI's front door --------------------------------------------------------
+
+VALUE_FLAGS = (
+    "ip", "deregister", "resync", "retry-attempts", "retry-interval", "ttl", "ttl-refresh",
+    "agent-poll", "consul-timeout", "workers", "agent-writes", "drain-grace", "metrics-addr",
+    "healthz-threshold", "ecs-agent-uri", "log-format", "log-level",
+)  # fmt: skip
+DAEMON_ONLY = (
+    "-deregister", "-resync", "-retry-attempts", "-retry-interval", "-ttl", "-ttl-refresh",
+    "-dry-run", "-deregister-on-shutdown", "-agent-poll", "-drain", "-drain-grace",
+    "-metrics-addr", "-healthz-threshold",
+)  # fmt: skip
+
+
+def test_help_shows_the_three_forms_one_uri_each_flag_once_with_defaults():
+    result = run_cli("-h")
+    assert (result.returncode, result.stderr) == (0, "")
+    text = result.stdout
+    assert text.splitlines()[:3] == [
+        "usage: registrator [flags] URI",
+        "       registrator plan [flags] URI",
+        "       registrator resync [flags] URI",
+    ]
+    assert "[uri ...]" not in text and "--" not in text.replace("---", "")
+    for flag in FLAGS:
+        assert text.count(f"  -{flag.name}\n") + text.count(f"  -{flag.name} ") == 1, flag.name
+    assert "  -ip IP\n" in text and "(default: 2000)" in text and "(default: 4)" in text
+    assert "-retry-attempts N" in text and "(default: wait for the agent" in text
+    assert "consul-tls://HOST[:PORT] (default port 8501)" in text
+    assert (
+        "plan and resync take the same flags but these, which apply to the daemon only: "
+        "-deregister, -resync," in text.replace("\n", " ")
+    )
+    assert run_cli("help").stdout == text
+
+
+@pytest.mark.parametrize("command", ["plan", "resync"])
+def test_command_help_describes_the_command_and_lists_only_its_flags(command):
+    result = run_cli(command, "-h")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith(f"usage: registrator {command} [flags] URI\n")
+    if command == "plan":
+        assert "print the\ndifference, and write nothing" in result.stdout
+        assert "  -json\n" in result.stdout
+    else:
+        assert "Make the agent match Docker once" in result.stdout
+        assert "-json" not in result.stdout
+    for name in DAEMON_ONLY:
+        assert f"  {name}\n" not in result.stdout and f"  {name} " not in result.stdout
+    assert "  -ip IP\n" in result.stdout and "  -adopt\n" in result.stdout
+    assert run_cli("help", command).stdout == result.stdout
+
+
+def test_the_daemon_only_flags_are_these():
+    assert DAEMON_ONLY_FLAGS == DAEMON_ONLY
+
+
+@pytest.mark.parametrize("command", ["plan", "resync"])
+@pytest.mark.parametrize("flag", DAEMON_ONLY)
+def test_daemon_only_flags_are_refused_by_plan_and_resync(command, flag):
+    value = [] if isinstance(BY_NAME[flag[1:]].default, bool) else ["1"]
+    with pytest.raises(UsageError) as caught:
+        parse(command, flag, *value, "consul://")
+    assert str(caught.value) == (
+        f"{flag} applies to the daemon only, not to 'registrator {command}' "
+        "('registrator plan' shows what resync would do, writing nothing)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("ip", "eth0", "not an IP address (expected IPv4 or IPv6, e.g. 10.0.0.5)"),
+        ("ip", "10.0.1.300", "not an IP address"),
+        ("ip", "consul://", "not an IP address"),
+        ("deregister", "sometimes", "expected always or on-success"),
+        ("resync", "abc", "not a number (expected 0 for never, or seconds, e.g. 30)"),
+        ("resync", "-1", "out of range"),
+        ("retry-attempts", "x", "not a number (expected -1 for forever, or 0 or more retries)"),
+        ("retry-attempts", "-2", "out of range"),
+        ("retry-interval", "0", "out of range (expected milliseconds, at least 1)"),
+        ("ttl", "-5", "out of range (expected 0 or more seconds)"),
+        ("ttl-refresh", "1.5", "not a number"),
+        ("agent-poll", "0", "out of range (expected seconds greater than 0, e.g. 2.5)"),
+        ("consul-timeout", "nan", "out of range"),
+        ("workers", "0", "out of range (expected 1 or more)"),
+        ("agent-writes", "many", "not a number (expected 1 or more)"),
+        ("drain-grace", "inf", "out of range"),
+        ("metrics-addr", "nonsense", "expected HOST:PORT or :PORT, e.g. 127.0.0.1:9102"),
+        ("metrics-addr", "127.0.0.1:99999", "expected HOST:PORT"),
+        ("healthz-threshold", "-1", "out of range"),
+        ("ecs-agent-uri", "ftp://x", "expected http://HOST[:PORT], e.g. http://127.0.0.1:51678"),
+        ("log-format", "xml", "expected text or json"),
+        ("log-level", "loud", "expected DEBUG, INFO, WARNING or ERROR"),
+    ],
+)
+def test_every_flag_value_is_checked(flag, value, expected):
+    assert flag in VALUE_FLAGS
+    with pytest.raises(UsageError) as caught:
+        parse(f"-{flag}", value, "consul://")
+    assert str(caught.value).startswith(f"-{flag} {value!r}: {expected}")
+    with pytest.raises(UsageError) as caught:  # the -flag=value spelling too
+        parse(f"-{flag}={value}", "consul://")
+    assert str(caught.value).startswith(f"-{flag} {value!r}: ")
+
+
+def test_every_value_flag_has_a_bad_value_case():
+    cases = test_every_flag_value_is_checked.pytestmark[0].args[1]  # type: ignore[attr-defined]
+    assert {case[0] for case in cases} == set(VALUE_FLAGS)
+    assert set(VALUE_FLAGS) == {f.name for f in FLAGS if f.check.__name__ != "_text"}
+
+
+def test_good_values_pass_and_ipv6_is_an_address():
+    defaults = parse("-ip=", "-metrics-addr=", "consul://")[1]  # empty: the defaults
+    assert (defaults.ip, defaults.metrics_addr) == ("", "")
+    _, config = parse(
+        "-ip", "fd00::5", "-log-level", "debug", "-metrics-addr", ":9102", "consul://"
+    )
+    assert (config.ip, config.log_level, config.metrics_addr) == ("fd00::5", "DEBUG", ":9102")
+
+
+@pytest.mark.parametrize("token", ["-expl", "-j", "-v", "--expl", "-dry", "-retry"])
+def test_abbreviated_flags_are_refused(token):
+    with pytest.raises(UsageError, match=f"unrecognized arguments: {token}"):
+        parse("plan" if token == "-j" else "run", token, "consul://")
+
+
+def test_an_abbreviation_names_the_flag_it_may_mean():
+    with pytest.raises(UsageError, match=r"did you mean -explicit\? flags are never abbreviated"):
+        parse("-expl", "consul://")
+
+
+def test_a_flag_without_its_value():
+    with pytest.raises(UsageError, match=r"^-ip needs a value \(IP\)$"):
+        parse("-ip")
+
+
+def test_a_uri_without_its_slashes_gets_the_fix():
+    with pytest.raises(UsageError) as caught:
+        parse("consul:127.0.0.1:8500")
+    assert str(caught.value) == (
+        "registry URI 'consul:127.0.0.1:8500': missing '//'; did you mean consul://127.0.0.1:8500?"
+    )
+
+
+def test_a_uri_without_its_scheme_gets_the_fix():
+    with pytest.raises(UsageError, match=r"did you mean consul://127\.0\.0\.1:8500\?$"):
+        parse("127.0.0.1:8500")
+
+
+@pytest.mark.parametrize(
+    ("uri", "env", "port"),
+    [
+        ("consul-tls://", {}, 8501),
+        ("consul-tls://", {"CONSUL_HTTP_ADDR": "10.0.0.2"}, 8501),
+        ("consul-tls://", {"CONSUL_HTTP_ADDR": "https://10.0.0.2"}, 8501),
+        ("consul://", {"CONSUL_HTTP_ADDR": "10.0.0.2"}, 8500),
+    ],
+)
+def test_consul_tls_without_a_port_means_8501(uri, env, port):
+    assert parse_registry_uri(uri, env).port == port
+
+
+@pytest.mark.parametrize(
+    ("argv", "first_line", "hint"),
+    [
+        (["-ip", "eth0", "consul://"], "registrator: -ip 'eth0': not an IP address", "registrator"),
+        (["plan", "-workers", "x", "consul://"], "registrator plan: -workers 'x'", "registrator plan"),
+        (["plan", "-dry-run", "consul://"], "registrator plan: -dry-run applies to the daemon only", "registrator plan"),
+        (["resync", "-dry-run", "consul://"], "registrator resync: -dry-run applies to the daemon only", "registrator resync"),
+        (["resync", "-expl", "consul://"], "registrator resync: unrecognized arguments: -expl", "registrator resync"),
+        (["help", "nothing"], "registrator: no help for 'nothing'", "registrator"),
+    ],
+)  # fmt: skip
+def test_usage_errors_exit_2_for_every_command_with_one_hint_line(argv, first_line, hint):
+    result = run_cli(*argv)
+    assert (result.returncode, result.stdout) == (2, "")
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(first_line), result.stderr
+    assert lines[1] == f"run '{hint} -h' for usage"
+
+
+def test_double_dash_spellings_and_negated_switches_still_work():
+    _, config = parse("--ip", "10.0.0.1", "--cleanup", "--no-cleanup", "--workers=2", "consul://")
+    assert (config.ip, config.cleanup, config.workers) == ("10.0.0.1", False, 2)
+    assert parse("plan", "--json", "consul://")[1].plan_json
+
+
+def test_the_ansible_roles_resync_leaves_out_the_daemon_only_flags():
+    text = (REPO / "ansible/roles/registrator/vars/main.yml").read_text()
+    switches = re.search(r"registrator_daemon_only_switches: \[(.*)\]", text)
+    valued = re.search(r"registrator_daemon_only_valued: >-\n(.*?)\n\S", text, re.DOTALL)
+    assert switches and valued
+    names = switches[1].split(", ") + re.findall(r"'([a-z-]+)'", valued[1])
+    assert sorted(f"-{name}" for name in names) == sorted(DAEMON_ONLY_FLAGS)
+    assert all(isinstance(BY_NAME[name].default, bool) for name in switches[1].split(", "))
+
+
+def test_retry_attempts_default_is_waiting():
+    assert parse("consul://")[1].retry_attempts == RETRY_WAIT
+    assert parse("-retry-attempts", "0", "consul://")[1].retry_attempts == 0

@@ -3,7 +3,10 @@ bursts and containers killed mid-registration. The real process, engine and doub
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import HOSTNAME, SESSION_LABEL, TEST_IMAGE, run_cli, wait_until
+from tests.consul_double import ConsulDouble
 from tests.private_dockerd import PrivateDockerd
 
 pytestmark = pytest.mark.docker
@@ -262,6 +266,98 @@ def test_retry_attempts_at_start(registrator, consul):
     proc.wait_log("retry 3 in 100ms")
     consul.start()
     proc.wait_log("synced: ", timeout=30)
+
+
+def test_the_daemon_waits_for_its_agent_by_default(registrator, consul, containers):
+    consul.stop()
+    containers.run("late.0", "-p", "127.0.0.1::80")
+    uri = f"consul://127.0.0.1:{consul.port}"
+    proc = registrator("-ip", "127.0.0.1", "-retry-interval", "100", "-log-level", "DEBUG", uri)
+    proc.wait_log(
+        rf"WARNING Consul unreachable at http://127\.0\.0\.1:{consul.port} \(.*\): "
+        r"start the agent, or check the registry URI; waiting for it"
+    )
+    # later tries back off (doubling from -retry-interval) and are logged at DEBUG only
+    proc.wait_log(r"DEBUG .*still no answer.*next try in 0\.8s", timeout=20)
+    assert proc.proc.poll() is None
+    consul.start()
+    proc.wait_log(r"INFO Consul agent at \S+ answers after \d+ retries; registering", timeout=30)
+    consul.wait_for(lambda s: sid("late.0") in s, timeout=30)
+    proc.wait_log("synced: ")
+    assert proc.logs().count("WARNING") == 1, proc.logs()
+    delays = re.findall(r"next try in ([\d.]+)s", proc.logs())
+    assert delays[:3] == ["0.2", "0.4", "0.8"], delays
+
+
+def test_stop_while_waiting_for_the_agent_exits_0_promptly(registrator, consul):
+    consul.stop()
+    proc = registrator(f"consul://127.0.0.1:{consul.port}")
+    proc.wait_log("waiting for it")
+    began = time.monotonic()
+    assert proc.stop() == 0, proc.logs()
+    assert time.monotonic() - began < 5
+
+
+@pytest.mark.parametrize("flags", [[], ["-retry-attempts", "-1", "-retry-interval", "100"]])
+def test_waiting_for_the_agent_tells_systemd_and_feeds_its_watchdog(
+    registrator, consul, tmp_path, flags
+):
+    consul.stop()
+    address = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(address)
+        notify.settimeout(10)
+        env = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "400000"}
+        proc = registrator("-ip", "127.0.0.1", *flags, f"consul://127.0.0.1:{consul.port}", env=env)
+        received = [notify.recv(4096).decode() for _ in range(4)]
+        assert received[0] == (
+            f"READY=1\nSTATUS=waiting for the Consul agent at http://127.0.0.1:{consul.port}"
+        )
+        assert received[1:] == ["WATCHDOG=1"] * 3, received
+        consul.start()
+        while not (message := notify.recv(4096).decode()).startswith("READY=1"):
+            assert message == "WATCHDOG=1", message
+        assert message.startswith("READY=1\nSTATUS=synced: "), message
+    assert proc.stop() == 0
+
+
+def test_a_wrong_token_at_start_names_the_token(registrator):
+    with ConsulDouble(acl_token="the-right-one") as double:
+        proc = registrator(
+            f"consul://127.0.0.1:{double.port}", env={"CONSUL_HTTP_TOKEN": "a-wrong-one"}
+        )
+        proc.wait_log(
+            rf"WARNING Consul agent at http://127\.0\.0\.1:{double.port} refused the request "
+            r"\(.*\): check the ACL token \(CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE\)"
+        )
+        assert proc.proc.poll() is None
+        plan = run_cli(
+            "plan", f"consul://127.0.0.1:{double.port}", env={"CONSUL_HTTP_TOKEN": "a-wrong-one"}
+        )
+    assert plan.returncode == 1
+    assert "check the ACL token" in plan.stderr and "a-wrong-one" not in plan.stderr
+
+
+@pytest.mark.parametrize("command", ["plan", "resync"])
+def test_plan_and_resync_without_an_agent_exit_1_with_one_line(consul, command):
+    consul.stop()
+    result = run_cli(command, f"consul://127.0.0.1:{consul.port}")
+    assert (result.returncode, result.stdout) == (1, "")
+    [line] = result.stderr.splitlines()
+    assert re.fullmatch(
+        rf"registrator {command}: Consul unreachable at http://127\.0\.0\.1:{consul.port} "
+        r"\(.*\): start the agent, or check the registry URI",
+        line,
+    ), line
+
+
+def test_plan_json_without_an_agent_prints_an_error_object(consul):
+    consul.stop()
+    result = run_cli("plan", "-json", f"consul://127.0.0.1:{consul.port}")
+    assert result.returncode == 1
+    error = json.loads(result.stdout)["error"]
+    assert error.startswith(f"Consul unreachable at http://127.0.0.1:{consul.port} ")
+    assert error.endswith("start the agent, or check the registry URI")
 
 
 def test_deregister_on_shutdown(registrator, consul, containers):

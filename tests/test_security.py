@@ -171,9 +171,11 @@ def test_acl_token_used_never_shown_and_a_403_leaves_the_daemon_running(
         assert TOKEN not in cmdline
 
 
-def test_token_not_in_dry_run_output_or_usage_errors() -> None:
-    dry = run_cli("resync", "-dry-run", "consul://127.0.0.1:1", env={"CONSUL_HTTP_TOKEN": TOKEN})
+def test_token_not_in_plan_output_or_usage_errors() -> None:
+    # resync -dry-run is a usage error now; plan is what shows what resync would do
+    plan = run_cli("plan", "-json", "consul://127.0.0.1:1", env={"CONSUL_HTTP_TOKEN": TOKEN})
+    assert plan.returncode == 1 and "Consul unreachable at http://127.0.0.1:1" in plan.stdout
     usage = run_cli("-bogus", "consul://", env={"CONSUL_HTTP_TOKEN": TOKEN})
     assert usage.returncode == 2
-    for result in (dry, usage):
+    for result in (plan, usage):
         assert TOKEN not in result.stdout + result.stderr
