@@ -51,6 +51,7 @@ def load_desired(config: Config, options: DeriveOptions, agent: ConsulAgent | No
         owner=config.hostname,
         cleanup=True,
         max_writes=config.agent_writes,
+        refresh_health=False,
     )
     placement = EcsPlacement(config.ecs_agent_uri, reconciler.metrics) if config.ecs else None
     processor = ContainerProcessor(options, config.deregister, placement)

@@ -52,6 +52,7 @@ class Reconciler:
         metrics: Metrics | None = None,
         max_writes: int = DEFAULT_MAX_WRITES,
         hold_stale: Callable[[Service], bool] | None = None,
+        refresh_health: bool = True,
     ) -> None:
         self.agent = agent
         self.metrics = metrics or Metrics()
@@ -81,6 +82,8 @@ class Reconciler:
         # Owned services that are not removed as stale while this says so (services of an
         # awsvpc container whose addresses the ECS agent has not given yet).
         self.hold_stale = hold_stale
+        # The daemon keeps health TTLs from running out; a one-shot command only compares.
+        self.refresh_health = refresh_health
 
     # --- reading the state -------------------------------------------------------------
 
@@ -240,6 +243,8 @@ class Reconciler:
     def _health_due(self, desired: Mapping[str, Service]) -> set[str]:
         """Under the lock: services whose health status this process has not written yet, or
         not for HEALTH_REFRESH seconds."""
+        if not self.refresh_health:
+            return set()
         now = time.monotonic()
         return {
             sid

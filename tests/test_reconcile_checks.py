@@ -129,3 +129,15 @@ def test_checks_it_no_longer_defines_go_and_others_stay():
         reconciler.set_container("c" * 64, [changed])
         ids = {c for c, v in double.checks().items() if v["ServiceID"] == SID}
         assert ids == {f"service:{SID}", "theirs"}
+
+
+def test_a_one_shot_comparison_writes_no_status_that_is_in_step():
+    with ConsulDouble() as double:
+        Reconciler(agent_for(double), owner=OWNER).set_container(
+            "c" * 64, [service(checks=(health("passing"),))]
+        )
+        double.clear_requests()
+        once = Reconciler(agent_for(double), owner=OWNER, refresh_health=False)
+        once.set_container("c" * 64, [service(checks=(health("passing"),))], write=False)
+        outcome = once.sync(remove_stale=True)
+        assert (outcome.health, outcome.unchanged, writes(double)) == ([], [SID], [])
