@@ -100,6 +100,7 @@ def test_agent_restarted_empty_is_refilled_without_a_full_rewrite(
     writes = [r for r in ours_requests(consul.writes(), names) if r.path == REGISTER_PATH]
     assert [service_id_of(r) for r in writes] == [sid("refill.0")]
 
+    proc.wait_log("agent was missing 1 service")  # that refill is over, and logged
     consul.clear_requests()
     seen = len(proc.logs())
     consul.restart(empty=True)
