@@ -1,10 +1,24 @@
 """Fixtures for end-to-end tests: the real Docker engine, the Consul double, and the real
-``registrator`` process. Everything a test starts is removed when it ends."""
+``registrator`` process. Everything a test starts is removed when it ends.
+
+The engine is shared: a developer's workstation, or CI's host, runs other containers (other
+checkouts' tests, the user's own), and registrator registers every one of them in the test's
+Consul double. The rule: **an assertion on the engine's or the double's state judges only what
+the test created.** Each test names its containers; ``ours`` keeps the service IDs of those
+containers (``host:name:port``), ``ours_requests`` drops the recorded requests that are about
+another container's service, ``ours_summary`` recomputes a ``plan``/``resync`` summary line
+without the other containers' rows, and engine queries filter on ``SESSION_LABEL``. A test never
+asserts that the double holds nothing but its services, nor that registrator wrote nothing at
+all: it asserts that none of its own remain, that nothing was written for its own. What cannot
+be attributed to another container (a write without a service ID, a service ID of another
+form) still counts, so a regression that shows in traffic still shows for the test's own
+containers. Tests that need an engine to themselves use ``tests.private_dockerd``."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -16,7 +30,7 @@ import tempfile
 import time
 import tomllib
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +38,7 @@ import docker
 import docker.errors
 import pytest
 
-from tests.consul_double import ConsulDouble
+from tests.consul_double import ConsulDouble, RecordedRequest
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_IMAGE = "rtest/busybox:latest"
@@ -44,6 +58,100 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = 
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
+
+
+def owned(services: dict[str, Any]) -> set[str]:
+    """The IDs of the services registrator of this host owns (its mark in ``Meta``)."""
+    return {sid for sid, svc in services.items() if svc["Meta"].get("registrator") == HOSTNAME}
+
+
+def _container_of(service_id: str) -> str | None:
+    """The container name in an ID registrator makes (``host:name:port[:udp]``) of this host;
+    None for another host's or another form (a ``SERVICE_ID``, a hand-made one)."""
+    parts = service_id.split(":")
+    if len(parts) in (3, 4) and parts[0] == HOSTNAME and parts[2].isdigit():
+        return parts[1]
+    return None
+
+
+def ours(service_ids: Iterable[str], names: Collection[str]) -> set[str]:
+    """The service IDs of this host's containers named ``names``: what the test created."""
+    return {sid for sid in service_ids if _container_of(sid) in names}
+
+
+def foreign(service_id: str, names: Collection[str]) -> bool:
+    """An ID of this host's form whose container the test did not create."""
+    container = _container_of(service_id)
+    return container is not None and container not in names
+
+
+REGISTER_PATH = "/v1/agent/service/register"
+DEREGISTER_PATH = "/v1/agent/service/deregister/"
+
+
+def service_id_of(request: RecordedRequest) -> str | None:
+    """The service a register or deregister request is about; None for any other request."""
+    if request.path == REGISTER_PATH:
+        try:
+            body = {str(k).lower(): v for k, v in json.loads(request.body).items()}
+        except (ValueError, AttributeError):
+            return None
+        return str(body.get("id") or body.get("name") or "") or None
+    if request.path.startswith(DEREGISTER_PATH):
+        return request.path[len(DEREGISTER_PATH) :]
+    return None
+
+
+def ours_requests(
+    requests: Iterable[RecordedRequest], names: Collection[str]
+) -> list[RecordedRequest]:
+    """The requests, without those about another container's service. What is not about a
+    service of this host's form (reads, checks, hand-made IDs) is kept."""
+    return [r for r in requests if not foreign(service_id_of(r) or "", names)]
+
+
+_SUMMARY_ITEM = re.compile(
+    r"(\d+) (to add|to adopt|to update|to remove|added|adopted|removed|legacy|unchanged|failed)"
+)
+
+
+def ours_summary(stdout: str, names: Collection[str]) -> str:
+    """The last line of ``plan``'s table or ``resync``'s output, its counts less the rows of
+    services of containers the test did not create, printed as the command prints it."""
+    lines = stdout.splitlines()
+    counts = {key: int(n) for n, key in _SUMMARY_ITEM.findall(lines[-1])}
+    assert counts, f"no summary line: {stdout}"
+    decrement = {
+        "add": ["to add"], "adopt": ["to adopt"], "update": ["to update"],
+        "remove": ["to remove"], "added": ["added"], "adopted": ["added", "adopted"],
+        "removed": ["removed"], "failed": ["failed"], "unchanged": ["unchanged"],
+    }  # fmt: skip
+    for line in lines[:-1]:
+        fields = line.split()
+        if len(fields) < 2 or fields[0] not in decrement:
+            continue
+        if not foreign(fields[1].rstrip(":"), names):
+            continue
+        keys = decrement[fields[0]] + (["legacy"] if line.endswith("(legacy)") else [])
+        for key in keys:
+            counts[key] = counts.get(key, 0) - 1
+    if "to add" in counts:  # plan
+        items = [f"{counts.get('to add', 0)} to add"]
+        if counts.get("to adopt"):
+            items.append(f"{counts['to adopt']} to adopt")
+        items += [
+            f"{counts.get('to update', 0)} to update",
+            f"{counts.get('to remove', 0)} to remove",
+            f"{counts.get('unchanged', 0)} unchanged",
+        ]
+        return ", ".join(items)
+    added, adopted = counts.get("added", 0), counts.get("adopted", 0)
+    removed, legacy = counts.get("removed", 0), counts.get("legacy", 0)
+    return (
+        f"{added} added" + (f" ({adopted} adopted)" if adopted else "")
+        + f", {removed} removed" + (f" ({legacy} legacy)" if legacy else "")
+        + f", {counts.get('unchanged', 0)} unchanged, {counts.get('failed', 0)} failed"
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -74,10 +74,13 @@ class PrivateDockerd:
         return docker.DockerClient(base_url=self.host, timeout=60)
 
     def load_test_image(self) -> None:
+        """The test image from the host's engine, exported by its name (``/images/{name}/get``
+        tags the archive with that reference): ``save(named=True)`` would use the image's
+        first tag, which is another name once a user has run ``docker tag rtest/busybox X``."""
         main = docker.from_env()
         target = self.client()
         try:
-            target.images.load(b"".join(main.images.get(TEST_IMAGE).save(named=True)))
+            target.images.load(b"".join(main.api.get_image(TEST_IMAGE)))
         finally:
             target.close()
             main.close()

@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import HOSTNAME, wait_until
+from tests.conftest import HOSTNAME, SESSION_LABEL, ours, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -174,17 +174,22 @@ def test_stopped_container_is_deregistered(registrator, consul, containers):
 
 def test_rm_containers_that_exit_at_once_leave_nothing(registrator, consul, containers):
     proc = start_registrator(registrator, consul)
-    for n in range(5):
-        containers.run(f"flash.{n}", "--rm", "-p", "127.0.0.1::80", command="true")
+    flashes = [f"flash.{n}" for n in range(5)]
+    for name in flashes:
+        containers.run(name, "--rm", "-p", "127.0.0.1::80", command="true")
     containers.run("marker.0", "-p", "127.0.0.1::80")
     consul.wait_for(lambda s: f"{HOSTNAME}:marker.0:80" in s)
     # every flash container is gone from Docker; none may remain in Consul
     wait_until(
-        lambda: not containers.client.containers.list(all=True, filters={"name": "flash."}),
+        lambda: (
+            not containers.client.containers.list(
+                all=True, filters={"name": "flash.", "label": SESSION_LABEL}
+            )
+        ),
         what="--rm containers gone",
     )
     proc.wait_log("marker.0")
-    consul.wait_for(lambda s: not any(":flash." in sid for sid in s), timeout=10)
+    consul.wait_for(lambda s: not ours(s, flashes), timeout=10)
 
 
 def test_one_bad_container_never_stops_the_others(registrator, consul, containers):

@@ -10,19 +10,26 @@ import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 
-from tests.conftest import HOSTNAME, SESSION_LABEL, TEST_IMAGE, run_cli, wait_until
+from tests.conftest import (
+    HOSTNAME,
+    REGISTER_PATH,
+    SESSION_LABEL,
+    TEST_IMAGE,
+    ours,
+    ours_requests,
+    ours_summary,
+    owned,
+    run_cli,
+    service_id_of,
+    wait_until,
+)
 from tests.consul_double import ConsulDouble
 from tests.private_dockerd import PrivateDockerd
 
 pytestmark = pytest.mark.docker
-
-
-def owned(services: dict[str, Any]) -> set[str]:
-    return {sid for sid, svc in services.items() if svc["Meta"].get("registrator") == HOSTNAME}
 
 
 def sid(name: str, port: int = 80) -> str:
@@ -73,7 +80,7 @@ def test_consul_down_during_churn_then_back_empty(registrator, consul, docker_cl
     consul.restart(empty=True)
     back = time.monotonic()
     expected = {sid(n) for n in new}
-    consul.wait_for(lambda s: owned(s) == expected, timeout=5)
+    consul.wait_for(lambda s: ours(owned(s), before + new) == expected, timeout=5)
     recovery = time.monotonic() - back
     print(f"\nrecovery after Consul came back empty: {recovery:.2f}s")
     proc.wait_log("Consul reachable again")
@@ -85,7 +92,7 @@ def test_agent_restarted_empty_is_refilled_without_a_full_rewrite(
     proc = start(registrator, consul)
     names = [f"refill.{n}" for n in range(6)]
     run_many(docker_client, names)
-    consul.wait_for(lambda s: owned(s) == {sid(n) for n in names}, timeout=30)
+    consul.wait_for(lambda s: ours(owned(s), names) == {sid(n) for n in names}, timeout=30)
 
     # one service lost (as if deregistered by hand): only it is written again
     consul.clear_requests()
@@ -93,14 +100,24 @@ def test_agent_restarted_empty_is_refilled_without_a_full_rewrite(
 
     requests.put(f"{consul.url}/v1/agent/service/deregister/{sid('refill.0')}", timeout=5)
     consul.wait_for(lambda s: sid("refill.0") in s, timeout=5)
-    writes = [r for r in consul.writes() if r.path.startswith("/v1/agent/service/register")]
-    assert len(writes) == 1
+    writes = [r for r in ours_requests(consul.writes(), names) if r.path == REGISTER_PATH]
+    assert [service_id_of(r) for r in writes] == [sid("refill.0")]
 
+    proc.wait_log("agent was missing 1 service")  # that refill is over, and logged
+    consul.clear_requests()
+    seen = len(proc.logs())
     consul.restart(empty=True)
     back = time.monotonic()
-    consul.wait_for(lambda s: owned(s) == {sid(n) for n in names}, timeout=5)
+    consul.wait_for(lambda s: ours(owned(s), names) == {sid(n) for n in names}, timeout=5)
     print(f"\nagent restarted empty refilled in {time.monotonic() - back:.2f}s")
-    assert "agent was missing" in proc.wait_log("agent was missing 6 service").group(0)
+    # the count includes the other containers on the engine; ours are each written once
+    missing = wait_until(
+        lambda: re.search(r"agent was missing (\d+) service", proc.logs()[seen:]),
+        what="the refill's log line",
+    )
+    assert int(missing.group(1)) >= len(names)
+    writes = [r for r in ours_requests(consul.writes(), names) if r.path == REGISTER_PATH]
+    assert sorted(str(service_id_of(r)) for r in writes) == sorted(sid(n) for n in names)
 
 
 def test_consul_errors_and_hangs_during_churn_end_exact(
@@ -126,7 +143,7 @@ def test_consul_errors_and_hangs_during_churn_end_exact(
 
     consul.fail(None)
     expected = {sid(n) for n in first[6:] + second[2:] + third[2:]}
-    consul.wait_for(lambda s: owned(s) == expected, timeout=20)
+    consul.wait_for(lambda s: ours(owned(s), first + second + third) == expected, timeout=20)
 
 
 def test_resync_with_nothing_changed_makes_no_writes(
@@ -135,12 +152,12 @@ def test_resync_with_nothing_changed_makes_no_writes(
     names = [f"steady.{n}" for n in range(5)]
     run_many(docker_client, names)
     proc = start(registrator, consul, "-resync", "0.5", "-log-level", "DEBUG")
-    consul.wait_for(lambda s: owned(s) == {sid(n) for n in names}, timeout=30)
+    consul.wait_for(lambda s: ours(owned(s), names) == {sid(n) for n in names}, timeout=30)
     consul.clear_requests()
     done = proc.logs().count("resync: ")
     wait_until(lambda: proc.logs().count("resync: ") >= done + 3, timeout=20, what="3 resyncs")
-    requests_seen = consul.requests()
-    assert consul.writes() == []
+    requests_seen = ours_requests(consul.requests(), names)  # others' containers may churn
+    assert ours_requests(consul.writes(), names) == []
     assert {r.method for r in requests_seen} <= {"GET"}  # reads only (agent polls), if any
 
 
@@ -151,11 +168,11 @@ def test_burst_of_100_parallel_starts_then_all_removed(
     names = [f"burst.{n}" for n in range(100)]
     started = time.monotonic()
     run_many(docker_client, names)
-    consul.wait_for(lambda s: len(owned(s) & {sid(n) for n in names}) == 100, timeout=60)
+    consul.wait_for(lambda s: len(ours(owned(s), names)) == 100, timeout=60)
     print(f"\n100 started and registered in {time.monotonic() - started:.1f}s")
     started = time.monotonic()
     remove_many(docker_client, names)
-    consul.wait_for(lambda s: not owned(s), timeout=60)
+    consul.wait_for(lambda s: not ours(owned(s), names), timeout=60)
     print(f"100 removed and deregistered in {time.monotonic() - started:.1f}s")
 
 
@@ -171,7 +188,7 @@ def test_containers_killed_mid_registration_leave_nothing(
             )
         )
     containers.run("keeper.0", "-p", "127.0.0.1::80")
-    consul.wait_for(lambda s: owned(s) == {sid("keeper.0")}, timeout=20)
+    consul.wait_for(lambda s: ours(owned(s), [*names, "keeper.0"]) == {sid("keeper.0")}, timeout=20)
 
 
 def test_docker_daemon_restart_survived_missing_no_start_or_die(registrator, consul):
@@ -229,20 +246,21 @@ def test_resync_command_prints_and_exits(consul, containers):
     client.agent.service.register("foreign", service_id="foreign-1", port=2)
     uri = f"consul://127.0.0.1:{consul.port}"
 
+    mine = ["rs.0", "gone.0"]
     first = run_cli("resync", "-ip", "127.0.0.1", uri)
     assert first.returncode == 0, first.stderr
     assert f"added      {sid('rs.0')}" in first.stdout
     assert f"removed    {sid('gone.0')}" in first.stdout
-    assert "1 added, 1 removed" in first.stdout
-    assert owned(consul.services()) == {sid("rs.0")}
+    assert ours_summary(first.stdout, mine).startswith("1 added, 1 removed")
+    assert ours(owned(consul.services()), mine) == {sid("rs.0")}
     assert "foreign-1" in consul.services()
 
     consul.clear_requests()
     second = run_cli("resync", "-ip", "127.0.0.1", uri)
     assert second.returncode == 0
     assert f"unchanged  {sid('rs.0')}" in second.stdout
-    assert "0 added, 0 removed, 1 unchanged, 0 failed" in second.stdout
-    assert consul.writes() == []
+    assert ours_summary(second.stdout, mine) == "0 added, 0 removed, 1 unchanged, 0 failed"
+    assert ours_requests(consul.writes(), mine) == []
 
     consul.stop()
     down = run_cli("resync", uri)
@@ -367,7 +385,7 @@ def test_deregister_on_shutdown(registrator, consul, containers):
     began = time.monotonic()
     assert proc.stop() == 0
     assert time.monotonic() - began < 2.0
-    assert not owned(consul.services())
+    assert not ours(owned(consul.services()), ["bye.0"])
 
 
 def test_docker_down_at_start_keeps_trying_then_follows_it(registrator, consul):
