@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import http.server
 import json
 import os
 import re
@@ -27,6 +28,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 import uuid
@@ -413,3 +415,35 @@ def run_cli(
         env={**os.environ, **(env or {})},
         cwd=REPO,
     )
+
+
+class Probed(http.server.BaseHTTPRequestHandler):
+    """A service an HTTP check probes: records each request; answers ``codes`` in turn, then 200."""
+
+    seen: list[tuple[str, str, dict[str, str], bytes]] = []
+    codes: list[int] = []
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        Probed.seen.append((self.command, self.path, dict(self.headers), body))
+        code = Probed.codes.pop(0) if Probed.codes else 200
+        self.send_response(code)
+        self.end_headers()
+        self.wfile.write(b"fine" if code == 200 else b"no")
+
+    do_GET = do_POST = do_PUT = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def probed() -> Iterator[int]:
+    Probed.seen, Probed.codes = [], []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Probed)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()

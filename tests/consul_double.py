@@ -1269,20 +1269,25 @@ class _Agent:
             self.bump()
         return _Response(200)
 
+    def writable_check(self, check_id: str) -> tuple[dict[str, Any], _Response | None]:
+        """The check a request would change, or the agent's answer why not (lock held): 404
+        for an unknown ID, 403 when the token may not write its service."""
+        check = self.checks.get(check_id)
+        if check is None:
+            return {}, _text(
+                404,
+                f"Unknown check ID {_go_q(check_id)}. "
+                "Ensure that the check ID is passed, not the check name.",
+            )
+        return check, self.denied_response(check["ServiceName"])
+
     def check_deregister(self, req: _Request, _stopping: threading.Event) -> _Response:
         """PUT /v1/agent/check/deregister/<id>: one check goes, its service stays."""
         check_id = req.path[len("/v1/agent/check/deregister/") :]
         with self.cond:
-            check = self.checks.get(check_id)
-            if check is None:
-                return _text(
-                    404,
-                    f"Unknown check ID {_go_q(check_id)}. "
-                    "Ensure that the check ID is passed, not the check name.",
-                )
-            denied = self.denied_response(check["ServiceName"])
-            if denied is not None:
-                return denied
+            _, refused = self.writable_check(check_id)
+            if refused is not None:
+                return refused
             del self.checks[check_id]
             self.stop_runner(check_id)
             self.bump()
@@ -1368,16 +1373,9 @@ class _Agent:
 
     def update_ttl(self, check_id: str, status: str, output: str) -> _Response:
         with self.cond:
-            check = self.checks.get(check_id)
-            if check is None:
-                return _text(
-                    404,
-                    f"Unknown check ID {_go_q(check_id)}. "
-                    "Ensure that the check ID is passed, not the check name.",
-                )
-            denied = self.denied_response(check["ServiceName"])
-            if denied is not None:
-                return denied
+            check, refused = self.writable_check(check_id)
+            if refused is not None:
+                return refused
             if check["Type"] != "ttl":
                 return _text(500, f"CheckID {_go_q(check_id)} does not have associated TTL")
             raw = output.encode("utf-8")

@@ -4,47 +4,11 @@ needs SuccessBeforePassing successes in a row)."""
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
-from collections.abc import Iterator
-from typing import Any
-
-import pytest
 
 from tests.check_runner import StatusHandler
-from tests.conftest import wait_until
+from tests.conftest import Probed, wait_until
 from tests.consul_double import ConsulDouble
-
-
-class Probed(http.server.BaseHTTPRequestHandler):
-    seen: list[tuple[str, str, dict[str, str], bytes]] = []
-    codes: list[int] = []
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        Probed.seen.append((self.command, self.path, dict(self.headers), body))
-        code = Probed.codes.pop(0) if Probed.codes else 200
-        self.send_response(code)
-        self.end_headers()
-        self.wfile.write(b"fine" if code == 200 else b"no")
-
-    do_GET = do_POST = do_PUT = _answer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def probed() -> Iterator[int]:
-    Probed.seen, Probed.codes = [], []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Probed)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield int(server.server_address[1])
-    server.shutdown()
-    server.server_close()
 
 
 def test_an_http_check_sends_its_method_headers_and_body(probed):

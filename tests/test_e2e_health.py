@@ -5,7 +5,6 @@ real engine and the double (which probes HTTP checks as the agent does)."""
 from __future__ import annotations
 
 import datetime
-import http.server
 import socket
 import threading
 import time
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from registrator.model import health_check_id
-from tests.conftest import HOSTNAME, run_cli, wait_until
+from tests.conftest import HOSTNAME, Probed, run_cli, wait_until
 from tests.consul_double import ConsulDouble
 
 pytestmark = pytest.mark.docker
@@ -58,13 +57,19 @@ def docker_time_ns(text: str) -> int:
 HEALTH = ("--health-cmd", "[ -f /tmp/ok ]", "--health-interval", "500ms", "--health-retries", "1")
 
 
+def run_healthy(containers, consul: ConsulDouble, name: str) -> str:
+    """A container whose Docker health check passes; the ID of its health check, passing."""
+    containers.run(
+        name, "-p", "127.0.0.1::80", *HEALTH, command=["sh", "-c", "touch /tmp/ok; sleep 600"]
+    )
+    health = health_check_id(sid(name))
+    wait_until(lambda: status(consul, health) == "passing", 20, "the health check passing")
+    return health
+
+
 def test_docker_health_follows_the_container_within_two_seconds(registrator, consul, containers):
     proc = start(registrator, consul, "-health-sync")
-    containers.run(
-        "hs.0", "-p", "127.0.0.1::80", *HEALTH, command=["sh", "-c", "touch /tmp/ok; sleep 600"]
-    )
-    health = health_check_id(sid("hs.0"))
-    wait_until(lambda: status(consul, health) == "passing", 20, "the health check passing")
+    health = run_healthy(containers, consul, "hs.0")
     assert check(consul, health)["Type"] == "ttl"
 
     for script, want in (("rm /tmp/ok", "critical"), ("touch /tmp/ok", "passing")):
@@ -84,11 +89,7 @@ def test_docker_health_follows_the_container_within_two_seconds(registrator, con
 
 def test_a_restart_of_registrator_never_flaps_a_healthy_check(registrator, consul, containers):
     first = start(registrator, consul, "-health-sync")
-    containers.run(
-        "steady.0", "-p", "127.0.0.1::80", *HEALTH, command=["sh", "-c", "touch /tmp/ok; sleep 600"]
-    )
-    health = health_check_id(sid("steady.0"))
-    wait_until(lambda: status(consul, health) == "passing", 20, "the health check passing")
+    health = run_healthy(containers, consul, "steady.0")
     seen: list[str] = []
     stop = threading.Event()
 
@@ -108,39 +109,6 @@ def test_a_restart_of_registrator_never_flaps_a_healthy_check(registrator, consu
         stop.set()
         sampler.join()
     assert seen and set(seen) == {"passing"}, seen
-
-
-class Probed(http.server.BaseHTTPRequestHandler):
-    seen: list[tuple[str, str, dict[str, str], bytes]] = []
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        Probed.seen.append(
-            (
-                self.command,
-                self.path,
-                dict(self.headers),
-                self.rfile.read(length) if length else b"",
-            )
-        )
-        self.send_response(200)
-        self.end_headers()
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def probed() -> Iterator[int]:
-    Probed.seen = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Probed)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield int(server.server_address[1])
-    server.shutdown()
-    server.server_close()
 
 
 def test_an_http_check_reaches_the_service_with_its_method_header_and_body(
