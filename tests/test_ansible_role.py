@@ -395,7 +395,7 @@ def test_systemd_mode_renders_a_verified_unit_and_a_working_venv(
             timeout=60,
         )
         assert (verify.returncode, verify.stderr.strip()) == (0, ""), verify.stdout + verify.stderr
-        # The sandbox README.md's Security section promises.
+        # The sandbox docs/security.md promises.
         for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "PrivateDevices"):
             assert settings[key] == ["yes"], key
         assert settings["ProtectSystem"] == ["strict"]

@@ -140,3 +140,21 @@ def test_every_flag_the_help_prints_is_documented():
     assert {"h", "ip", "cleanup", "json"} <= flags  # the help was parsed
     missing = sorted(f for f in flags if not re.search(rf"`-{re.escape(f)}(?![\w-])", documented))
     assert missing == [], "document these in docs/flags.md as `-name`: " + ", ".join(missing)
+
+
+def test_the_flag_table_says_which_commands_take_each_flag():
+    """docs/flags.md's "commands" column agrees with the flag table plan and resync obey."""
+    from registrator.flags import FLAGS
+
+    rows: dict[str, str] = {}
+    for line in (DOCS / "flags.md").read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`-"):
+            for name in re.findall(r"`-([A-Za-z][\w-]*)", cells[0]):
+                rows[name] = cells[2]
+    wrong = {
+        flag.name: rows.get(flag.name)
+        for flag in FLAGS
+        if rows.get(flag.name) != ("daemon" if flag.daemon_only else "all")
+    }
+    assert wrong == {}, "docs/flags.md's commands column (daemon or all) is wrong for these"
