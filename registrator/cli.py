@@ -29,10 +29,9 @@ from registrator.config import (
     parse_registry_uri,
 )
 from registrator.consul_agent import ConsulAgent, ConsulError, ConsulRejected, agent_trouble
-from registrator.derive import DeriveOptions, split_tags
+from registrator.derive import DeriveOptions
 from registrator.flags import (
     COMMANDS,
-    FLAGS,
     UsageError,
     help_text,
     metrics_address,
@@ -63,25 +62,22 @@ def parse_config(
             f"extra unparsed arguments: {' '.join(parsed.uris[1:])} "
             "(one registry URI only; flags come before it)"
         )
-    values = {**{f.field: f.default for f in FLAGS}, **parsed.values}
-    if (values["ttl"] == 0) != (values["ttl_refresh"] == 0):
-        raise UsageError("-ttl and -ttl-refresh must be specified together or not at all")
-    if 0 < int(values["ttl"]) <= int(values["ttl_refresh"]):
-        raise UsageError("-ttl must be greater than -ttl-refresh")
     try:
         endpoint = parse_registry_uri(parsed.uris[0], env)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    plan_json = bool(values.pop("plan_json", False))
-    return command, Config(
-        force_tags=tuple(split_tags(str(values.pop("force_tags")))),
+    config = Config(
         consul=endpoint,
         token=acl_token(env),
         docker_host=docker_host(env),
         hostname=hostname or socket.gethostname(),
-        plan_json=plan_json,
-        **values,  # type: ignore[arg-type]
+        **parsed.values,  # type: ignore[arg-type]
     )
+    if (config.ttl == 0) != (config.ttl_refresh == 0):
+        raise UsageError("-ttl and -ttl-refresh must be specified together or not at all")
+    if 0 < config.ttl <= config.ttl_refresh:
+        raise UsageError("-ttl must be greater than -ttl-refresh")
+    return command, config
 
 
 def _command(argv: Sequence[str]) -> tuple[str, list[str]]:

@@ -16,10 +16,11 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from registrator.config import DEFAULT_ECS_AGENT_URI, ConfigError, parse_ecs_agent_uri
+from registrator.config import DEFAULT_ECS_AGENT_URI, Config, ConfigError, parse_ecs_agent_uri
+from registrator.container import split_tags
 
 COMMANDS = ("run", "resync", "plan")
-Value = str | int | float | bool
+Value = str | int | float | bool | tuple[str, ...]
 
 
 class UsageError(Exception):
@@ -85,14 +86,18 @@ def _text(text: str) -> str:
     return text
 
 
+def _tags(text: str) -> tuple[str, ...]:
+    return tuple(split_tags(text))
+
+
 SECONDS = "seconds greater than 0, e.g. 2.5"
 
 
 class Flag(NamedTuple):
-    """One option; its value is a switch when its default is a bool, else ``check(text)``."""
+    """One option; its value is a switch when its default (Config's) is a bool, else
+    ``check(text)``."""
 
     name: str
-    default: Value
     help: str
     metavar: str = ""
     dest: str = ""  # the Config field; default: the name with '-' as '_'
@@ -104,71 +109,72 @@ class Flag(NamedTuple):
     def field(self) -> str:
         return self.dest or self.name.replace("-", "_")
 
+    @property
+    def default(self) -> Value:
+        """Config's default for the field: the one place defaults are written."""
+        value: Value = Config._field_defaults[self.field]
+        return value
+
 
 FLAGS = (
-    Flag("ip", "", "IP for ports mapped to the host (default: the host's address)", "IP",
+    Flag("ip", "IP for ports mapped to the host (default: the host's address)", "IP",
          check=_ip),
-    Flag("internal", False, "use the container IP and exposed ports instead of published ones"),
-    Flag("explicit", False, "only register containers that set SERVICE_NAME"),
-    Flag("tags", "", "comma-separated tags appended to every service", "TAGS", "force_tags"),
-    Flag("useIpFromLabel", "", "use the IP in this container label as the service address",
+    Flag("internal", "use the container IP and exposed ports instead of published ones"),
+    Flag("explicit", "only register containers that set SERVICE_NAME"),
+    Flag("tags", "comma-separated tags appended to every service", "TAGS", "force_tags",
+         check=_tags),
+    Flag("useIpFromLabel", "use the IP in this container label as the service address",
          "LABEL", "use_ip_from_label"),
-    Flag("deregister", "always", "always, or on-success: deregister at a container's exit only "
+    Flag("deregister", "always, or on-success: deregister at a container's exit only "
          "if its exit code is 0 or a signal", "MODE", daemon_only=True,
          check=_choice("always", "on-success")),
-    Flag("cleanup", False, "remove services this host's registrator owns whose container is gone "
+    Flag("cleanup", "remove services this host's registrator owns whose container is gone "
          "(plan and resync always do)"),
-    Flag("adopt", False, "take over the services gliderlabs/registrator registered on this host: "
+    Flag("adopt", "take over the services gliderlabs/registrator registered on this host: "
          "mark those a container wants; the others are stale owned ones"),
-    Flag("resync", 0.0, "re-list Docker every SECONDS (0: never); writes only what differs",
+    Flag("resync", "re-list Docker every SECONDS (0: never); writes only what differs",
          "SECONDS", daemon_only=True, check=_number(float, 0, "0 for never, or seconds, e.g. 30")),
-    Flag("retry-attempts", -2, "at start, give up after N retries while the Consul agent does "
+    Flag("retry-attempts", "at start, give up after N retries while the Consul agent does "
          "not answer, and exit 1; -1: retry forever, a warning each", "N", daemon_only=True,
          check=_number(int, -1, "-1 for forever, or 0 or more retries"),
          shown_default="wait for the agent: one warning, retries backing off to 30s"),
-    Flag("retry-interval", 2000, "milliseconds between those retries", "MS", "retry_interval_ms",
+    Flag("retry-interval", "milliseconds between those retries", "MS", "retry_interval_ms",
          daemon_only=True, check=_number(int, 1, "milliseconds, at least 1")),
-    Flag("ttl", 0, "accepted for compatibility; no effect with Consul", "SECONDS",
+    Flag("ttl", "accepted for compatibility; no effect with Consul", "SECONDS",
          daemon_only=True, check=_number(int, 0, "0 or more seconds")),
-    Flag("ttl-refresh", 0, "accepted for compatibility; no effect with Consul", "SECONDS",
+    Flag("ttl-refresh", "accepted for compatibility; no effect with Consul", "SECONDS",
          daemon_only=True, check=_number(int, 0, "0 or more seconds")),
-    Flag("dry-run", False, "follow Docker and log what would be registered; touch no registry",
+    Flag("dry-run", "follow Docker and log what would be registered; touch no registry",
          daemon_only=True),
-    Flag("allow-script-checks", False,
-         "allow SERVICE_CHECK_SCRIPT/CMD (the agent then runs commands on this host)"),
-    Flag("deregister-on-shutdown", False,
-         "deregister this process's services when it stops (default: leave them)",
+    Flag("allow-script-checks", "allow SERVICE_CHECK_SCRIPT/CMD (the agent then runs commands on this host)"),
+    Flag("deregister-on-shutdown", "deregister this process's services when it stops (default: leave them)",
          daemon_only=True),
-    Flag("agent-poll", 2.0, "how often the agent is compared with Docker's state (one read)",
+    Flag("agent-poll", "how often the agent is compared with Docker's state (one read)",
          "SECONDS", daemon_only=True, check=_number(float, 0.001, SECONDS)),
-    Flag("consul-timeout", 5.0, "timeout of one request to the agent", "SECONDS",
+    Flag("consul-timeout", "timeout of one request to the agent", "SECONDS",
          check=_number(float, 0.001, SECONDS)),
-    Flag("workers", 4, "containers inspected in parallel", "N", check=_number(int, 1, "1 or more")),
-    Flag("agent-writes", 8, "writes in flight to the agent at most (never two for one service)",
+    Flag("workers", "containers inspected in parallel", "N", check=_number(int, 1, "1 or more")),
+    Flag("agent-writes", "writes in flight to the agent at most (never two for one service)",
          "N", check=_number(int, 1, "1 or more")),
-    Flag("require-healthy", False,
-         "register containers that have a Docker HEALTHCHECK only while healthy"),
-    Flag("health-sync", False,
-         "a container's Docker HEALTHCHECK becomes a TTL check on each of its services"),
-    Flag("drain", False, "deregister at the stop signal (docker stop/kill), not at exit",
+    Flag("require-healthy", "register containers that have a Docker HEALTHCHECK only while healthy"),
+    Flag("health-sync", "a container's Docker HEALTHCHECK becomes a TTL check on each of its services"),
+    Flag("drain", "deregister at the stop signal (docker stop/kill), not at exit",
          daemon_only=True),
-    Flag("drain-grace", 15.0,
-         "a container still running this long after the signal is registered again", "SECONDS",
+    Flag("drain-grace", "a container still running this long after the signal is registered again", "SECONDS",
          daemon_only=True, check=_number(float, 0.001, SECONDS)),
-    Flag("metrics-addr", "", "serve Prometheus /metrics and /healthz here (e.g. 127.0.0.1:9102)",
+    Flag("metrics-addr", "serve Prometheus /metrics and /healthz here (e.g. 127.0.0.1:9102)",
          "HOST:PORT", daemon_only=True, check=_metrics, shown_default="off"),
-    Flag("healthz-threshold", 60.0,
-         "/healthz fails once Docker, Consul or the ECS agent is unreachable this long",
+    Flag("healthz-threshold", "/healthz fails once Docker, Consul or the ECS agent is unreachable this long",
          "SECONDS", "health_threshold", daemon_only=True, check=_number(float, 0.001, SECONDS)),
-    Flag("ecs", False, "ECS: register awsvpc tasks at their ENI address (from the ECS agent) "
+    Flag("ecs", "ECS: register awsvpc tasks at their ENI address (from the ECS agent) "
          "and add ecs_* Meta to ECS containers' services"),
-    Flag("ecs-agent-uri", DEFAULT_ECS_AGENT_URI, "the ECS agent's introspection API", "URL",
+    Flag("ecs-agent-uri", "the ECS agent's introspection API", "URL",
          check=_ecs_uri),
-    Flag("log-format", "text", "text or json", "FORMAT", check=_choice("text", "json")),
-    Flag("log-level", "INFO", "DEBUG, INFO, WARNING or ERROR", "LEVEL",
+    Flag("log-format", "text or json", "FORMAT", check=_choice("text", "json")),
+    Flag("log-level", "DEBUG, INFO, WARNING or ERROR", "LEVEL",
          check=_choice("DEBUG", "INFO", "WARNING", "ERROR", fold=True)),
 )  # fmt: skip
-PLAN_JSON = Flag("json", False, "print the plan as JSON", dest="plan_json")
+PLAN_JSON = Flag("json", "print the plan as JSON", dest="plan_json")
 BY_NAME = {flag.name: flag for flag in FLAGS}
 DAEMON_ONLY = tuple(f"-{flag.name}" for flag in FLAGS if flag.daemon_only)
 
@@ -290,7 +296,7 @@ def help_text(command: str) -> str:
     for flag in flags_of(command):
         spelled = f"-{flag.name}" + (f" {flag.metavar}" if flag.metavar else "")
         shown = flag.shown_default or (
-            "" if isinstance(flag.default, bool) or flag.default == "" else f"{flag.default:g}"
+            "" if isinstance(flag.default, bool) or flag.default in ("", ()) else f"{flag.default:g}"
             if isinstance(flag.default, float) else str(flag.default)
         )  # fmt: skip
         described = flag.help + (f" (default: {shown})" if shown else "")
