@@ -53,6 +53,15 @@ log = logging.getLogger(__name__)
 
 # Signals that ask a container to stop: SIGINT, SIGQUIT, SIGKILL, SIGTERM.
 DRAIN_SIGNALS = frozenset({"2", "3", "9", "15", "SIGINT", "SIGQUIT", "SIGKILL", "SIGTERM"})
+
+
+def asks_to_stop(event: ContainerEvent) -> bool:
+    """A kill with a stop signal; Podman names no signal in its kill events, and its default
+    is SIGKILL, so a kill without one counts as a stop signal too."""
+    signal = event.attributes.get("signal")
+    return signal is None or signal in DRAIN_SIGNALS
+
+
 RECONNECT_MIN = 0.2
 RECONNECT_MAX = 5.0
 UNREACHABLE_REPORT_EVERY = 30.0
@@ -127,6 +136,7 @@ class Daemon:
         with self._connect_lock:
             if self._docker is None:
                 self._docker = self._docker_factory()
+                log.info("connected to %s at %s", self._docker.engine, self._docker.base_url)
             return self._docker
 
     def _events_loop(self) -> None:
@@ -210,12 +220,11 @@ class Daemon:
         self.metrics.events.labels(action).inc()
         log.debug("event %s %s (%s)", event.action, event.name, event.container_id[:12])
         if action == "kill":
-            if not self.config.drain or event.attributes.get("signal") not in DRAIN_SIGNALS:
+            if not self.config.drain or not asks_to_stop(event):
                 return
             if self._records.start_drain(event.container_id, self.config.drain_grace):
                 self._queue.add_after(event.container_id, self.config.drain_grace)
-        if action in WATCHED_ACTIONS:
-            self._records.event(event)
+        if action in WATCHED_ACTIONS and self._records.event(event):
             self._queue.add(event.container_id)
 
     # --- workers -----------------------------------------------------------------------

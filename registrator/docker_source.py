@@ -28,9 +28,14 @@ log = logging.getLogger(__name__)
 # A container ID or name as Docker allows them (names: [a-zA-Z0-9][a-zA-Z0-9_.-]*).
 CONTAINER_REFERENCE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
-# Container actions that can change a container's services ("kill" only with -drain); the
-# daemon subscribes to these and queues each.
+# Container actions that can change a container's services ("kill" only with -drain), by
+# Docker's names: the daemon queues each. Docker's event filter takes them; Podman's does not
+# match its own die and remove (containers/podman #16857), so on any engine but Docker the
+# subscription asks for container events and they are filtered here.
 WATCHED_ACTIONS = ("start", "die", "destroy", "rename", "kill", "health_status")
+# Podman's names (the compat API's and libpod's own) for Docker's.
+DOCKER_ACTION = {"remove": "destroy", "died": "die"}
+HEALTH_STATUS = "health_status"
 
 
 class DockerUnavailable(Exception):
@@ -45,6 +50,7 @@ class ContainerEvent(NamedTuple):
     name: str = ""
     time_nano: int = 0
     attributes: Mapping[str, str] = MappingProxyType({})
+    health: str = ""  # a health_status event's state (healthy, unhealthy, starting)
 
     @property
     def base_action(self) -> str:
@@ -57,7 +63,11 @@ class ContainerEvent(NamedTuple):
 
 
 def parse_event(raw: Any) -> ContainerEvent | None:
-    """A container event from the stream, or None for anything else or anything malformed."""
+    """A container event from the stream, or None for anything else or anything malformed.
+
+    Podman's shapes become Docker's: ``remove`` is ``destroy``, ``died`` is ``die``, and its
+    bare ``health_status`` with the state in the event's ``HealthStatus`` (containers/podman
+    #14705) is ``health_status: <state>``, as Docker sends it."""
     if not isinstance(raw, Mapping) or raw.get("Type", "container") != "container":
         return None
     actor = _mapping(raw.get("Actor"))
@@ -66,6 +76,13 @@ def parse_event(raw: Any) -> ContainerEvent | None:
     action = str(raw.get("Action") or raw.get("status") or "")
     if not container_id or not action:
         return None
+    action = DOCKER_ACTION.get(action, action)
+    health = ""
+    base, _, state = action.partition(":")
+    if base.strip() == HEALTH_STATUS:
+        health = state.strip()
+        health = health or str(raw.get("HealthStatus") or attributes.get(HEALTH_STATUS) or "")
+        action = f"{HEALTH_STATUS}: {health}" if health else HEALTH_STATUS
     time_nano = raw.get("timeNano")
     if not isinstance(time_nano, int):
         seconds = raw.get("time")
@@ -76,6 +93,7 @@ def parse_event(raw: Any) -> ContainerEvent | None:
         name=str(attributes.get("name", "")),
         time_nano=time_nano,
         attributes={str(k): str(v) for k, v in attributes.items()},
+        health=health,
     )
 
 
@@ -86,8 +104,9 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 class EventStream:
     """An open subscription: iterate for events; ``close()`` from any thread ends it.
 
-    The SDK's generator simply ends when the daemon goes away; iteration here ends the same
-    way, and a broken read raises ``DockerUnavailable``.
+    Only the watched actions come out (an engine that cannot filter them sends every
+    container event). The SDK's generator simply ends when the daemon goes away; iteration
+    here ends the same way, and a broken read raises ``DockerUnavailable``.
     """
 
     def __init__(self, raw: Any) -> None:
@@ -97,7 +116,7 @@ class EventStream:
         try:
             for item in self._raw:
                 event = parse_event(item)
-                if event is not None:
+                if event is not None and event.base_action in WATCHED_ACTIONS:
                     yield event
         except (
             requests.exceptions.RequestException,
@@ -123,15 +142,64 @@ class _OnePoolUnixAdapter(UnixHTTPAdapter):  # type: ignore[misc]
         return super().get_connection("http+docker://localhost", proxies)
 
 
+class _VersionKeepingClient(docker.APIClient):  # type: ignore[misc]
+    """The SDK's client, keeping the whole ``/version`` answer it asks for the API version:
+    it names the engine at no extra request."""
+
+    server_version: Mapping[str, Any] = MappingProxyType({})
+
+    def _retrieve_server_version(self) -> str:
+        try:
+            answer = self.version(api_version=False)
+        except Exception as exc:  # what the SDK's own method wraps the same way
+            raise docker.errors.DockerException(
+                f"Error while fetching server API version: {exc}"
+            ) from exc
+        self.server_version = _mapping(answer)
+        api = self.server_version.get("ApiVersion")
+        if not isinstance(api, str):
+            raise docker.errors.DockerException(
+                'Invalid response from docker daemon: key "ApiVersion" is missing.'
+            )
+        return api
+
+
+class Engine(NamedTuple):
+    """Which engine answers, from its ``/version``: Docker and Podman differ in their events."""
+
+    name: str  # "Docker", "Podman", or "unknown engine"
+    version: str
+    api_version: str
+
+    @property
+    def docker(self) -> bool:
+        return self.name == "Docker"
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version or '(no version)'} (API {self.api_version})"
+
+
+def engine_of(answer: Mapping[str, Any], api_version: str) -> Engine:
+    """Podman lists a ``Podman Engine`` component, Docker an ``Engine`` one."""
+    components = answer.get("Components")
+    for component in components if isinstance(components, list) else ():
+        component = _mapping(component)
+        name = component.get("Name")
+        if name in ("Podman Engine", "Engine"):
+            version = str(component.get("Version") or answer.get("Version") or "")
+            return Engine("Podman" if name == "Podman Engine" else "Docker", version, api_version)
+    return Engine("unknown engine", str(answer.get("Version") or ""), api_version)
+
+
 class DockerSource:
-    """The Docker daemon, as registrator reads it."""
+    """The Docker daemon (or Podman's Docker API), as registrator reads it."""
 
     def __init__(self, env: Mapping[str, str], base_url: str, timeout: float = 30.0) -> None:
         kwargs = docker.utils.kwargs_from_env(environment=dict(env))
         kwargs["base_url"] = base_url
         self.base_url = base_url
         try:
-            self._api = docker.APIClient(
+            self._api = _VersionKeepingClient(
                 version="auto", timeout=timeout, max_pool_size=16, **kwargs
             )
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
@@ -140,6 +208,7 @@ class DockerSource:
         # request (a third of the CPU of a start-up sync, measured), and a proxy is never right
         # for the local Docker socket.
         self._api.trust_env = False
+        self.engine = engine_of(self._api.server_version, str(self._api.api_version))
         self._timeout = timeout
         self._unix: _OnePoolUnixAdapter | None = None
         adapter = getattr(self._api, "_custom_adapter", None)
@@ -156,11 +225,12 @@ class DockerSource:
     def events(self, since: float | None = None) -> EventStream:
         """Subscribe now (the request is made before returning), so a listing made after this
         call misses nothing."""
+        filters: dict[str, list[str]] = {"type": ["container"]}
+        if self.engine.docker:
+            filters["event"] = list(WATCHED_ACTIONS)
         try:
             raw = self._api.events(
-                since=f"{since:.9f}" if since else None,
-                decode=True,
-                filters={"type": ["container"], "event": list(WATCHED_ACTIONS)},
+                since=f"{since:.9f}" if since else None, decode=True, filters=filters
             )
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise DockerUnavailable(f"cannot subscribe to events: {brief(exc)}") from exc

@@ -14,7 +14,7 @@ from registrator.docker_source import ContainerEvent
 class ContainerRecord:
     """One container's state; read and written only under ``Records``' lock."""
 
-    __slots__ = ("drain_until", "first_event_ns", "last_event", "problems", "withheld")
+    __slots__ = ("drain_until", "first_event_ns", "health", "last_event", "problems", "withheld")
 
     def __init__(self) -> None:
         self.first_event_ns = 0  # its oldest unprocessed event (for the latency metric)
@@ -22,6 +22,7 @@ class ContainerRecord:
         self.drain_until = 0.0  # monotonic end of the grace after a stop signal; 0: none
         self.withheld = ""  # why its services are withheld, as last logged ("" none)
         self.problems: tuple[str, ...] = ()  # its metadata problems, as last logged
+        self.health = ""  # the health state its last health event named ("" none since start)
 
 
 class Pending(NamedTuple):
@@ -41,13 +42,23 @@ class Records:
         self._lock = threading.Lock()
         self._by_id: dict[str, ContainerRecord] = {}
 
-    def event(self, event: ContainerEvent) -> None:
-        """A queued event: the newest wins; the oldest one's time is the latency's start."""
+    def event(self, event: ContainerEvent) -> bool:
+        """An event to queue: the newest wins; the oldest one's time is the latency's start.
+        False for a health event naming the state the last one named: Podman sends one per
+        probe (containers/podman #24003), Docker one per change, and only a change needs an
+        inspect."""
         with self._lock:
             record = self._by_id.setdefault(event.container_id, ContainerRecord())
+            if event.health:
+                if event.health == record.health:
+                    return False
+                record.health = event.health
+            elif event.base_action in ("start", "die", "destroy"):
+                record.health = ""  # a new run starts its health over
             if not record.first_event_ns:
                 record.first_event_ns = event.time_nano or time.time_ns()
             record.last_event = event
+            return True
 
     def start_drain(self, container_id: str, grace: float) -> bool:
         """A stop signal: withheld for ``grace`` seconds; False if already draining."""
@@ -99,3 +110,4 @@ class Records:
                 del self._by_id[container_id]
             else:
                 record.drain_until, record.withheld, record.problems = 0.0, "", ()
+                record.health = ""

@@ -42,6 +42,8 @@ import pytest
 
 from tests.consul_double import ConsulDouble, RecordedRequest
 
+pytest_plugins = ["tests.podman_support"]  # the Podman tier's fixtures
+
 REPO = Path(__file__).resolve().parent.parent
 TEST_IMAGE = "rtest/busybox:latest"
 HOSTNAME = socket.gethostname()

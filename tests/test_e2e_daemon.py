@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -51,11 +52,15 @@ def test_issue_example_appears_within_a_second_and_goes_on_rm(
     consul.wait_for(lambda s: sid not in s, timeout=10)
 
 
-def test_container_running_before_start_is_registered(registrator, consul, containers):
+def test_container_running_before_start_is_registered(
+    registrator, consul, containers, docker_client
+):
     containers.run("early.1", "-p", "127.0.0.1::80", "-e", "SERVICE_NAME=early")
     proc = start_registrator(registrator, consul)
     consul.wait_for(lambda s: f"{HOSTNAME}:early.1:80" in s)
     assert "registered early.1" in proc.logs()
+    server = docker_client.version()["Version"]
+    assert re.search(rf"connected to Docker {re.escape(server)} \(API [0-9.]+\) at ", proc.logs())
 
 
 def test_multiple_services_with_per_port_metadata(registrator, consul, containers, docker_client):

@@ -123,7 +123,8 @@ def test_malformed_inspect_data_never_raises(data: dict[str, Any]) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(raw=st.one_of(json_values, st.dictionaries(st.sampled_from(
-    ["Type", "Action", "Actor", "ID", "Attributes", "time", "timeNano", "status", "id"]
+    ["Type", "Action", "Actor", "ID", "Attributes", "time", "timeNano", "status", "id",
+     "HealthStatus"]
 ), json_values, max_size=6)))  # fmt: skip
 def test_malformed_events_never_raise(raw: Any) -> None:
     event = parse_event(raw)
