@@ -36,8 +36,6 @@ from tests.conftest import TEST_IMAGE
 from tests.consul_double import ConsulDouble, RecordedRequest
 
 REPO = Path(__file__).resolve().parent.parent
-# py-spy samples a second (REGISTRATOR_BENCH_SPY_RATE): higher for a short start-up's profile.
-SPY_RATE = os.environ.get("REGISTRATOR_BENCH_SPY_RATE", "250")
 HOSTNAME = socket.gethostname()
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BENCH_LABEL = "registrator-bench"
@@ -437,9 +435,8 @@ class BenchDouble(ConsulDouble):
 
 class RegistratorProcess:
     """``python -m registrator -ip 127.0.0.1 [args] consul://127.0.0.1:<port>`` against the
-    private dockerd; optionally under ``py-spy record`` (then ``pid`` is py-spy's child), under
-    a ``wrapper`` that execs it in the same process (valgrind), with ``env`` added, or another
-    entry point (``module``, e.g. ``("benchmarks.trace", FILE)``)."""
+    private dockerd; optionally under a ``wrapper`` that execs it in the same process
+    (valgrind), with ``env`` added, or another entry point (``module``)."""
 
     def __init__(
         self,
@@ -447,7 +444,6 @@ class RegistratorProcess:
         consul_port: int,
         args: Sequence[str] = (),
         log_path: Path | None = None,
-        profile_path: Path | None = None,
         module: Sequence[str] = ("registrator",),
         code_dir: Path = REPO,
         python: str = sys.executable,
@@ -457,32 +453,15 @@ class RegistratorProcess:
         self.log_path = log_path or Path(f"/tmp/registrator-bench-{os.getpid()}.log")
         argv = [*wrapper, python, "-m", *module, "-ip", "127.0.0.1", *args]
         argv.append(f"consul://127.0.0.1:{consul_port}")
-        self.profile_path = profile_path
-        if profile_path is not None:
-            argv = [
-                "py-spy", "record", "--nonblocking", "--threads", "--gil", "--rate", SPY_RATE,
-                "--format", "raw", "--output", str(profile_path), "--", *argv,
-            ]  # fmt: skip
         env = {**os.environ, **(env or {}), "DOCKER_HOST": docker_host, "PYTHONUNBUFFERED": "1"}
-        # registrator from code_dir (a snapshot of one commit), benchmarks.trace from here
+        # registrator from code_dir (a snapshot of one commit), another module from here
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([str(code_dir), str(REPO)]))
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - open while the process runs
         self.started_ns = time.time_ns()
         self.popen = subprocess.Popen(
             argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=code_dir
         )
-        self.pid = self.popen.pid if profile_path is None else self._profiled_child()
-
-    def _profiled_child(self) -> int:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            kids = children(self.popen.pid)
-            if kids:
-                return kids[0]
-            if self.popen.poll() is not None:
-                break
-            time.sleep(0.001)
-        raise RuntimeError(f"py-spy did not start registrator: {self.log()[-2000:]}")
+        self.pid = self.popen.pid
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -52,7 +52,7 @@ def count_startup(
         log = bench.logs / f"instructions-{module[0]}-{len(expected)}.log"
         args = AGENT_POLL if module == ("registrator",) else ()
         proc = RegistratorProcess(
-            bench.host, double.port, args, log, None, module, bench.code.directory,
+            bench.host, double.port, args, log, module, bench.code.directory,
             bench.code.python, wrapper=wrapper, env={"PYTHONHASHSEED": "0"},
         )  # fmt: skip
         try:

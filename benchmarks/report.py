@@ -219,11 +219,6 @@ ROWS = (
         ),
         "ms",
     ),
-    Row(
-        "double ceiling: one register, minimal client (floor)",
-        _dig("double_ceiling", "per_register_ms"),
-        "ms",
-    ),
 )
 
 TARGET_SIZES = {"containers": 300, "starts": 200, "burst": 100, "idle": 60.0}

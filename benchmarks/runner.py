@@ -96,12 +96,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "HEAD); 'worktree' measures registrator/ as it is in the work tree",
     )
     p.add_argument(
-        "--profile",
-        action="store_true",
-        help="also record py-spy profiles (raw collapsed stacks) into the output folder; "
-        "slows the measured process a little",
-    )
-    p.add_argument(
         "--out",
         type=Path,
         default=REPO / "benchmarks" / "results",
@@ -177,7 +171,6 @@ def log(text: str) -> None:
 def run(
     sizes: scenarios.Sizes,
     out: Path,
-    profile: bool,
     quiet_wait: float,
     ref: str,
     max_foreign: float = 100.0,
@@ -220,7 +213,7 @@ def run(
         best["attempts_foreign_share_percent"] = [r["foreign_share_percent"] for r in tried]
         return best
 
-    bench = scenarios.Bench(out, profile=profile, code=code)
+    bench = scenarios.Bench(out, code=code)
     try:
         info = so_far["machine"] = machine(bench.host, code)
         step("start-up with no containers", "startup_empty")
@@ -260,8 +253,6 @@ def run(
         results["resync"] = attempts(
             "resync", lambda _: scenarios.resync(bench, sizes.resync_window, idle_rate)
         )
-        step("double ceiling", "double_ceiling")
-        results["double_ceiling"] = scenarios.double_ceiling(max(sizes.containers, 20))
         empty_cpu = results["startup_empty"]["cpu_s"]
         results["startup_sync"]["cpu_ms_per_container"] = round(
             1000
@@ -285,7 +276,6 @@ def run(
     return {
         "sizes": dataclasses.asdict(sizes),
         "smoke": sizes == SMOKE,
-        "profile": profile,
         "max_foreign_percent": max_foreign,
         "retries": retries,
         "machine": info,
@@ -300,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = sizes_from(args)
     quiet_wait = args.quiet_wait if args.quiet_wait is not None else (0 if args.smoke else 300)
     retries = args.retries if args.retries is not None else (0 if args.smoke else 2)
-    doc = run(sizes, args.out, args.profile, quiet_wait, args.ref, args.max_foreign, retries)
+    doc = run(sizes, args.out, quiet_wait, args.ref, args.max_foreign, retries)
     sizes_d = doc["sizes"]
     doc["verdicts"] = report.verdicts(doc["results"], sizes_d)
     text = report.table(doc["results"], sizes_d)

@@ -20,13 +20,11 @@ import contextlib
 import itertools
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,6 @@ from typing import Any
 from benchmarks.harness import (
     BENCH_LABEL,
     REPO,
-    SPY_RATE,
     BenchDouble,
     CodeUnderTest,
     DockerPool,
@@ -78,14 +75,11 @@ class Sizes:
 class Bench:
     """The shared environment of one run: a private dockerd, its containers, the processes."""
 
-    def __init__(
-        self, out_dir: Path, profile: bool = False, code: CodeUnderTest | None = None
-    ) -> None:
+    def __init__(self, out_dir: Path, code: CodeUnderTest | None = None) -> None:
         self.code = code or CodeUnderTest(REPO, "work tree")
         self.out_dir = out_dir
         self.logs = out_dir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.profile = profile
         self.dockerd = PrivateDockerd()
         self.dockerd.start()
         self.dockerd.load_test_image()
@@ -106,38 +100,15 @@ class Bench:
         double: BenchDouble,
         args: Sequence[str] = (),
         label: str = "",
-        spawn_profile: bool = False,
         module: Sequence[str] = ("registrator",),
     ) -> RegistratorProcess:
         self._runs += 1
         name = f"{self._runs:02d}-{label or 'run'}"
-        profile = self.out_dir / f"profile-{name}.txt" if spawn_profile else None
         log = self.logs / f"registrator-{name}.log"
         return RegistratorProcess(
-            self.host, double.port, args, log, profile, module, self.code.directory,
+            self.host, double.port, args, log, module, self.code.directory,
             self.code.python,
         )  # fmt: skip
-
-    @contextlib.contextmanager
-    def profiled(self, proc: RegistratorProcess, name: str) -> Iterator[None]:
-        """py-spy attached to ``proc`` for the block, when profiling (CPU samples only)."""
-        if not self.profile:
-            yield
-            return
-        path = self.out_dir / f"profile-{name}.txt"
-        argv = ["py-spy", "record", "--pid", str(proc.pid), "--nonblocking", "--threads", "--gil"]
-        argv += ["--rate", SPY_RATE, "--format", "raw", "--output", str(path)]
-        spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.5)  # attached
-        try:
-            yield
-        finally:
-            spy.send_signal(signal.SIGINT)
-            try:
-                spy.wait(30)
-            except subprocess.TimeoutExpired:
-                spy.kill()
-                spy.wait()
 
     def close(self) -> None:
         try:
@@ -252,21 +223,16 @@ def startup_sync(
     """Popen -> every background container's service registered, ``runs`` times; the last
     process is returned, still running. A run during which other work took more than
     ``max_foreign`` % of the machine is repeated (at most ``extra`` more runs); the figures
-    use the ``runs`` least disturbed runs. In profile mode one extra first run is spawned
-    under py-spy and left out of the figures. ``module``: another program in registrator's
+    use the ``runs`` least disturbed runs. ``module``: another program in registrator's
     place (``benchmarks.floor_program``)."""
     expected = set(bench.background)
     rows: list[dict[str, Any]] = []
-    total = runs + extra + (1 if bench.profile else 0)
+    total = runs + extra
     for run in range(total):
-        profiled = bench.profile and run == 0
         double = BenchDouble().start()
         cpu_before = _window_cpu(bench, None)
         label = "startup" if module == ("registrator",) else module[0].rsplit(".", 1)[-1]
-        proc = bench.registrator(
-            double, label=f"{label}-profiled" if profiled else label, spawn_profile=profiled,
-            module=module,
-        )  # fmt: skip
+        proc = bench.registrator(double, label=label, module=module)
         double.wait_ids(lambda ids: expected <= ids, timeout=120)
         cpu_after = _window_cpu(bench, None)
         proc_cpu = proc.cpu_seconds()
@@ -296,19 +262,13 @@ def startup_sync(
             synced = proc.line_time_ns("synced: ")
             row["synced_log_line_s"] = round((synced - proc.started_ns) / 1e9, 3)
         row["foreign_share_percent"] = foreign_share(row["foreign_cpu_s"], row["sync_s"])
-        if profiled:
-            row["profiled"] = True
         rows.append(row)
-        clean = [
-            r for r in rows if not r.get("profiled") and r["foreign_share_percent"] <= max_foreign
-        ]
+        clean = [r for r in rows if r["foreign_share_percent"] <= max_foreign]
         if len(clean) >= runs or run == total - 1:
             break
         proc.stop()
         double.stop()
-    candidates = sorted(
-        (r for r in rows if not r.get("profiled")), key=lambda r: r["foreign_share_percent"]
-    )
+    candidates = sorted(rows, key=lambda r: r["foreign_share_percent"])
     measured = candidates[:runs]
     for r in measured:
         r["used"] = True
@@ -444,14 +404,13 @@ def idle(
     bench: Bench, proc: RegistratorProcess, double: BenchDouble, seconds: float
 ) -> dict[str, Any]:
     time.sleep(min(2.0, seconds))  # let the post-sync agent read pass
-    with bench.profiled(proc, "idle"):
-        double.clear_requests()
-        since = time.time_ns()
-        before = _window_cpu(bench, proc)
-        began = time.monotonic()
-        time.sleep(seconds)
-        took = time.monotonic() - began
-        after = _window_cpu(bench, proc)
+    double.clear_requests()
+    since = time.time_ns()
+    before = _window_cpu(bench, proc)
+    began = time.monotonic()
+    time.sleep(seconds)
+    took = time.monotonic() - began
+    after = _window_cpu(bench, proc)
     requests = double.requests()
     cpu = after[0] - before[0]
     window = _cpu_delta(before, after)
@@ -479,22 +438,21 @@ def event_latency(
     Latency = register request arriving at the double - dockerd's ``start`` event timeNano."""
     fleet = bench.fleet
     cycles: list[tuple[str, str]] = []
-    with bench.profiled(proc, "latency"):
-        double.clear_requests()
-        since = time.time_ns()
-        before = _window_cpu(bench, proc)
-        began = time.monotonic()
-        for n in range(starts):
-            name, port = f"lat{tag}.{n}", LATENCY_PORT + n
-            sid = service_id(name, port)
-            cid = fleet.create(name, port)
-            fleet.start(cid)
-            double.wait_ids(lambda ids, sid=sid: sid in ids, timeout=30)  # type: ignore[misc]
-            fleet.remove(cid)
-            double.wait_ids(lambda ids, sid=sid: sid not in ids, timeout=30)  # type: ignore[misc]
-            cycles.append((cid, sid))
-        took = time.monotonic() - began
-        after = _window_cpu(bench, proc)
+    double.clear_requests()
+    since = time.time_ns()
+    before = _window_cpu(bench, proc)
+    began = time.monotonic()
+    for n in range(starts):
+        name, port = f"lat{tag}.{n}", LATENCY_PORT + n
+        sid = service_id(name, port)
+        cid = fleet.create(name, port)
+        fleet.start(cid)
+        double.wait_ids(lambda ids, sid=sid: sid in ids, timeout=30)  # type: ignore[misc]
+        fleet.remove(cid)
+        double.wait_ids(lambda ids, sid=sid: sid not in ids, timeout=30)  # type: ignore[misc]
+        cycles.append((cid, sid))
+    took = time.monotonic() - began
+    after = _window_cpu(bench, proc)
     time.sleep(0.5)  # the last destroy event's inspect
     requests = double.requests()
     registers: dict[str, RecordedRequest] = {}
@@ -552,36 +510,35 @@ def burst(
     pool = DockerPool()
     time.sleep(0.5)
     result: dict[str, Any] = {"containers": count}
-    with bench.profiled(proc, "burst"):
-        for phase in ("start", "remove"):
-            double.clear_requests()
-            before = _window_cpu(bench, proc)
-            began_ns = pool.run(bench.host, phase, ids, workers=count)
-            if phase == "start":
-                double.wait_ids(lambda got: sids <= got, timeout=120)
-            else:
-                double.wait_ids(lambda got: not (sids & got), timeout=120)
-            after = _window_cpu(bench, proc)
-            requests = double.requests()
-            mine = [r for r in requests if is_register(r) or is_deregister(r)]
-            last_write = max(r.wall_ns for r in mine)
-            action = "start" if phase == "start" else "die"
-            events = [bench.watcher.get(action, cid) for cid in ids]
-            last_event = max(e.time_nano for e in events)
-            first_event = min(e.time_nano for e in events)
-            window = _cpu_delta(before, after)
-            result[phase] = {
-                "all_done_s": round((last_write - began_ns) / 1e9, 3),
-                "foreign_share_percent": foreign_share(
-                    window["foreign_cpu_s"], (last_write - began_ns) / 1e9
-                ),
-                "docker_first_to_last_event_s": round((last_event - first_event) / 1e9, 3),
-                "lag_after_last_event_ms": round((last_write - last_event) / 1e6, 1),
-                "writes": len([r for r in requests if r.method != "GET"]),
-                "requests_by_kind": _kinds(requests),
-                "double_service_ms": summary_ms(double.service_times_ns(began_ns)),
-                **window,
-            }
+    for phase in ("start", "remove"):
+        double.clear_requests()
+        before = _window_cpu(bench, proc)
+        began_ns = pool.run(bench.host, phase, ids, workers=count)
+        if phase == "start":
+            double.wait_ids(lambda got: sids <= got, timeout=120)
+        else:
+            double.wait_ids(lambda got: not (sids & got), timeout=120)
+        after = _window_cpu(bench, proc)
+        requests = double.requests()
+        mine = [r for r in requests if is_register(r) or is_deregister(r)]
+        last_write = max(r.wall_ns for r in mine)
+        action = "start" if phase == "start" else "die"
+        events = [bench.watcher.get(action, cid) for cid in ids]
+        last_event = max(e.time_nano for e in events)
+        first_event = min(e.time_nano for e in events)
+        window = _cpu_delta(before, after)
+        result[phase] = {
+            "all_done_s": round((last_write - began_ns) / 1e9, 3),
+            "foreign_share_percent": foreign_share(
+                window["foreign_cpu_s"], (last_write - began_ns) / 1e9
+            ),
+            "docker_first_to_last_event_s": round((last_event - first_event) / 1e9, 3),
+            "lag_after_last_event_ms": round((last_write - last_event) / 1e6, 1),
+            "writes": len([r for r in requests if r.method != "GET"]),
+            "requests_by_kind": _kinds(requests),
+            "double_service_ms": summary_ms(double.service_times_ns(began_ns)),
+            **window,
+        }
     pool.close()
     result["foreign_share_percent"] = max(
         result[p]["foreign_share_percent"] for p in ("start", "remove")
@@ -615,15 +572,14 @@ def resync(bench: Bench, window: float, idle_requests_per_s: float) -> dict[str,
             proc.wait_log("synced: ", timeout=30)
             proc.wait_log("resync: ", timeout=30)
             time.sleep(0.5)
-            with bench.profiled(proc, "resync"):
-                double.clear_requests()
-                log_before = proc.log().count("resync: ")
-                before = _window_cpu(bench, proc)
-                began = time.monotonic()
-                time.sleep(window)
-                took = time.monotonic() - began
-                after = _window_cpu(bench, proc)
-                log_after = proc.log()
+            double.clear_requests()
+            log_before = proc.log().count("resync: ")
+            before = _window_cpu(bench, proc)
+            began = time.monotonic()
+            time.sleep(window)
+            took = time.monotonic() - began
+            after = _window_cpu(bench, proc)
+            log_after = proc.log()
             requests = double.requests()
             resyncs = log_after.count("resync: ") - log_before
             stamps = [log_time_ns(line) for line in log_after.splitlines() if "resync: " in line]
@@ -651,27 +607,3 @@ def resync(bench: Bench, window: float, idle_requests_per_s: float) -> dict[str,
             }
         finally:
             proc.stop()
-
-
-# --- the double's own ceiling ------------------------------------------------------------------
-
-
-def double_ceiling(count: int) -> dict[str, Any]:
-    """Sequential register requests from a minimal client (another process, one keep-alive
-    connection) to a fresh double: what the double plus a bare HTTP client cost per write."""
-    with BenchDouble() as double:
-        out = subprocess.run(
-            [sys.executable, "-m", "benchmarks.calibrate_client", str(double.port), str(count)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=True,
-            cwd=Path(__file__).resolve().parent.parent,
-        ).stdout.split()
-        return {
-            "registers": count,
-            "seconds": float(out[0]),
-            "per_register_ms": round(float(out[0]) * 1000 / count, 3),
-            "get_services_ms": float(out[1]),
-            "double_service_ms": summary_ms(double.service_times_ns()),
-        }
