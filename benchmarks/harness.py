@@ -436,7 +436,7 @@ class BenchDouble(ConsulDouble):
 class RegistratorProcess:
     """``python -m registrator -ip 127.0.0.1 [args] consul://127.0.0.1:<port>`` against the
     private dockerd; optionally under a ``wrapper`` that execs it in the same process
-    (valgrind), with ``env`` added, or another entry point (``module``)."""
+    (valgrind), with ``env`` added."""
 
     def __init__(
         self,
@@ -444,18 +444,16 @@ class RegistratorProcess:
         consul_port: int,
         args: Sequence[str] = (),
         log_path: Path | None = None,
-        module: Sequence[str] = ("registrator",),
         code_dir: Path = REPO,
         python: str = sys.executable,
         wrapper: Sequence[str] = (),
         env: dict[str, str] | None = None,
     ) -> None:
         self.log_path = log_path or Path(f"/tmp/registrator-bench-{os.getpid()}.log")
-        argv = [*wrapper, python, "-m", *module, "-ip", "127.0.0.1", *args]
+        argv = [*wrapper, python, "-m", "registrator", "-ip", "127.0.0.1", *args]
         argv.append(f"consul://127.0.0.1:{consul_port}")
         env = {**os.environ, **(env or {}), "DOCKER_HOST": docker_host, "PYTHONUNBUFFERED": "1"}
-        # registrator from code_dir (a snapshot of one commit), another module from here
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([str(code_dir), str(REPO)]))
+        env["PYTHONPATH"] = str(code_dir)  # a snapshot of one commit
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - open while the process runs
         self.started_ns = time.time_ns()
         self.popen = subprocess.Popen(

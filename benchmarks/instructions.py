@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks import scenarios
@@ -42,17 +41,14 @@ def count_startup(
     bench: scenarios.Bench,
     expected: set[str],
     dumps: Path,
-    module: Sequence[str] = ("registrator",),
 ) -> int:
     """Instructions of one registrator start-up under callgrind, up to the moment the first
-    sync is done: every ``expected`` ID registered, or (none expected) the ``synced:`` line.
-    ``module``: another program in registrator's place (``benchmarks.floor_program``)."""
+    sync is done: every ``expected`` ID registered, or (none expected) the ``synced:`` line."""
     with BenchDouble() as double:
         wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dumps}/cg.%p"]
-        log = bench.logs / f"instructions-{module[0]}-{len(expected)}.log"
-        args = AGENT_POLL if module == ("registrator",) else ()
+        log = bench.logs / f"instructions-{len(expected)}.log"
         proc = RegistratorProcess(
-            bench.host, double.port, args, log, module, bench.code.directory,
+            bench.host, double.port, AGENT_POLL, log, bench.code.directory,
             bench.code.python, wrapper=wrapper, env={"PYTHONHASHSEED": "0"},
         )  # fmt: skip
         try:

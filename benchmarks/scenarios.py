@@ -100,13 +100,12 @@ class Bench:
         double: BenchDouble,
         args: Sequence[str] = (),
         label: str = "",
-        module: Sequence[str] = ("registrator",),
     ) -> RegistratorProcess:
         self._runs += 1
         name = f"{self._runs:02d}-{label or 'run'}"
         log = self.logs / f"registrator-{name}.log"
         return RegistratorProcess(
-            self.host, double.port, args, log, module, self.code.directory,
+            self.host, double.port, args, log, self.code.directory,
             self.code.python,
         )  # fmt: skip
 
@@ -218,21 +217,18 @@ def startup_sync(
     runs: int,
     max_foreign: float = 100.0,
     extra: int = 0,
-    module: Sequence[str] = ("registrator",),
 ) -> tuple[dict[str, Any], RegistratorProcess, BenchDouble]:
     """Popen -> every background container's service registered, ``runs`` times; the last
     process is returned, still running. A run during which other work took more than
     ``max_foreign`` % of the machine is repeated (at most ``extra`` more runs); the figures
-    use the ``runs`` least disturbed runs. ``module``: another program in registrator's
-    place (``benchmarks.floor_program``)."""
+    use the ``runs`` least disturbed runs."""
     expected = set(bench.background)
     rows: list[dict[str, Any]] = []
     total = runs + extra
     for run in range(total):
         double = BenchDouble().start()
         cpu_before = _window_cpu(bench, None)
-        label = "startup" if module == ("registrator",) else module[0].rsplit(".", 1)[-1]
-        proc = bench.registrator(double, label=label, module=module)
+        proc = bench.registrator(double, label="startup")
         double.wait_ids(lambda ids: expected <= ids, timeout=120)
         cpu_after = _window_cpu(bench, None)
         proc_cpu = proc.cpu_seconds()
