@@ -116,10 +116,8 @@ def one_run(
 ) -> Run:
     agent.clear_requests()
     with ConsulDouble() as consul:
-        proc = RegistratorProcess(
-            docker_host(os.environ), consul.port, ["-ecs", "-ecs-agent-uri", agent.url], log,
-            code_dir=code.directory, python=code.python,
-        )  # fmt: skip
+        args = ["-ecs", "-ecs-agent-uri", agent.url]
+        proc = RegistratorProcess(code, docker_host(os.environ), consul.port, log, args)
         try:
             services = consul.wait_for(lambda s: set(expected) <= set(s), timeout=120)
             registered = [r for r in consul.writes() if is_register(r)]

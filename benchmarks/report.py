@@ -184,7 +184,7 @@ ROWS = (
     ),
     Row(
         "idle CPU over the idle window (agent polls included)",
-        _dig("idle", "cpu_s"),
+        _dig("idle", "registrator_cpu_s"),
         "s",
     ),
     Row(

@@ -233,7 +233,7 @@ def run(
             results["idle"] = attempts(
                 "idle", lambda _: scenarios.idle(bench, proc, double, sizes.idle)
             )
-            results["memory"] = scenarios.memory(proc, sizes.containers)
+            results["memory"] = {"tracked_containers": sizes.containers, **scenarios.memory(proc)}
             step(f"event latency x{sizes.starts}", "event_latency")
             results["event_latency"] = attempts(
                 "event_latency",
@@ -243,7 +243,7 @@ def run(
             results["burst"] = attempts(
                 "burst", lambda n: scenarios.burst(bench, proc, double, sizes.burst, f"{n or ''}")
             )
-            results["memory_end"] = scenarios.memory(proc, sizes.containers)
+            results["memory_end"] = scenarios.memory(proc)
             results["registrator_alive_at_end"] = proc.alive()
         finally:
             proc.stop()
