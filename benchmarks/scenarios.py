@@ -223,7 +223,9 @@ def startup_sync(
         "registrator_cpu_s_median": median(r["registrator_cpu_s"] for r in measured),
         "writes_in_flight_peak": max(r["writes_in_flight_peak"] for r in measured),
         "registers_per_container": median(r["registers"] / len(expected) for r in measured),
-        "double_busy_share_median": median(r["double_busy_s"] / r["sync_s"] for r in measured),
+        "double_busy_percent_median": median(
+            100 * r["double_busy_s"] / r["sync_s"] for r in measured
+        ),
         "double_register_p50_ms_median": median(r["double_service_ms"]["p50"] for r in measured),
     }
     return result, proc, double
