@@ -26,7 +26,7 @@ PARTIAL_RESULTS = "partial.json"
 
 SMOKE = scenarios.Sizes(
     containers=20, starts=20, burst=10, idle=5.0, resync_window=4.0, startup_runs=1,
-    scale_low=10, scale_high=30,
+    scale_low=10, scale_high=30, ecs_tasks=2,
 )  # fmt: skip
 
 SIZE_HELP = {
@@ -38,6 +38,7 @@ SIZE_HELP = {
     "startup_runs": "start-up repetitions",
     "scale_low": "start-up scaling: the smaller number of running containers",
     "scale_high": "start-up scaling: the larger number (0: no scaling step)",
+    "ecs_tasks": "ECS start-up: awsvpc tasks of 5 app containers (0: no ECS step)",
 }
 
 
@@ -169,6 +170,11 @@ def run(
         doc["machine"] = machine(bench.host, code)
         step("start-up with no containers", "startup_empty")
         results["startup_empty"] = scenarios.startup_empty(bench)
+        if sizes.ecs_tasks:
+            step(f"ECS start-up with {sizes.ecs_tasks} awsvpc tasks", "ecs_startup")
+            results["ecs_startup"] = scenarios.ecs_startup(
+                bench, sizes.ecs_tasks, sizes.startup_runs
+            )
         step(f"starting {sizes.containers} background containers")
         results["populate"] = scenarios.populate(bench, sizes.containers)
         step(f"start-up sync x{sizes.startup_runs}", "startup_sync")

@@ -4,14 +4,15 @@ One private dockerd serves the whole run, in this order (the runner's):
 
 1. ``startup_empty``: registrator against an empty daemon (the floor: interpreter, imports,
    connecting, memory with nothing tracked);
-2. ``populate``: N background containers started in parallel;
-3. ``startup_sync``: registrator started R times with N containers running; the last process
+2. ``ecs_startup``: ``registrator -ecs`` beside awsvpc ECS tasks, which it then removes;
+3. ``populate``: N background containers started in parallel;
+4. ``startup_sync``: registrator started R times with N containers running; the last process
    (A) is kept, default flags; ``startup_slow_agent``: against an agent slow to write;
-4. ``idle``: A's CPU and requests while nothing happens, then its ``memory``;
-5. ``event_latency``: sequential start/remove cycles while A tracks N containers;
-6. ``burst``: B containers started, then removed, in parallel; then A stops;
-7. ``resync``: a new process with ``-resync 1`` (and ``-log-level DEBUG`` to count resyncs);
-8. ``startup_scaling``: start-up sync at other numbers of running containers.
+5. ``idle``: A's CPU and requests while nothing happens, then its ``memory``;
+6. ``event_latency``: sequential start/remove cycles while A tracks N containers;
+7. ``burst``: B containers started, then removed, in parallel; then A stops;
+8. ``resync``: a new process with ``-resync 1`` (and ``-log-level DEBUG`` to count resyncs);
+9. ``startup_scaling``: start-up sync at other numbers of running containers.
 """
 
 from __future__ import annotations
@@ -45,11 +46,15 @@ from benchmarks.harness import (
 )
 from tests.conftest import service_id_of
 from tests.consul_double import RecordedRequest
+from tests.ecs_agent_double import DoubleContainer, EcsAgentDouble
 from tests.private_dockerd import PrivateDockerd
 
 BACKGROUND_PORT = 20000
 LATENCY_PORT = 30000
 BURST_PORT = 40000
+ECS_PORT = 8080
+ECS_PAUSE = "~internal~ecs~pause"
+ECS_LABELS = {"cluster": "bench", "task-definition-family": "bench", "task-definition-version": "1"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class Sizes:
     startup_runs: int = 3
     scale_low: int = 100
     scale_high: int = 1000
+    ecs_tasks: int = 10
 
 
 class Bench:
@@ -155,6 +161,76 @@ def startup_empty(bench: Bench) -> dict[str, Any]:
             }
         finally:
             proc.stop()
+
+
+def _ecs_task(
+    fleet: Fleet, agent: EcsAgentDouble, n: int, count: int
+) -> tuple[str, dict[str, str]]:
+    """Task ``n`` as the ECS agent lays out an awsvpc task: a pause container in network mode
+    ``none``, ``count`` apps in ``container:<pause>``, all with the ECS labels; the agent
+    double knows it (the containers' IDs, the ENI address 10.1.n.10) before its apps start.
+    Returns the pause container's ID and the apps' (their task's names) IDs."""
+    arn = f"arn:aws:ecs:eu-west-1:123456789012:task/bench/{n:04d}"
+
+    def create(name: str, network: str) -> str:
+        ecs_name = ECS_PAUSE if name == "pause" else name
+        keys = {**ECS_LABELS, "task-arn": arn, "container-name": ecs_name}
+        labels = {f"com.amazonaws.ecs.{key}": value for key, value in keys.items()}
+        return fleet.create(f"ecs{n}.{name}", network=network, labels=labels)
+
+    pause = create("pause", "none")
+    fleet.start(pause)
+    apps = {f"app{k}": create(f"app{k}", f"container:{pause}") for k in range(count)}
+    known = [DoubleContainer(cid, name, [(ECS_PORT, "tcp")]) for name, cid in apps.items()]
+    known.append(DoubleContainer(pause, ECS_PAUSE, internal=True))
+    agent.add_task(arn, known, family="bench", version="1", ipv4=[f"10.1.{n}.10"])
+    for cid in apps.values():
+        fleet.start(cid)
+    return pause, apps
+
+
+def ecs_startup(bench: Bench, tasks: int, runs: int, per_task: int = 5) -> dict[str, Any]:
+    """``registrator -ecs`` started ``runs`` times beside ``tasks`` awsvpc tasks of
+    ``per_task`` apps on an otherwise empty dockerd, which it removes afterwards: the requests
+    to the ECS agent (target: one per task) and Popen -> every app registered, each at its
+    task's ENI address (checked)."""
+    fleet, rows = bench.fleet, []
+    with EcsAgentDouble() as agent:
+        laid_out = fleet.parallel(lambda n: _ecs_task(fleet, agent, n, per_task), range(tasks), 8)
+        expected = {
+            service_id(f"ecs{n}.{name}", ECS_PORT): (f"10.1.{n}.10", ECS_PORT)
+            for n, (_, apps) in enumerate(laid_out)
+            for name in apps
+        }
+        for _ in range(runs):
+            agent.clear_requests()
+            with BenchDouble() as double:
+                args = ["-ecs", "-ecs-agent-uri", agent.url]
+                proc = bench.registrator(double.port, args, label="ecs")
+                try:
+                    double.wait_ids(set(expected).issubset, timeout=120)
+                    services = double.services()
+                    registers = [r.wall_ns for r in double.requests() if is_register(r)]
+                    proc.wait_log("synced: ", timeout=60)
+                finally:
+                    proc.stop()
+            got = {sid: (services[sid]["Address"], services[sid]["Port"]) for sid in expected}
+            if got != expected:
+                raise AssertionError(f"not all at their ENI address: {got}")
+            rows.append({
+                "all_registered_s": _since(proc, max(registers)),
+                "synced_log_line_s": _since(proc, proc.line_time_ns("synced: ")),
+                "ecs_task_requests": len(agent.task_requests()),
+                "registers": len(registers),
+            })  # fmt: skip
+    fleet.remove_all([cid for pause, apps in laid_out for cid in (pause, *apps.values())])
+    return {
+        "tasks": tasks,
+        "app_containers": len(expected),
+        "runs": rows,
+        "ecs_task_requests_per_task": max(r["ecs_task_requests"] for r in rows) / tasks,
+        "all_registered_s_median": statistics.median(r["all_registered_s"] for r in rows),
+    }
 
 
 def populate(bench: Bench, count: int) -> dict[str, Any]:
