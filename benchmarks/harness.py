@@ -371,21 +371,29 @@ class BenchDouble(ConsulDouble):
                 self._service_times.append((wall, took))
                 self._changed.notify_all()
 
-    def service_ids(self) -> set[str]:
-        with self._cond:
-            return set(self._agent.services)
-
-    def wait_ids(self, predicate: Callable[[set[str]], bool], timeout: float) -> set[str]:
+    def _wait(self, holds: Callable[[], bool], timeout: float, what: str) -> None:
+        """Until ``holds()``, checked whenever a request has been served."""
         deadline = time.monotonic() + timeout
         with self._changed:
-            while True:
-                ids = self.service_ids()
-                if predicate(ids):
-                    return ids
+            while not holds():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"Consul double: condition not met within {timeout}s")
+                    raise TimeoutError(f"Consul double: no {what} within {timeout}s")
                 self._changed.wait(min(remaining, 0.05))
+
+    def wait_ids(self, predicate: Callable[[set[str]], bool], timeout: float) -> None:
+        def holds() -> bool:
+            with self._cond:
+                return predicate(set(self._agent.services))
+
+        self._wait(holds, timeout, "such service IDs")
+
+    def wait_check(self, check_id: str, status: str, timeout: float) -> None:
+        def holds() -> bool:
+            with self._cond:
+                return bool(self._agent.checks.get(check_id, {}).get("Status") == status)
+
+        self._wait(holds, timeout, f"{status} {check_id}")
 
     def service_times_ns(self, since_ns: int = 0, until_ns: int | None = None) -> list[int]:
         """Durations of the requests that began within [since_ns, until_ns]."""
@@ -558,9 +566,11 @@ class Fleet:
         with ThreadPoolExecutor(workers or self.pool) as pool:
             return list(pool.map(func, items))
 
-    def create_and_start(self, specs: Sequence[tuple[str, int]], workers: int = 16) -> list[str]:
+    def create_and_start(
+        self, specs: Sequence[tuple[str, int]], workers: int = 16, **config: Any
+    ) -> list[str]:
         def one(spec: tuple[str, int]) -> str:
-            container_id = self.create(*spec)
+            container_id = self.create(*spec, **config)
             self.start(container_id)
             return container_id
 

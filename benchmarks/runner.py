@@ -26,7 +26,7 @@ PARTIAL_RESULTS = "partial.json"
 
 SMOKE = scenarios.Sizes(
     containers=20, starts=20, burst=10, idle=5.0, resync_window=4.0, startup_runs=1,
-    scale_low=10, scale_high=30, ecs_tasks=2,
+    scale_low=10, scale_high=30, ecs_tasks=2, health_containers=5,
 )  # fmt: skip
 
 SIZE_HELP = {
@@ -39,6 +39,7 @@ SIZE_HELP = {
     "scale_low": "start-up scaling: the smaller number of running containers",
     "scale_high": "start-up scaling: the larger number (0: no scaling step)",
     "ecs_tasks": "ECS start-up: awsvpc tasks of 5 app containers (0: no ECS step)",
+    "health_containers": "health sync: containers with a HEALTHCHECK (0: no health step)",
 }
 
 
@@ -175,6 +176,9 @@ def run(
             results["ecs_startup"] = scenarios.ecs_startup(
                 bench, sizes.ecs_tasks, sizes.startup_runs
             )
+        if sizes.health_containers:
+            step(f"health sync with {sizes.health_containers} containers", "health_sync")
+            results["health_sync"] = scenarios.health_sync(bench, sizes.health_containers)
         step(f"starting {sizes.containers} background containers")
         results["populate"] = scenarios.populate(bench, sizes.containers)
         step(f"start-up sync x{sizes.startup_runs}", "startup_sync")

@@ -5,6 +5,7 @@ One private dockerd serves the whole run, in this order (the runner's):
 1. ``startup_empty``: registrator against an empty daemon (the floor: interpreter, imports,
    connecting, memory with nothing tracked);
 2. ``ecs_startup``: ``registrator -ecs`` beside awsvpc ECS tasks, which it then removes;
+   ``health_sync``: ``-health-sync`` with containers that have a HEALTHCHECK, likewise;
 3. ``populate``: N background containers started in parallel;
 4. ``startup_sync``: registrator started R times with N containers running; the last process
    (A) is kept, default flags; ``startup_slow_agent``: against an agent slow to write;
@@ -54,6 +55,9 @@ LATENCY_PORT = 30000
 BURST_PORT = 40000
 ECS_PORT = 8080
 ECS_PAUSE = "~internal~ecs~pause"
+HEALTH_PORT = 50000
+HEALTH_CHECKS = ["SERVICE_CHECK_1_TTL=1m", "SERVICE_CHECK_2_TTL=2m"]
+HOUR_NS = 3600 * 10**9
 ECS_LABELS = {"cluster": "bench", "task-definition-family": "bench", "task-definition-version": "1"}
 
 
@@ -68,6 +72,7 @@ class Sizes:
     scale_low: int = 100
     scale_high: int = 1000
     ecs_tasks: int = 10
+    health_containers: int = 300
 
 
 class Bench:
@@ -230,6 +235,61 @@ def ecs_startup(bench: Bench, tasks: int, runs: int, per_task: int = 5) -> dict[
         "runs": rows,
         "ecs_task_requests_per_task": max(r["ecs_task_requests"] for r in rows) / tasks,
         "all_registered_s_median": statistics.median(r["all_registered_s"] for r in rows),
+    }
+
+
+def health_sync(bench: Bench, count: int, changes: int = 20) -> dict[str, Any]:
+    """``-health-sync`` with ``count`` containers that have a HEALTHCHECK and two TTL checks
+    each, on an otherwise empty dockerd (removed afterwards): the writes of a ``registrator
+    resync`` run beside the daemon when nothing changed (target 0), and the daemon's CPU and
+    writes per health change of one more container, whose probe is failed and mended in turn."""
+    fleet = bench.fleet
+    starting = {"test": ["CMD", "true"], "interval": HOUR_NS, "start_period": HOUR_NS}
+    specs = [(f"hs.{n}", HEALTH_PORT + n) for n in range(count)]
+    ids = fleet.create_and_start(specs, environment=HEALTH_CHECKS, healthcheck=starting)
+    probe = {"test": ["CMD-SHELL", "[ -f /tmp/ok ]"], "interval": 300_000_000, "retries": 1}
+    command = ["sh", "-c", "touch /tmp/ok; exec sleep 86400"]
+    flip = fleet.create(
+        "hs.flip", HEALTH_PORT - 1, environment=HEALTH_CHECKS, healthcheck=probe, command=command
+    )
+    fleet.start(flip)
+    flip_sid = service_id("hs.flip", HEALTH_PORT - 1)
+    check = f"service:{flip_sid}:docker-health"
+    expected = {flip_sid, *(service_id(*spec) for spec in specs)}
+    with BenchDouble() as double:
+        proc = bench.registrator(double.port, ["-health-sync"], label="health-sync")
+        try:
+            double.wait_ids(expected.issubset, timeout=120)
+            double.wait_check(check, "passing", timeout=60)
+            proc.wait_log("synced: ", timeout=60)
+            checks = len(double.checks())
+            double.clear_requests()
+            once = bench.registrator(double.port, ["resync", "-health-sync"], label="resync")
+            resync_exit = once.popen.wait(300)
+            once.stop()
+            resync_writes = _writes(double.requests())
+            double.clear_requests()
+            window = bench.window(proc)
+            for n in range(changes):
+                status, change = ("critical", "rm") if n % 2 == 0 else ("passing", "touch")
+                fleet.api.exec_start(fleet.api.exec_create(flip, ["sh", "-c", f"{change} /tmp/ok"]))
+                double.wait_check(check, status, timeout=30)
+            cpu = window.stop()
+            requests = double.requests()
+        finally:
+            proc.stop()
+    fleet.remove_all([*ids, flip])
+    return {
+        "containers": count,
+        "checks": checks,
+        "resync_exit": resync_exit,
+        "resync_summary": once.log().strip().rsplit("\n", 1)[-1],
+        "resync_writes": resync_writes,
+        "changes": changes,
+        "cpu_ms_per_change": round(1000 * cpu["registrator_cpu_s"] / changes, 2),
+        "writes_per_change": round(_writes(requests) / changes, 2),
+        "requests_by_kind": _kinds(requests),
+        **cpu,
     }
 
 
