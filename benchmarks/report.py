@@ -105,9 +105,19 @@ def _fmt(value: float | None, unit: str) -> str:
     return f"{text} {unit}"
 
 
+def scaling_rows(results: dict[str, Any]) -> list[Row]:
+    """Event latency at each number of running containers of the scaling step."""
+    return [
+        Row(f"with {count} running: event latency {q}", f"startup_scaling.by_count.{count}."
+            f"event_latency.start_to_register_ms.{q}", "ms")
+        for count in results.get("startup_scaling", {}).get("counts", [])
+        for q in ("p50", "p99")
+    ]  # fmt: skip
+
+
 def verdicts(results: dict[str, Any], sizes: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
-    for row in ROWS:
+    for row in [*ROWS, *scaling_rows(results)]:
         value = value_at(results, row.path)
         verdict = ""
         if row.target is not None and value is not None:

@@ -26,7 +26,7 @@ PARTIAL_RESULTS = "partial.json"
 
 SMOKE = scenarios.Sizes(
     containers=20, starts=20, burst=10, idle=5.0, resync_window=4.0, startup_runs=1,
-    scale_low=10, scale_high=30, ecs_tasks=2, health_containers=5,
+    scale=(10, 30), ecs_tasks=2, health_containers=5,
 )  # fmt: skip
 
 SIZE_HELP = {
@@ -36,19 +36,28 @@ SIZE_HELP = {
     "idle": "idle window, seconds",
     "resync_window": "seconds observed with -resync 1",
     "startup_runs": "start-up repetitions",
-    "scale_low": "start-up scaling: the smaller number of running containers",
-    "scale_high": "start-up scaling: the larger number (0: no scaling step)",
+    "scale": "start-up sync and event latency again with these numbers of containers running,"
+    " comma-separated (0: no scaling step)",
     "ecs_tasks": "ECS start-up: awsvpc tasks of 5 app containers (0: no ECS step)",
     "health_containers": "health sync: containers with a HEALTHCHECK (0: no health step)",
 }
+
+
+def counts(text: str) -> tuple[int, ...]:
+    return tuple(count for count in map(int, text.split(",")) if count)
+
+
+def shown(size: float | tuple[int, ...]) -> str:
+    return ",".join(map(str, size)) if isinstance(size, tuple | list) else f"{size:g}"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     for field in dataclasses.fields(scenarios.Sizes):
         default, smoke = getattr(scenarios.Sizes(), field.name), getattr(SMOKE, field.name)
-        help_text = f"{SIZE_HELP[field.name]} (default {default:g}, smoke {smoke:g})"
-        p.add_argument(f"--{field.name.replace('_', '-')}", type=type(default), help=help_text)
+        kind = counts if isinstance(default, tuple) else type(default)
+        help_text = f"{SIZE_HELP[field.name]} (default {shown(default)}, smoke {shown(smoke)})"
+        p.add_argument(f"--{field.name.replace('_', '-')}", type=kind, help=help_text)
     p.add_argument("--smoke", action="store_true", help="tiny sizes, for CI (about 30 s)")
     p.add_argument(
         "--quiet-wait", type=float,
@@ -219,11 +228,10 @@ def run(
         sync["cpu_ms_per_container"] = round(
             1000 * (sync["registrator_cpu_s_median"] - empty_cpu) / max(1, sizes.containers), 3
         )
-        if sizes.scale_high:
-            counts = (sizes.scale_low, sizes.scale_high)
-            step(f"start-up scaling at {counts[0]} and {counts[1]} running", "startup_scaling")
+        if sizes.scale:
+            step(f"start-up and event latency at {shown(sizes.scale)} running", "startup_scaling")
             results["startup_scaling"] = scenarios.startup_scaling(
-                bench, counts, sizes.startup_runs, empty_cpu
+                bench, sizes.scale, sizes.startup_runs, sizes.starts, empty_cpu
             )
     finally:
         step("cleaning up")
@@ -255,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("latest.json", f"run-{time.strftime('%Y%m%d-%H%M%S')}.json"):
         (args.out / name).write_text(json.dumps(doc, indent=2) + "\n")
     (args.out / PARTIAL_RESULTS).unlink(missing_ok=True)
-    sizes_line = ", ".join(f"{k} {v:g}" for k, v in doc["sizes"].items())
+    sizes_line = ", ".join(f"{k} {shown(v)}" for k, v in doc["sizes"].items())
     (args.out / "latest.md").write_text(
         f"Sizes: {sizes_line}. Machine: {info['nproc']} cores ({info['cpu']}), "
         f"Python {info['python']}, Docker {info['docker_engine']}.\n\n{text}\n"

@@ -13,7 +13,8 @@ One private dockerd serves the whole run, in this order (the runner's):
 6. ``event_latency``: sequential start/remove cycles while A tracks N containers;
 7. ``burst``: B containers started, then removed, in parallel; then A stops;
 8. ``resync``: a new process with ``-resync 1`` (and ``-log-level DEBUG`` to count resyncs);
-9. ``startup_scaling``: start-up sync at other numbers of running containers.
+9. ``startup_scaling``: start-up sync and event latency at other numbers of running
+   containers.
 """
 
 from __future__ import annotations
@@ -69,8 +70,7 @@ class Sizes:
     idle: float = 60.0
     resync_window: float = 20.0
     startup_runs: int = 3
-    scale_low: int = 100
-    scale_high: int = 1000
+    scale: tuple[int, ...] = (100, 1000)  # running containers for startup_scaling
     ecs_tasks: int = 10
     health_containers: int = 300
 
@@ -415,25 +415,32 @@ def set_running(bench: Bench, count: int) -> dict[str, Any]:
 
 
 def startup_scaling(
-    bench: Bench, counts: Sequence[int], runs: int, floor_cpu_s: float
+    bench: Bench, counts: Sequence[int], runs: int, starts: int, floor_cpu_s: float
 ) -> dict[str, Any]:
-    """Start-up sync at each number of running containers: whether the cost per container
-    stays flat (linear) as a host grows. Per container: (Popen -> all registered, minus
-    Popen -> first Consul request) / N, and (registrator's CPU - ``floor_cpu_s``, a start-up
-    with no containers) / N."""
+    """Start-up sync, then event latency (``starts`` cycles), at each number of running
+    containers: whether the cost per container stays flat (linear) as a host grows, and what
+    a started container waits for with that many tracked. Per container: (Popen -> all
+    registered, minus Popen -> first Consul request) / N, and (registrator's CPU -
+    ``floor_cpu_s``, a start-up with no containers) / N."""
     by_count: dict[str, dict[str, Any]] = {}
     for count in counts:
         populated = set_running(bench, count)
         sync, proc, double = startup_sync(bench, runs)
-        proc.stop()
-        double.stop()
+        try:
+            latency = event_latency(bench, proc, double, starts, f"x{count}") if starts else {}
+        finally:
+            proc.stop()
+            double.stop()
         used = [r for r in sync["runs"] if r.get("used")]
         wall = statistics.median(r["sync_s"] - r["first_consul_request_s"] for r in used)
         cpu = sync["registrator_cpu_s_median"] - floor_cpu_s
         by_count[str(count)] = {
             "populate": populated,
-            **{k: v for k, v in sync.items() if k.endswith("_median") or k == "runs"},
-            "foreign_share_percent": sync["foreign_share_percent"],
+            "startup_sync": sync,
+            "event_latency": latency,
+            "foreign_share_percent": max(
+                sync["foreign_share_percent"], latency.get("foreign_share_percent", 0.0)
+            ),
             "wall_ms_per_container": round(1000 * wall / count, 3),
             "cpu_ms_per_container": round(1000 * cpu / count, 3),
         }
