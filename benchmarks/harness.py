@@ -180,16 +180,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def proc_status(pid: int) -> dict[str, int]:
-    """VmHWM, VmRSS (kB) and Threads from /proc/<pid>/status."""
-    out: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmHWM", "VmRSS", "Threads"):
-            out[key] = int(value.split()[0])
-    return out
-
-
 def children(pid: int) -> list[int]:
     try:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -440,9 +430,9 @@ class RegistratorProcess:
         line = next((line for line in self.log().splitlines() if text in line), "")
         return log_time_ns(line) if line else 0
 
-    def wait_log(self, text: str, timeout: float = 30.0, count: int = 1) -> None:
+    def wait_log(self, text: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
-        while self.log().count(text) < count:
+        while text not in self.log():
             if self.popen.poll() is not None:
                 raise RuntimeError(f"registrator exited {self.popen.returncode}:\n{self.log()}")
             if time.monotonic() > deadline:
@@ -456,7 +446,10 @@ class RegistratorProcess:
         return cpu_seconds(self.pid)
 
     def status(self) -> dict[str, int]:
-        return proc_status(self.pid)
+        """VmHWM, VmRSS (kB) and Threads from /proc/<pid>/status."""
+        lines = Path(f"/proc/{self.pid}/status").read_text().splitlines()
+        fields = (line.partition(":") for line in lines)
+        return {k: int(v.split()[0]) for k, _, v in fields if k in ("VmHWM", "VmRSS", "Threads")}
 
     def stop(self) -> None:
         if self.popen.poll() is None:
@@ -546,13 +539,14 @@ class Fleet:
         labels: dict[str, str] | None = None,
         **config: Any,
     ) -> str:
+        config.setdefault("command", SLEEP)
         created = self.api.create_container(
             TEST_IMAGE,
-            **{"command": SLEEP, **config},
             name=name,
             ports=[port] if port else None,
             host_config=self.api.create_host_config(network_mode=network),
             labels={BENCH_LABEL: "1", **(labels or {})},
+            **config,
         )
         return str(created["Id"])
 

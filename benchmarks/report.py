@@ -33,7 +33,7 @@ ROWS = (
     Row("start-up, agent taking 5 ms a write: writes in flight, peak (-workers 16)",
         "startup_slow_agent.writes_in_flight_peak", "writes", 8),
     Row("start-up, agent taking 5 ms a write: Popen -> all registered",
-        "startup_slow_agent.sync_s", "s"),
+        "startup_slow_agent.sync_s_median", "s"),
     Row("start-up scaling: wall time per container, high count / low count",
         "startup_scaling.wall_per_container_ratio", "x", 1.2),
     Row("start-up scaling: CPU per container, high count / low count",

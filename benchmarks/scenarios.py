@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import shutil
 import statistics
 import sys
 import time
@@ -54,11 +55,11 @@ from tests.private_dockerd import PrivateDockerd
 BACKGROUND_PORT = 20000
 LATENCY_PORT = 30000
 BURST_PORT = 40000
-ECS_PORT = 8080
-ECS_PAUSE = "~internal~ecs~pause"
 HEALTH_PORT = 50000
 HEALTH_CHECKS = ["SERVICE_CHECK_1_TTL=1m", "SERVICE_CHECK_2_TTL=2m"]
 HOUR_NS = 3600 * 10**9
+ECS_PORT = 8080
+ECS_PAUSE = "~internal~ecs~pause"
 ECS_LABELS = {"cluster": "bench", "task-definition-family": "bench", "task-definition-version": "1"}
 
 
@@ -122,6 +123,7 @@ class Bench:
         left = reap_private_dockerd(root)
         if left:
             print(f"cleanup: killed {left} leftover containerd shim(s) of {root}", file=sys.stderr)
+        shutil.rmtree(root, ignore_errors=True)  # what its close could not delete before
 
 
 def _since(proc: RegistratorProcess, wall_ns: int) -> float:
@@ -143,6 +145,7 @@ def _writes(requests: Sequence[RecordedRequest]) -> int:
 
 
 def memory(proc: RegistratorProcess) -> dict[str, Any]:
+    """Peak and current RSS and threads: what a host gives registrator to run."""
     status = proc.status()
     return {
         "vm_hwm_mb": round(status["VmHWM"] / 1024, 1),
@@ -152,6 +155,8 @@ def memory(proc: RegistratorProcess) -> dict[str, Any]:
 
 
 def startup_empty(bench: Bench) -> dict[str, Any]:
+    """A start-up with nothing to sync: what every start-up pays before its first container
+    (the interpreter, imports, connecting), and memory with nothing tracked."""
     with BenchDouble() as double:
         proc = bench.registrator(double.port, label="empty")
         try:
@@ -294,6 +299,7 @@ def health_sync(bench: Bench, count: int, changes: int = 20) -> dict[str, Any]:
 
 
 def populate(bench: Bench, count: int) -> dict[str, Any]:
+    """The background containers the later steps sync and track."""
     specs = [(f"bg.{n}", BACKGROUND_PORT + n) for n in range(count)]
     began = time.monotonic()
     ids = bench.fleet.create_and_start(specs)
@@ -303,18 +309,28 @@ def populate(bench: Bench, count: int) -> dict[str, Any]:
 
 
 def startup_sync(
-    bench: Bench, runs: int, max_foreign: float = 100.0, extra: int = 0
+    bench: Bench,
+    runs: int,
+    max_foreign: float = 100.0,
+    extra: int = 0,
+    args: Sequence[str] = (),
+    write_delay: float = 0.0,
 ) -> tuple[dict[str, Any], RegistratorProcess, BenchDouble]:
     """Popen -> every background container's service registered, ``runs`` times; the last
     process is returned, still running. A run during which other work took more than
     ``max_foreign`` % of the machine is repeated (at most ``extra`` more runs); the figures
-    use the ``runs`` least disturbed runs."""
+    use the ``runs`` least disturbed runs. ``write_delay``: the double's every service write
+    answered that late."""
     expected = set(bench.background)
     rows: list[dict[str, Any]] = []
     for run in range(runs + extra):
         double = BenchDouble().start()
+        if write_delay:
+            double.fail("slow", delay=write_delay, paths="/v1/agent/service/")
         window = bench.window()
-        proc = bench.registrator(double.port, label="startup")
+        proc = bench.registrator(
+            double.port, args, label="slow-agent" if write_delay else "startup"
+        )
         double.wait_ids(expected.issubset, timeout=120)
         cpu = window.stop(registrator_cpu=proc.cpu_seconds())  # all of it is in the window
         requests = double.requests()
@@ -373,25 +389,10 @@ def startup_slow_agent(bench: Bench, delay: float = 0.005) -> dict[str, Any]:
     many writes registrator keeps in flight, which -agent-writes bounds (default 8). Run with
     more workers than that (each worker writes its own container's services), so that the
     peak shows the bound of -agent-writes, not the number of workers."""
-    expected = set(bench.background)
-    with BenchDouble() as double:
-        double.fail("slow", delay=delay, paths="/v1/agent/service/")
-        window = bench.window()
-        proc = bench.registrator(double.port, ["-workers", "16"], label="startup-slow-agent")
-        try:
-            double.wait_ids(expected.issubset, timeout=120)
-            cpu = window.stop(registrator_cpu=proc.cpu_seconds())
-            registers = [r for r in double.requests() if is_register(r)]
-            return {
-                "write_delay_s": delay,
-                "containers": len(expected),
-                "sync_s": _since(proc, max(r.wall_ns for r in registers)),
-                "writes_in_flight_peak": double.in_flight_peak(),
-                "sequential_floor_s": round(len(registers) * delay, 3),
-                **cpu,
-            }
-        finally:
-            proc.stop()
+    result, proc, double = startup_sync(bench, 1, args=["-workers", "16"], write_delay=delay)
+    proc.stop()
+    double.stop()
+    return {"write_delay_s": delay, **result}
 
 
 def set_running(bench: Bench, count: int) -> dict[str, Any]:
@@ -459,6 +460,7 @@ def startup_scaling(
 def idle(
     bench: Bench, proc: RegistratorProcess, double: BenchDouble, seconds: float
 ) -> dict[str, Any]:
+    """What the daemon costs while nothing happens (its agent polls): no busy polling."""
     time.sleep(min(2.0, seconds))  # let the post-sync agent read pass
     double.clear_requests()
     window = bench.window(proc)
