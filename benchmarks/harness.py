@@ -1,5 +1,5 @@
-"""What the benchmarks run on: the private Docker daemon, a timed Consul double, the real
-registrator process, the Docker event stream as dockerd reports it, and /proc readings.
+"""What the benchmarks run on: the code under test as deployed, /proc readings, a timed Consul
+double, the registrator process, the Docker event stream as dockerd reports it, containers.
 
 Clocks: Docker stamps its events with the wall clock (``timeNano``), so every instant a
 benchmark compares with an event is ``time.time_ns()`` too; durations inside one process use
@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,17 +30,13 @@ from typing import Any, TypeVar
 
 import docker
 
-from tests.conftest import TEST_IMAGE
+from tests.conftest import DEREGISTER_PATH, HOSTNAME, REGISTER_PATH, TEST_IMAGE
 from tests.consul_double import ConsulDouble, RecordedRequest
 
 REPO = Path(__file__).resolve().parent.parent
-# py-spy samples a second (REGISTRATOR_BENCH_SPY_RATE): higher for a short start-up's profile.
-SPY_RATE = os.environ.get("REGISTRATOR_BENCH_SPY_RATE", "250")
-HOSTNAME = socket.gethostname()
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BENCH_LABEL = "registrator-bench"
-REGISTER_PATH = "/v1/agent/service/register"
-DEREGISTER_PREFIX = "/v1/agent/service/deregister/"
+SLEEP = ["sleep", "86400"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -53,24 +47,12 @@ def service_id(name: str, port: int) -> str:
     return f"{HOSTNAME}:{name}:{port}"
 
 
-def registered_id(request: RecordedRequest) -> str:
-    """The service ID a register request carries ("" when unreadable)."""
-    try:
-        body = json.loads(request.body)
-    except ValueError:
-        return ""
-    if not isinstance(body, dict):
-        return ""
-    fields = {str(k).lower(): v for k, v in body.items()}  # Consul reads keys case-insensitively
-    return str(fields.get("id") or fields.get("name") or "")
-
-
 def is_register(request: RecordedRequest) -> bool:
-    return request.method == "PUT" and request.path == REGISTER_PATH
+    return request.path == REGISTER_PATH
 
 
 def is_deregister(request: RecordedRequest) -> bool:
-    return request.method == "PUT" and request.path.startswith(DEREGISTER_PREFIX)
+    return request.path.startswith(DEREGISTER_PATH)
 
 
 # --- the code under test ------------------------------------------------------------------
@@ -79,36 +61,23 @@ def is_deregister(request: RecordedRequest) -> bool:
 @dataclass(frozen=True)
 class CodeUnderTest:
     """registrator as of one commit, exported to a folder of its own, so that edits in the
-    work tree while a benchmark runs (or between runs) cannot mix versions; byte-compiled, as
-    pip compiles an installed wheel (this machine sets PYTHONDONTWRITEBYTECODE, so an
-    uncompiled copy would be compiled again at every start, 0.07-0.1 s), with the dist-info a
-    wheel installs beside it; run by ``python``, a venv like the deployed one
-    (``deployed_python``)."""
+    work tree while a benchmark runs cannot mix versions; byte-compiled, as pip compiles an
+    installed wheel (this machine sets PYTHONDONTWRITEBYTECODE), with the dist-info a wheel
+    installs beside it; run by ``python``, a venv like the deployed one."""
 
     directory: Path
-    commit: str  # short hash, or "work tree" (+ "-dirty" when it differs from HEAD)
-    python: str = sys.executable
-    python_env: str = "this Python"
+    commit: str  # short hash, or "work tree at <hash>" (+ "-dirty" when it differs from HEAD)
+    python: str
+    python_env: str
 
     @classmethod
     def export(cls, ref: str) -> CodeUnderTest:
-        # REGISTRATOR_BENCH_RUNTIME=source: this interpreter and uncompiled code, as the
-        # benchmarks ran before 2026-11-26 (to compare with figures measured that way).
-        as_source = os.environ.get("REGISTRATOR_BENCH_RUNTIME", "deployed") == "source"
-        if as_source:
-            python, python_env = sys.executable, "this Python, the code not byte-compiled"
-        else:
-            python, python_env = deployed_python()
+        python, python_env = deployed_python()
         if ref == "worktree":
-            status = subprocess.run(
-                ["git", "-C", str(REPO), "status", "--porcelain", "--", "registrator"],
-                capture_output=True, text=True, check=True,
-            ).stdout  # fmt: skip
-            head = _git("rev-parse", "--short", "HEAD")
-            if not as_source:
-                _compile(REPO / "registrator")
-            commit = f"work tree at {head}" + ("-dirty" if status.strip() else "")
-            return cls(REPO, commit, python, python_env)
+            dirty = _git("status", "--porcelain", "--", "registrator")
+            _compile(REPO / "registrator")
+            commit = f"work tree at {_git('rev-parse', '--short', 'HEAD')}"
+            return cls(REPO, commit + ("-dirty" if dirty else ""), python, python_env)
         commit = _git("rev-parse", "--short", f"{ref}^{{commit}}")
         target = Path(tempfile.mkdtemp(prefix=f"registrator-{commit}-"))
         archive = subprocess.run(
@@ -116,9 +85,8 @@ class CodeUnderTest:
             capture_output=True, check=True,
         ).stdout  # fmt: skip
         subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-        if not as_source:
-            _compile(target / "registrator")
-            _write_dist_info(target, commit)
+        _compile(target / "registrator")
+        _write_dist_info(target, commit)
         return cls(target, commit, python, python_env)
 
     def cleanup(self) -> None:
@@ -132,17 +100,14 @@ def _compile(package: Path) -> None:
 
 def _write_dist_info(target: Path, commit: str) -> None:
     """The ``registrator-<version>.dist-info/METADATA`` a wheel installs beside the package
-    (its headers, then the README as the description), where registrator looks its version up
-    as deployed: without it the lookup took the not-installed path."""
+    (its headers, then the README), where registrator looks its version up as deployed."""
     project = tomllib.loads(_git("show", f"{commit}:pyproject.toml"))["project"]
-    version = project["version"]
-    readme = _git("show", f"{commit}:README.md")
-    info = target / f"registrator-{version}.dist-info"
+    info = target / f"registrator-{project['version']}.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(
-        f"Metadata-Version: 2.4\nName: registrator\nVersion: {version}\n"
+        f"Metadata-Version: 2.4\nName: registrator\nVersion: {project['version']}\n"
         f"Summary: {project.get('description', '')}\n"
-        f"Description-Content-Type: text/markdown\n\n{readme}\n"
+        f"Description-Content-Type: text/markdown\n\n{_git('show', f'{commit}:README.md')}\n"
     )
 
 
@@ -169,12 +134,10 @@ def dependency_pins() -> list[str]:
 
 
 def deployed_python() -> tuple[str, str]:
-    """An interpreter like the deployed one (the image and the role's systemd mode: a venv
-    holding registrator's dependencies, compiled by pip): made once and kept under
-    /var/tmp. This machine's own site-packages carries start-up hooks that no deployed
-    registrator has (an editable install's finder, a sandbox's CA injection importing
-    certifi, setuptools' distutils shim: 0.07 s at every interpreter start). Falls back to
-    this interpreter (saying so) when the venv cannot be made (no package index)."""
+    """An interpreter like the deployed one (the image, the role's systemd mode: a venv holding
+    registrator's dependencies), made once and kept under /var/tmp: this machine's own
+    site-packages runs start-up hooks no deployed registrator has (0.07 s at every start).
+    Falls back to this interpreter (saying so) when the venv cannot be made (no index)."""
     pins = dependency_pins()
     key = hashlib.sha256("\n".join([sys.version, *pins]).encode()).hexdigest()[:12]
     venv = Path("/var/tmp") / f"registrator-bench-venv-{key}"
@@ -191,9 +154,8 @@ def deployed_python() -> tuple[str, str]:
         )  # fmt: skip
     except (subprocess.SubprocessError, OSError) as exc:
         shutil.rmtree(building, ignore_errors=True)
-        detail = getattr(exc, "stderr", "") or str(exc)
-        print(f"benchmarks: no venv ({detail.strip()[-300:]}); using {sys.executable}",
-              file=sys.stderr)  # fmt: skip
+        detail = (getattr(exc, "stderr", "") or str(exc)).strip()[-300:]
+        print(f"benchmarks: no venv ({detail}); using {sys.executable}", file=sys.stderr)
         return sys.executable, "this Python (a venv could not be made)"
     try:
         building.rename(venv)
@@ -218,51 +180,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def proc_status(pid: int) -> dict[str, int]:
-    """VmHWM, VmRSS (kB) and Threads from /proc/<pid>/status."""
-    out: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmHWM", "VmRSS", "Threads"):
-            out[key] = int(value.split()[0])
-    return out
-
-
-def reap_private_dockerd(root: Path) -> int:
-    """Kill what a private dockerd under ``root`` left behind (containerd shims and their
-    containers, found by that path in their command line) and unmount its mounts, so that
-    its folder can be deleted. Only processes of that daemon are touched. Returns how many
-    shims were left."""
-    marker = str(root).encode()
-    shims = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"containerd-shim" in cmdline and marker in cmdline:
-                shims.append(int(entry))
-    for shim in shims:
-        for pid in [*children(shim), shim]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    mounts = [
-        line.split()[1]
-        for line in Path("/proc/self/mounts").read_text().splitlines()
-        if line.split()[1].startswith(str(root))
-    ]
-    for mount in sorted(mounts, reverse=True):
-        subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
-    return len(shims)
-
-
 def children(pid: int) -> list[int]:
     try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
-    return [int(p) for p in text.split()]
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -274,53 +196,39 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def self_cpu_seconds() -> float:
-    return cpu_seconds(os.getpid())
+def system_busy_cpu_seconds() -> float:
+    """CPU seconds all processes on the machine have used (every core, not idle or iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
 
 
 # Processes of the container runtime (per container, started and reaped by containerd) and
-# the benchmark containers themselves: not "other work", even though they are not ours.
+# the benchmark containers themselves: not other people's work, even though not ours.
 RUNTIME_COMMS = ("containerd-shim", "runc", "sleep", "docker-init", "exe")
-
-
-def process_table() -> dict[int, tuple[str, int, int, float]]:
-    """pid -> (comm, ppid, start time in ticks, CPU seconds) for every process."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            text = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        comm = text[text.index("(") + 1 : text.rindex(")")]
-        fields = text[text.rindex(")") + 2 :].split()
-        cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
-        table[int(entry)] = (comm, int(fields[1]), int(fields[19]), cpu)
-    return table
-
-
-def descendants(table: dict[int, tuple[str, int, int, float]], roots: Iterable[int]) -> set[int]:
-    kids: dict[int, list[int]] = {}
-    for pid, (_, ppid, _, _) in table.items():
-        kids.setdefault(ppid, []).append(pid)
-    found, todo = set(), list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo.extend(kids.get(pid, ()))
-    return found
-
-
 ForeignSnapshot = dict[tuple[int, int], float]  # (pid, start time) -> CPU seconds
 
 
 def foreign_snapshot(our_roots: Iterable[int]) -> ForeignSnapshot:
-    """CPU seconds of every process that is not ours (this process and the private dockerd,
-    with their descendants) nor the container runtime's: other people's work."""
-    table = process_table()
-    ours = descendants(table, our_roots)
+    """CPU seconds of every process that is neither ours (``our_roots`` and their
+    descendants) nor the container runtime's: other people's work on a shared machine."""
+    table: dict[int, tuple[str, int, int, float]] = {}  # pid -> comm, ppid, start, CPU
+    for entry in os.listdir("/proc"):
+        with contextlib.suppress(OSError, ValueError):
+            if entry.isdigit():
+                text = Path(f"/proc/{entry}/stat").read_text()
+                fields = text[text.rindex(")") + 2 :].split()
+                cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+                comm = text[text.index("(") + 1 : text.rindex(")")]
+                table[int(entry)] = (comm, int(fields[1]), int(fields[19]), cpu)
+    kids: dict[int, list[int]] = {}
+    for pid, (_, ppid, _, _) in table.items():
+        kids.setdefault(ppid, []).append(pid)
+    ours, todo = set(), list(our_roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in ours:
+            ours.add(pid)
+            todo.extend(kids.get(pid, ()))
     return {
         (pid, start): cpu
         for pid, (comm, _, start, cpu) in table.items()
@@ -328,33 +236,57 @@ def foreign_snapshot(our_roots: Iterable[int]) -> ForeignSnapshot:
     }
 
 
-def foreign_cpu_seconds(before: ForeignSnapshot, after: ForeignSnapshot) -> float:
-    """CPU used between two snapshots by foreign processes alive at both (a lower bound:
-    processes that started and ended in between are not seen)."""
-    return sum(cpu - before[key] for key, cpu in after.items() if key in before)
+class CpuWindow:
+    """Where the CPU went from its making to ``stop()``: registrator's (``proc``), dockerd's,
+    this process's, the other processes', and other people's work among those (``foreign``:
+    processes neither ours nor the container runtime's, alive throughout; a lower bound),
+    which decides whether a measurement is repeated."""
 
+    def __init__(self, dockerd_pid: int, proc: RegistratorProcess | None = None) -> None:
+        self._dockerd_pid, self._proc = dockerd_pid, proc
+        self._began = time.monotonic()
+        self._before = self._sample()
 
-def system_busy_cpu_seconds() -> float:
-    """CPU seconds all processes on the machine have used (every core, not idle or iowait)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+    def _sample(self) -> tuple[float, float, float, float, ForeignSnapshot]:
+        return (
+            self._proc.cpu_seconds() if self._proc is not None else 0.0,
+            tree_cpu_seconds(self._dockerd_pid),
+            cpu_seconds(os.getpid()),
+            system_busy_cpu_seconds(),
+            foreign_snapshot([os.getpid(), self._dockerd_pid]),
+        )
+
+    def stop(self, registrator_cpu: float | None = None) -> dict[str, float]:
+        """The shares; ``registrator_cpu`` replaces the process's delta (a process started
+        within the window: all its CPU)."""
+        after, seconds = self._sample(), time.monotonic() - self._began
+        before = self._before
+        ours = after[0] - before[0] if registrator_cpu is None else registrator_cpu
+        dockerd, bench = after[1] - before[1], after[2] - before[2]
+        system = after[3] - before[3]
+        foreign = sum(cpu - before[4][key] for key, cpu in after[4].items() if key in before[4])
+        cores = os.cpu_count() or 1
+        return {
+            "seconds": round(seconds, 3),
+            "registrator_cpu_s": round(ours, 3),
+            "dockerd_cpu_s": round(dockerd, 3),
+            "benchmark_process_cpu_s": round(bench, 3),
+            "other_processes_cpu_s": round(max(0.0, system - ours - dockerd - bench), 3),
+            "foreign_cpu_s": round(foreign, 3),
+            "foreign_share_percent": round(100 * foreign / (max(seconds, 1e-3) * cores), 1),
+        }
 
 
 def speed_probe_ms(rounds: int = 3) -> float:
-    """The machine's speed at this moment: the median time of a fixed pure-Python loop
-    (``sum(range(10**7))``), in ms; lower is faster. The host under this machine gives it
-    more or less CPU over the day (the same loop took 156 to 313 ms on one day), which moves
-    every figure, so each run records it beside them."""
+    """The machine's speed now: the median time of ``sum(range(10**7))`` in ms, lower is
+    faster. The host lends this machine more or less CPU over the day (156 to 313 ms on one
+    day), which moves every figure, so each run records it beside them."""
     times = []
     for _ in range(rounds):
         began = time.perf_counter()
         sum(range(10**7))
         times.append((time.perf_counter() - began) * 1000)
     return round(statistics.median(times), 1)
-
-
-def load_average() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def wait_quiet(
@@ -371,6 +303,26 @@ def wait_quiet(
         if share < busy_below or time.monotonic() >= deadline:
             return share
         log(f"machine {share:.0%} busy (other work); waiting for it to calm down")
+
+
+def reap_private_dockerd(root: Path) -> int:
+    """Kill what a private dockerd under ``root`` left behind (containerd shims and their
+    containers, found by that path in their command line) and unmount its mounts, so that
+    its folder can be deleted. Returns how many shims were left."""
+    shims = []
+    for entry in os.listdir("/proc"):
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes() if entry.isdigit() else b""
+            if b"containerd-shim" in cmdline and str(root).encode() in cmdline:
+                shims.append(int(entry))
+    for shim in shims:
+        for pid in [*children(shim), shim]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(str(root))), reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
+    return len(shims)
 
 
 # --- the Consul double, timed --------------------------------------------------------------
@@ -409,21 +361,29 @@ class BenchDouble(ConsulDouble):
                 self._service_times.append((wall, took))
                 self._changed.notify_all()
 
-    def service_ids(self) -> set[str]:
-        with self._cond:
-            return set(self._agent.services)
-
-    def wait_ids(self, predicate: Callable[[set[str]], bool], timeout: float) -> set[str]:
+    def _wait(self, holds: Callable[[], bool], timeout: float, what: str) -> None:
+        """Until ``holds()``, checked whenever a request has been served."""
         deadline = time.monotonic() + timeout
         with self._changed:
-            while True:
-                ids = self.service_ids()
-                if predicate(ids):
-                    return ids
+            while not holds():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"Consul double: condition not met within {timeout}s")
+                    raise TimeoutError(f"Consul double: no {what} within {timeout}s")
                 self._changed.wait(min(remaining, 0.05))
+
+    def wait_ids(self, predicate: Callable[[set[str]], bool], timeout: float) -> None:
+        def holds() -> bool:
+            with self._cond:
+                return predicate(set(self._agent.services))
+
+        self._wait(holds, timeout, "such service IDs")
+
+    def wait_check(self, check_id: str, status: str, timeout: float) -> None:
+        def holds() -> bool:
+            with self._cond:
+                return bool(self._agent.checks.get(check_id, {}).get("Status") == status)
+
+        self._wait(holds, timeout, f"{status} {check_id}")
 
     def service_times_ns(self, since_ns: int = 0, until_ns: int | None = None) -> list[int]:
         """Durations of the requests that began within [since_ns, until_ns]."""
@@ -436,53 +396,31 @@ class BenchDouble(ConsulDouble):
 
 
 class RegistratorProcess:
-    """``python -m registrator -ip 127.0.0.1 [args] consul://127.0.0.1:<port>`` against the
-    private dockerd; optionally under ``py-spy record`` (then ``pid`` is py-spy's child), under
-    a ``wrapper`` that execs it in the same process (valgrind), with ``env`` added, or another
-    entry point (``module``, e.g. ``("benchmarks.trace", FILE)``)."""
+    """``python -m registrator [args] -ip 127.0.0.1 consul://127.0.0.1:<port>`` of ``code``
+    against one dockerd, its output in ``log_path``; a ``wrapper`` (valgrind) execs it in the
+    same process, ``env`` is added to this one's."""
 
     def __init__(
         self,
+        code: CodeUnderTest,
         docker_host: str,
         consul_port: int,
+        log_path: Path,
         args: Sequence[str] = (),
-        log_path: Path | None = None,
-        profile_path: Path | None = None,
-        module: Sequence[str] = ("registrator",),
-        code_dir: Path = REPO,
-        python: str = sys.executable,
         wrapper: Sequence[str] = (),
         env: dict[str, str] | None = None,
     ) -> None:
-        self.log_path = log_path or Path(f"/tmp/registrator-bench-{os.getpid()}.log")
-        argv = [*wrapper, python, "-m", *module, "-ip", "127.0.0.1", *args]
+        self.log_path = log_path
+        argv = [*wrapper, code.python, "-m", "registrator", *args, "-ip", "127.0.0.1"]
         argv.append(f"consul://127.0.0.1:{consul_port}")
-        self.profile_path = profile_path
-        if profile_path is not None:
-            argv = [
-                "py-spy", "record", "--nonblocking", "--threads", "--gil", "--rate", SPY_RATE,
-                "--format", "raw", "--output", str(profile_path), "--", *argv,
-            ]  # fmt: skip
         env = {**os.environ, **(env or {}), "DOCKER_HOST": docker_host, "PYTHONUNBUFFERED": "1"}
-        # registrator from code_dir (a snapshot of one commit), benchmarks.trace from here
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([str(code_dir), str(REPO)]))
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - open while the process runs
+        env["PYTHONPATH"] = str(code.directory)
+        self._log = open(log_path, "wb")  # noqa: SIM115 - open while the process runs
         self.started_ns = time.time_ns()
         self.popen = subprocess.Popen(
-            argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=code_dir
+            argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=code.directory
         )
-        self.pid = self.popen.pid if profile_path is None else self._profiled_child()
-
-    def _profiled_child(self) -> int:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            kids = children(self.popen.pid)
-            if kids:
-                return kids[0]
-            if self.popen.poll() is not None:
-                break
-            time.sleep(0.001)
-        raise RuntimeError(f"py-spy did not start registrator: {self.log()[-2000:]}")
+        self.pid = self.popen.pid
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -492,9 +430,9 @@ class RegistratorProcess:
         line = next((line for line in self.log().splitlines() if text in line), "")
         return log_time_ns(line) if line else 0
 
-    def wait_log(self, text: str, timeout: float = 30.0, count: int = 1) -> None:
+    def wait_log(self, text: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
-        while self.log().count(text) < count:
+        while text not in self.log():
             if self.popen.poll() is not None:
                 raise RuntimeError(f"registrator exited {self.popen.returncode}:\n{self.log()}")
             if time.monotonic() > deadline:
@@ -508,7 +446,10 @@ class RegistratorProcess:
         return cpu_seconds(self.pid)
 
     def status(self) -> dict[str, int]:
-        return proc_status(self.pid)
+        """VmHWM, VmRSS (kB) and Threads from /proc/<pid>/status."""
+        lines = Path(f"/proc/{self.pid}/status").read_text().splitlines()
+        fields = (line.partition(":") for line in lines)
+        return {k: int(v.split()[0]) for k, _, v in fields if k in ("VmHWM", "VmRSS", "Threads")}
 
     def stop(self) -> None:
         if self.popen.poll() is None:
@@ -536,7 +477,6 @@ def log_time_ns(line: str) -> int:
 class DockerEvent:
     action: str
     container_id: str
-    name: str
     time_nano: int  # dockerd's own timestamp
     received_ns: int  # when this process read it from the stream
 
@@ -547,30 +487,21 @@ class EventWatcher:
     def __init__(self, docker_host: str) -> None:
         self._api = docker.APIClient(base_url=docker_host, version="auto")
         self._stream = self._api.events(
-            decode=True,
-            filters={"type": ["container"], "event": ["start", "die", "destroy"]},
+            decode=True, filters={"type": ["container"], "event": ["start", "die"]}
         )
         self._cond = threading.Condition()
         self._by_key: dict[tuple[str, str], DockerEvent] = {}
-        self.events: list[DockerEvent] = []
-        self._thread = threading.Thread(target=self._run, name="bench-events", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._run, name="bench-events", daemon=True).start()
 
     def _run(self) -> None:
         with contextlib.suppress(Exception):  # the stream is closed at the end
             for raw in self._stream:
                 received = time.time_ns()
-                actor = raw.get("Actor") or {}
-                event = DockerEvent(
-                    action=str(raw.get("Action") or raw.get("status") or ""),
-                    container_id=str(actor.get("ID") or raw.get("id") or ""),
-                    name=str((actor.get("Attributes") or {}).get("name", "")),
-                    time_nano=int(raw.get("timeNano") or 0),
-                    received_ns=received,
-                )
+                action = str(raw.get("Action") or raw.get("status") or "")
+                container_id = str((raw.get("Actor") or {}).get("ID") or raw.get("id") or "")
+                event = DockerEvent(action, container_id, int(raw.get("timeNano") or 0), received)
                 with self._cond:
-                    self.events.append(event)
-                    self._by_key.setdefault((event.action, event.container_id), event)
+                    self._by_key.setdefault((action, container_id), event)
                     self._cond.notify_all()
 
     def get(self, action: str, container_id: str, timeout: float = 10.0) -> DockerEvent:
@@ -590,8 +521,9 @@ class EventWatcher:
 
 
 class Fleet:
-    """Creates, starts and removes benchmark containers on one daemon: host networking and
-    ``--expose PORT``, running ``sleep`` (registrator registers host port = exposed port)."""
+    """Creates, starts and removes benchmark containers on one daemon: by default host
+    networking and ``--expose PORT``, running ``sleep`` (registrator registers host port =
+    exposed port); ``config`` goes to the Docker SDK's ``create_container``."""
 
     def __init__(self, docker_host: str, pool: int = 32) -> None:
         self.api = docker.APIClient(
@@ -599,15 +531,22 @@ class Fleet:
         )
         self.pool = pool
 
-    def create(self, name: str, port: int) -> str:
-        host_config = self.api.create_host_config(network_mode="host")
+    def create(
+        self,
+        name: str,
+        port: int | None = None,
+        network: str = "host",
+        labels: dict[str, str] | None = None,
+        **config: Any,
+    ) -> str:
+        config.setdefault("command", SLEEP)
         created = self.api.create_container(
             TEST_IMAGE,
-            command=["sleep", "86400"],
             name=name,
-            ports=[port],
-            host_config=host_config,
-            labels={BENCH_LABEL: "1"},
+            ports=[port] if port else None,
+            host_config=self.api.create_host_config(network_mode=network),
+            labels={BENCH_LABEL: "1", **(labels or {})},
+            **config,
         )
         return str(created["Id"])
 
@@ -621,17 +560,20 @@ class Fleet:
         with ThreadPoolExecutor(workers or self.pool) as pool:
             return list(pool.map(func, items))
 
-    def create_and_start(self, specs: Sequence[tuple[str, int]], workers: int = 0) -> list[str]:
+    def create_and_start(
+        self, specs: Sequence[tuple[str, int]], workers: int = 16, **config: Any
+    ) -> list[str]:
         def one(spec: tuple[str, int]) -> str:
-            container_id = self.create(*spec)
+            container_id = self.create(*spec, **config)
             self.start(container_id)
             return container_id
 
         return self.parallel(one, specs, workers)
 
-    def remove_all(self, workers: int = 8) -> list[str]:
-        """Remove every benchmark container; returns the errors (a few threads only: under
-        hundreds of parallel removals dockerd 20.10 has been seen to stop answering)."""
+    def remove_all(self, ids: Iterable[str] | None = None, workers: int = 8) -> list[str]:
+        """Remove ``ids`` (default: every benchmark container); returns the errors (a few
+        threads only: under hundreds of parallel removals dockerd 20.10 has been seen to stop
+        answering)."""
         errors: list[str] = []
 
         def remove(container_id: str) -> None:
@@ -642,7 +584,8 @@ class Fleet:
             except Exception as exc:
                 errors.append(f"{container_id[:12]}: {exc}")
 
-        ids = [c["Id"] for c in self.api.containers(all=True, filters={"label": BENCH_LABEL})]
+        if ids is None:
+            ids = [c["Id"] for c in self.api.containers(all=True, filters={"label": BENCH_LABEL})]
         self.parallel(remove, ids, workers)
         return errors
 
@@ -656,10 +599,9 @@ def docker_op_in_child(docker_host: str, op: str, ids: Sequence[str], workers: i
     not busy while the daemon is measured. Returns the wall-clock ns of the first call."""
     fleet = Fleet(docker_host, pool=workers)
     fleet.api.ping()  # connect before the clock starts
-    func = fleet.start if op == "start" else fleet.remove
     began = time.time_ns()
     try:
-        fleet.parallel(func, ids, workers)
+        fleet.parallel(fleet.start if op == "start" else fleet.remove, ids, workers)
     finally:
         fleet.close()
     return began
@@ -687,8 +629,6 @@ class DockerPool:
 
 def percentile(values: Sequence[float], q: float) -> float:
     """Linear interpolation between closest ranks (numpy's default); q in [0, 100]."""
-    if not values:
-        return float("nan")
     ordered = sorted(values)
     rank = (len(ordered) - 1) * q / 100
     low = int(rank)

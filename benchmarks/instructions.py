@@ -1,22 +1,18 @@
-"""``python -m benchmarks.instructions [--ref REF] [--containers 300]``: the CPU instructions a
-start-up sync takes, counted by valgrind's callgrind.
+"""``python -m benchmarks.instructions [--ref REF[,REF...]] [--containers 300]``: the CPU
+instructions a start-up sync takes, counted by valgrind's callgrind; the regression guard CI
+runs.
 
-Seconds on this machine move with the host: the same loop runs 1.8 times slower at some
-moments than at others, per CPU and within a second, so two start-ups of the same code differ
-by more than most changes to it. Instructions do not: the count for one start-up repeats
-within 0.05 %, so a change of a fraction of a percent shows. Under valgrind registrator runs
-about 30 times slower, on one CPU at a time; nothing here says how long a start-up takes, only
-how much work it is. For the same reason it runs with ``-agent-poll 600``: its comparison with
-the agent every 2 s would run about 15 times during a start-up under valgrind (66 M
-instructions with 300 containers) and at most once in the 0.5-1 s of a real one; the
-comparisons a start-up asks for itself still run.
+Seconds on this machine move with the host (the same loop runs 1.8 times slower at some
+moments, per CPU and within a second), so two start-ups of the same code differ by more than
+most changes to it. The instruction count repeats within 0.05 %. Under valgrind registrator
+runs about 30 times slower, one thread at a time: this says how much work a start-up is, not
+how long it takes. Hence ``-agent-poll 600``: the comparison with the agent every 2 s would run
+about 15 times in a start-up under valgrind and at most once in a real one.
 
-For each commit in ``--ref``, two start-ups against the private dockerd and the Consul
-double: with no container (until its ``synced:`` log line) and with ``--containers`` running
-ones (until every one is registered). Each is counted from exec to that moment (shut-down left
-out). Prints both and the difference per container, and writes ``instructions.json`` into
-``--out``. All commits share one private dockerd (one population of containers). Needs
-``valgrind`` (Debian package ``valgrind``).
+For each commit, two start-ups on one private dockerd against the Consul double, each counted
+from exec until its first sync is done: with no container (its ``synced:`` log line) and with
+``--containers`` running ones (every one registered). Prints both and the difference per
+container, and writes ``instructions.json`` into ``--out``. Needs ``valgrind``.
 """
 
 from __future__ import annotations
@@ -28,57 +24,40 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks import scenarios
-from benchmarks.harness import REPO, BenchDouble, CodeUnderTest, RegistratorProcess
+from benchmarks.harness import REPO, BenchDouble, CodeUnderTest
 
-DUMP_TIMEOUT = 60.0
 AGENT_POLL = ("-agent-poll", "600")  # no timed agent comparison during a slowed start-up
 
 
-def count_startup(
-    bench: scenarios.Bench,
-    expected: set[str],
-    dumps: Path,
-    module: Sequence[str] = ("registrator",),
-) -> int:
+def count_startup(bench: scenarios.Bench, expected: set[str], dumps: Path) -> int:
     """Instructions of one registrator start-up under callgrind, up to the moment the first
-    sync is done: every ``expected`` ID registered, or (none expected) the ``synced:`` line.
-    ``module``: another program in registrator's place (``benchmarks.floor_program``)."""
+    sync is done: every ``expected`` ID registered, or (none expected) the ``synced:`` line."""
     with BenchDouble() as double:
         wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dumps}/cg.%p"]
-        log = bench.logs / f"instructions-{module[0]}-{len(expected)}.log"
-        args = AGENT_POLL if module == ("registrator",) else ()
-        proc = RegistratorProcess(
-            bench.host, double.port, args, log, None, module, bench.code.directory,
-            bench.code.python, wrapper=wrapper, env={"PYTHONHASHSEED": "0"},
+        proc = bench.registrator(
+            double.port, AGENT_POLL, f"instructions-{len(expected)}", wrapper,
+            env={"PYTHONHASHSEED": "0"},
         )  # fmt: skip
         try:
             if expected:
-                double.wait_ids(lambda ids: expected <= ids, timeout=600)
+                double.wait_ids(expected.issubset, timeout=600)
             else:
                 proc.wait_log("synced: ", timeout=300)
             subprocess.run(
                 ["callgrind_control", "--dump=synced", str(proc.pid)],
-                check=True, capture_output=True, timeout=DUMP_TIMEOUT,
+                check=True, capture_output=True, timeout=60,
             )  # fmt: skip
         finally:
             proc.stop()
-    return _dumped_total(dumps, proc.pid, "synced")
-
-
-def _dumped_total(dumps: Path, pid: int, trigger: str) -> int:
-    """The instruction total of the dump callgrind wrote for ``trigger``."""
-    for path in dumps.glob(f"cg.{pid}.*"):
+    for path in dumps.glob(f"cg.{proc.pid}.*"):
         text = path.read_text(errors="replace")
-        if f"Trigger: dump {trigger}\n" not in text:
-            continue
-        for line in text.splitlines():
-            if line.startswith("totals:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"callgrind wrote no '{trigger}' dump for {pid} into {dumps}")
+        if "Trigger: dump synced\n" in text:
+            totals = next(line for line in text.splitlines() if line.startswith("totals:"))
+            return int(totals.split()[1])
+    raise RuntimeError(f"callgrind wrote no 'synced' dump for {proc.pid} into {dumps}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     codes = [CodeUnderTest.export(ref) for ref in args.ref.split(",")]
-    bench = scenarios.Bench(args.out)
+    bench = scenarios.Bench(args.out, codes[0])
     dumps = Path(tempfile.mkdtemp(prefix="registrator-callgrind-"))
     empty: list[int] = []
     full: list[int] = []
@@ -103,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         for code in codes:
             bench.code = code
             empty.append(count_startup(bench, set(), dumps))
-        scenarios.populate(bench, args.containers)
+        scenarios.populate(bench, args.containers)  # the same containers for every commit
         for code in codes:
             bench.code = code
             full.append(count_startup(bench, set(bench.background), dumps))

@@ -1,4 +1,5 @@
-"""``python -m benchmarks``: run every measurement, print the table, write JSON and Markdown."""
+"""``python -m benchmarks``: every measurement on one private dockerd against the Consul double;
+prints the table and writes JSON and Markdown into the output folder."""
 
 from __future__ import annotations
 
@@ -18,156 +19,100 @@ import docker
 
 from benchmarks import report, scenarios
 from benchmarks.harness import REPO, CodeUnderTest, speed_probe_ms, wait_quiet
-from tests.conftest import TEST_IMAGE
 
 # Written after every step and before the clean-up, removed once latest.json is written.
 PARTIAL_RESULTS = "partial.json"
 
 SMOKE = scenarios.Sizes(
-    containers=20,
-    starts=20,
-    burst=10,
-    idle=5.0,
-    resync_window=4.0,
-    startup_runs=1,
-    scale_low=10,
-    scale_high=30,
-)
+    containers=20, starts=20, burst=10, idle=5.0, resync_window=4.0, startup_runs=1,
+    scale=(10, 30), ecs_tasks=2, health_containers=5,
+)  # fmt: skip
+
+SIZE_HELP = {
+    "containers": "background containers",
+    "starts": "sequential start/remove cycles (event latency)",
+    "burst": "containers started, then removed, at once",
+    "idle": "idle window, seconds",
+    "resync_window": "seconds observed with -resync 1",
+    "startup_runs": "start-up repetitions",
+    "scale": "start-up sync and event latency again with these numbers of containers running,"
+    " comma-separated (0: no scaling step)",
+    "ecs_tasks": "ECS start-up: awsvpc tasks of 5 app containers (0: no ECS step)",
+    "health_containers": "health sync: containers with a HEALTHCHECK (0: no health step)",
+}
+
+
+def counts(text: str) -> tuple[int, ...]:
+    return tuple(count for count in map(int, text.split(",")) if count)
+
+
+def shown(size: float | tuple[int, ...]) -> str:
+    return ",".join(map(str, size)) if isinstance(size, tuple | list) else f"{size:g}"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    full = scenarios.Sizes()
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    for field in dataclasses.fields(scenarios.Sizes):
+        default, smoke = getattr(scenarios.Sizes(), field.name), getattr(SMOKE, field.name)
+        kind = counts if isinstance(default, tuple) else type(default)
+        help_text = f"{SIZE_HELP[field.name]} (default {shown(default)}, smoke {shown(smoke)})"
+        p.add_argument(f"--{field.name.replace('_', '-')}", type=kind, help=help_text)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, for CI (about 50 s)")
     p.add_argument(
-        "--containers", type=int, help=f"background containers (default {full.containers})"
-    )
-    p.add_argument(
-        "--starts", type=int, help=f"sequential start/remove cycles (default {full.starts})"
-    )
-    p.add_argument(
-        "--burst", type=int, help=f"containers started/removed at once (default {full.burst})"
-    )
-    p.add_argument("--idle", type=float, help=f"idle window, seconds (default {full.idle:g})")
-    p.add_argument(
-        "--resync-window",
-        type=float,
-        help=f"seconds observed with -resync 1 (default {full.resync_window:g})",
-    )
-    p.add_argument(
-        "--startup-runs", type=int, help=f"start-up repetitions (default {full.startup_runs})"
-    )
-    p.add_argument(
-        "--scale-low",
-        type=int,
-        help=f"start-up scaling: the smaller number of running containers (default {full.scale_low})",
-    )
-    p.add_argument(
-        "--scale-high",
-        type=int,
-        help=f"start-up scaling: the larger number (default {full.scale_high}; 0: skip scaling)",
-    )
-    p.add_argument(
-        "--smoke", action="store_true", help="tiny sizes; finishes in well under 2 minutes"
-    )
-    p.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=None,
+        "--quiet-wait", type=float,
         help="before each measurement wait up to this many seconds for other work on the "
         "machine to stop (default 300, 0 with --smoke)",
-    )
+    )  # fmt: skip
     p.add_argument(
-        "--max-foreign",
-        type=float,
-        default=10.0,
+        "--max-foreign", type=float, default=10.0,
         help="repeat a measurement during which other work (not registrator, not the "
         "benchmark, not Docker) took more than this %% of the machine (default 10)",
-    )
+    )  # fmt: skip
     p.add_argument(
-        "--retries",
-        type=int,
-        default=None,
+        "--retries", type=int,
         help="how many times a disturbed measurement is repeated (default 2, 0 with --smoke)",
-    )
+    )  # fmt: skip
     p.add_argument(
-        "--ref",
-        default="HEAD",
-        help="the registrator commit to measure, exported to a temporary folder (default "
-        "HEAD); 'worktree' measures registrator/ as it is in the work tree",
-    )
-    p.add_argument(
-        "--profile",
-        action="store_true",
-        help="also record py-spy profiles (raw collapsed stacks) into the output folder; "
-        "slows the measured process a little",
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=REPO / "benchmarks" / "results",
-        help="output folder (git-ignored)",
-    )
-    return p.parse_args(argv)  # fmt: skip
+        "--ref", default="HEAD",
+        help="the registrator commit to measure (default HEAD); 'worktree': registrator/ as "
+        "it is in the work tree",
+    )  # fmt: skip
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    return p.parse_args(argv)
 
 
 def sizes_from(args: argparse.Namespace) -> scenarios.Sizes:
-    base = SMOKE if args.smoke else scenarios.Sizes()
     chosen = {
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(scenarios.Sizes)
-        if getattr(args, f.name, None) is not None
+        if getattr(args, f.name) is not None
     }
-    return dataclasses.replace(base, **chosen)
+    return dataclasses.replace(SMOKE if args.smoke else scenarios.Sizes(), **chosen)
 
 
 def machine(docker_host: str, code: CodeUnderTest) -> dict[str, Any]:
-    def run(*argv: str) -> str:
-        try:
-            return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
-        except OSError:
-            return ""
-
     client = docker.APIClient(base_url=docker_host, version="auto")
     try:
         version = client.version()
     finally:
         client.close()
-    mem = run("free", "-h").splitlines()
+    models = [
+        line for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line
+    ]
+    memory = subprocess.run(["free", "-h"], capture_output=True, text=True).stdout.split()
     return {
         "nproc": os.cpu_count(),
-        "cpu": next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")
-            ),
-            "",
-        ),
-        "memory": mem[1].split()[1] if len(mem) > 1 else "",
-        "free_h": mem,
+        "cpu": models[0].split(":", 1)[1].strip() if models else "",
+        "memory": memory[7] if len(memory) > 7 else "",
         "kernel": platform.release(),
         "python": platform.python_version(),
         "docker_engine": version.get("Version"),
         "docker_api": version.get("ApiVersion"),
-        "containerd": next(
-            (c.get("Version") for c in version.get("Components", []) if c.get("Name") == "containerd"),
-            None,
-        ),
         "registrator_commit": code.commit,
         "registrator_python": code.python_env,
         "load_average_at_start": Path("/proc/loadavg").read_text().split()[:3],
         "speed_probe_ms_at_start": speed_probe_ms(),
-    }  # fmt: skip
-
-
-def ensure_image() -> None:
-    client = docker.from_env()
-    try:
-        if client.images.list(name=TEST_IMAGE.split(":")[0]):
-            return
-    finally:
-        client.close()
-    subprocess.run(["bash", str(REPO / "tests/images/build-busybox.sh")], check=True)
+    }
 
 
 def log(text: str) -> None:
@@ -175,44 +120,44 @@ def log(text: str) -> None:
 
 
 def run(
-    sizes: scenarios.Sizes,
-    out: Path,
-    profile: bool,
-    quiet_wait: float,
-    ref: str,
-    max_foreign: float = 100.0,
-    retries: int = 0,
-) -> dict[str, Any]:
-    ensure_image()
+    sizes: scenarios.Sizes, out: Path, quiet_wait: float, ref: str, max_foreign: float,
+    retries: int,
+) -> dict[str, Any]:  # fmt: skip
+    # the image the private dockerd loads from the main engine (the script keeps a built one)
+    subprocess.run(["bash", str(REPO / "tests/images/build-busybox.sh")], check=True)
     code = CodeUnderTest.export(ref)
     log(f"measuring registrator {code.commit} ({code.directory})")
     out.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     results: dict[str, Any] = {}
-    busy_before: dict[str, float] = {}
-    so_far: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "results": results}
-
-    def keep_so_far() -> None:
-        """What is measured so far, in PARTIAL_RESULTS: a run whose later step or clean-up
-        hangs (a private dockerd can stop removing containers) keeps its earlier figures."""
-        so_far["machine_busy_share_before"] = busy_before
-        (out / PARTIAL_RESULTS).write_text(json.dumps(so_far, indent=2) + "\n")
+    doc: dict[str, Any] = {
+        "sizes": dataclasses.asdict(sizes),
+        "smoke": sizes == SMOKE,
+        "max_foreign_percent": max_foreign,
+        "retries": retries,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine_busy_share_before": {},
+        "results": results,
+    }
 
     def step(name: str, key: str = "") -> None:
-        if results:
-            keep_so_far()
+        """Keep what is measured so far (a run whose later step or clean-up hangs, as a
+        private dockerd that stops removing containers can, keeps its earlier figures), wait
+        for a quiet machine, say what comes."""
+        (out / PARTIAL_RESULTS).write_text(json.dumps(doc, indent=2) + "\n")
         if quiet_wait > 0 and key:
-            busy_before[key] = round(wait_quiet(quiet_wait, log=log), 3)
+            busy = wait_quiet(quiet_wait, log=log)
+            doc["machine_busy_share_before"][key] = round(busy, 3)
         log(name)
 
     def attempts(key: str, measure: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
-        """Run ``measure(attempt)`` until other work took at most ``max_foreign`` % of the
-        machine meanwhile, ``retries`` more times at most; keep the least disturbed."""
+        """``measure(attempt)`` until other work took at most ``max_foreign`` % of the machine
+        meanwhile, ``retries`` more times at most; the least disturbed attempt is kept."""
         tried: list[dict[str, Any]] = []
         for attempt in range(retries + 1):
             if attempt:
-                step(f"{key}: repeated, other work took {tried[-1]['foreign_share_percent']}% "
-                     "of the machine", key)  # fmt: skip
+                share = tried[-1]["foreign_share_percent"]
+                step(f"{key}: repeated, other work took {share}% of the machine", key)
             tried.append(measure(attempt))
             if tried[-1]["foreign_share_percent"] <= max_foreign:
                 break
@@ -220,11 +165,19 @@ def run(
         best["attempts_foreign_share_percent"] = [r["foreign_share_percent"] for r in tried]
         return best
 
-    bench = scenarios.Bench(out, profile=profile, code=code)
+    bench = scenarios.Bench(out, code)
     try:
-        info = so_far["machine"] = machine(bench.host, code)
+        doc["machine"] = machine(bench.host, code)
         step("start-up with no containers", "startup_empty")
         results["startup_empty"] = scenarios.startup_empty(bench)
+        if sizes.ecs_tasks:
+            step(f"ECS start-up with {sizes.ecs_tasks} awsvpc tasks", "ecs_startup")
+            results["ecs_startup"] = scenarios.ecs_startup(
+                bench, sizes.ecs_tasks, sizes.startup_runs
+            )
+        if sizes.health_containers:
+            step(f"health sync with {sizes.health_containers} containers", "health_sync")
+            results["health_sync"] = scenarios.health_sync(bench, sizes.health_containers)
         step(f"starting {sizes.containers} background containers")
         results["populate"] = scenarios.populate(bench, sizes.containers)
         step(f"start-up sync x{sizes.startup_runs}", "startup_sync")
@@ -240,7 +193,7 @@ def run(
             results["idle"] = attempts(
                 "idle", lambda _: scenarios.idle(bench, proc, double, sizes.idle)
             )
-            results["memory"] = scenarios.memory(proc, sizes.containers)
+            results["memory"] = {"tracked_containers": sizes.containers, **scenarios.memory(proc)}
             step(f"event latency x{sizes.starts}", "event_latency")
             results["event_latency"] = attempts(
                 "event_latency",
@@ -250,49 +203,33 @@ def run(
             results["burst"] = attempts(
                 "burst", lambda n: scenarios.burst(bench, proc, double, sizes.burst, f"{n or ''}")
             )
-            results["memory_end"] = scenarios.memory(proc, sizes.containers)
+            results["memory_end"] = scenarios.memory(proc)
             results["registrator_alive_at_end"] = proc.alive()
         finally:
             proc.stop()
             double.stop()
         step(f"resync window {sizes.resync_window:g}s", "resync")
-        idle_rate = results["idle"]["requests"] / max(1.0, results["idle"]["seconds"])
+        idle_rate = results["idle"]["requests"] / results["idle"]["seconds"]
         results["resync"] = attempts(
             "resync", lambda _: scenarios.resync(bench, sizes.resync_window, idle_rate)
         )
-        step("double ceiling", "double_ceiling")
-        results["double_ceiling"] = scenarios.double_ceiling(max(sizes.containers, 20))
         empty_cpu = results["startup_empty"]["cpu_s"]
-        results["startup_sync"]["cpu_ms_per_container"] = round(
-            1000
-            * (results["startup_sync"]["registrator_cpu_s_median"] - empty_cpu)
-            / max(1, sizes.containers),
-            3,
+        sync = results["startup_sync"]
+        sync["cpu_ms_per_container"] = round(
+            1000 * (sync["registrator_cpu_s_median"] - empty_cpu) / max(1, sizes.containers), 3
         )
-        if sizes.scale_high:
-            counts = (sizes.scale_low, sizes.scale_high)
-            step(f"start-up scaling at {counts[0]} and {counts[1]} running", "startup_scaling")
+        if sizes.scale:
+            step(f"start-up and event latency at {shown(sizes.scale)} running", "startup_scaling")
             results["startup_scaling"] = scenarios.startup_scaling(
-                bench, counts, sizes.startup_runs, empty_cpu
+                bench, sizes.scale, sizes.startup_runs, sizes.starts, empty_cpu
             )
     finally:
-        keep_so_far()
-        log("cleaning up")
+        step("cleaning up")
         bench.close()
         code.cleanup()
-    results["machine_busy_share_before"] = busy_before
-    info["speed_probe_ms_at_end"] = speed_probe_ms()
-    return {
-        "sizes": dataclasses.asdict(sizes),
-        "smoke": sizes == SMOKE,
-        "profile": profile,
-        "max_foreign_percent": max_foreign,
-        "retries": retries,
-        "machine": info,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "wall_seconds": round(time.monotonic() - began, 1),
-        "results": results,
-    }
+    doc["machine"]["speed_probe_ms_at_end"] = speed_probe_ms()
+    doc["wall_seconds"] = round(time.monotonic() - began, 1)
+    return doc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,34 +237,28 @@ def main(argv: list[str] | None = None) -> int:
     sizes = sizes_from(args)
     quiet_wait = args.quiet_wait if args.quiet_wait is not None else (0 if args.smoke else 300)
     retries = args.retries if args.retries is not None else (0 if args.smoke else 2)
-    doc = run(sizes, args.out, args.profile, quiet_wait, args.ref, args.max_foreign, retries)
-    sizes_d = doc["sizes"]
-    doc["verdicts"] = report.verdicts(doc["results"], sizes_d)
-    text = report.table(doc["results"], sizes_d)
+    doc = run(sizes, args.out, quiet_wait, args.ref, args.max_foreign, retries)
+    doc["verdicts"] = report.verdicts(doc["results"], doc["sizes"])
     doc["other_load_percent"] = report.other_load(doc["results"])
-    text += "\n\nOther work's share of the machine during each measurement: " + ", ".join(
-        f"{k} {v:g}%" for k, v in doc["other_load_percent"].items()
+    info = doc["machine"]
+    text = (
+        report.table(doc["verdicts"])
+        + "\n\nOther work's share of the machine during each measurement: "
+        + ", ".join(f"{k} {v:g}%" for k, v in doc["other_load_percent"].items())
+        + f".\nregistrator {info['registrator_commit']}, run by {info['registrator_python']}."
+        + "\nThe machine's speed (`sum(range(10**7))`, lower is faster; it moves over the day "
+        + f"and every figure with it): {info['speed_probe_ms_at_start']:g} ms at the start, "
+        + f"{info['speed_probe_ms_at_end']:g} ms at the end."
     )
-    text += (
-        f".\nregistrator {doc['machine']['registrator_commit']}, run by "
-        f"{doc['machine']['registrator_python']}.\nThe machine's speed (`sum(range(10**7))`, "
-        f"lower is faster; it moves over the day and every figure with it): "
-        f"{doc['machine']['speed_probe_ms_at_start']:g} ms at the start, "
-        f"{doc['machine']['speed_probe_ms_at_end']:g} ms at the end."
-    )
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for name in ("latest.json", f"run-{stamp}.json"):
+    for name in ("latest.json", f"run-{time.strftime('%Y%m%d-%H%M%S')}.json"):
         (args.out / name).write_text(json.dumps(doc, indent=2) + "\n")
     (args.out / PARTIAL_RESULTS).unlink(missing_ok=True)
-    sizes_line = ", ".join(f"{k} {v:g}" for k, v in sizes_d.items())
+    sizes_line = ", ".join(f"{k} {shown(v)}" for k, v in doc["sizes"].items())
     (args.out / "latest.md").write_text(
-        f"Sizes: {sizes_line}. Machine: {doc['machine']['nproc']} cores, "
-        f"Python {doc['machine']['python']}, Docker {doc['machine']['docker_engine']}.\n\n"
-        f"{text}\n"
+        f"Sizes: {sizes_line}. Machine: {info['nproc']} cores ({info['cpu']}), "
+        f"Python {info['python']}, Docker {info['docker_engine']}.\n\n{text}\n"
     )
     print(text)
-    print(
-        f"\n{sizes_line}; ran {doc['wall_seconds']}s; JSON: {args.out / 'latest.json'}",
-        file=sys.stderr,
-    )
+    json_path = args.out / "latest.json"
+    print(f"\n{sizes_line}; ran {doc['wall_seconds']}s; JSON: {json_path}", file=sys.stderr)
     return 0

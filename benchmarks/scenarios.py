@@ -1,66 +1,66 @@
 """The measurements. Each returns a plain dict for the JSON report.
 
-One private dockerd serves the whole run. The order matters and is fixed:
+One private dockerd serves the whole run, in this order (the runner's):
 
 1. ``startup_empty``: registrator against an empty daemon (the floor: interpreter, imports,
    connecting, memory with nothing tracked);
-2. ``populate``: N background containers started in parallel;
-3. ``startup_sync``: registrator started R times with N containers running; the last process
-   (A) is kept, default flags;
-4. ``idle``: A's CPU and requests while nothing happens;
-5. ``event_latency``: sequential start/remove cycles while A tracks N containers;
-6. ``burst``: B containers started, then removed, in parallel;
-7. ``memory`` of A (VmHWM), then A stops;
-8. ``resync``: a new process with ``-resync 1`` (and ``-log-level DEBUG`` to count resyncs).
+2. ``ecs_startup``: ``registrator -ecs`` beside awsvpc ECS tasks, which it then removes;
+   ``health_sync``: ``-health-sync`` with containers that have a HEALTHCHECK, likewise;
+3. ``populate``: N background containers started in parallel;
+4. ``startup_sync``: registrator started R times with N containers running; the last process
+   (A) is kept, default flags; ``startup_slow_agent``: against an agent slow to write;
+5. ``idle``: A's CPU and requests while nothing happens, then its ``memory``;
+6. ``event_latency``: sequential start/remove cycles while A tracks N containers;
+7. ``burst``: B containers started, then removed, in parallel; then A stops;
+8. ``resync``: a new process with ``-resync 1`` (and ``-log-level DEBUG`` to count resyncs);
+9. ``startup_scaling``: start-up sync and event latency at other numbers of running
+   containers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import (
     BENCH_LABEL,
-    REPO,
-    SPY_RATE,
     BenchDouble,
     CodeUnderTest,
+    CpuWindow,
     DockerPool,
     EventWatcher,
     Fleet,
-    ForeignSnapshot,
     RegistratorProcess,
-    foreign_cpu_seconds,
-    foreign_snapshot,
     is_deregister,
     is_register,
     log_time_ns,
     reap_private_dockerd,
-    registered_id,
-    self_cpu_seconds,
     service_id,
     summary_ms,
-    system_busy_cpu_seconds,
-    tree_cpu_seconds,
 )
+from tests.conftest import service_id_of
 from tests.consul_double import RecordedRequest
+from tests.ecs_agent_double import DoubleContainer, EcsAgentDouble
 from tests.private_dockerd import PrivateDockerd
 
 BACKGROUND_PORT = 20000
 LATENCY_PORT = 30000
 BURST_PORT = 40000
+HEALTH_PORT = 50000
+HEALTH_CHECKS = ["SERVICE_CHECK_1_TTL=1m", "SERVICE_CHECK_2_TTL=2m"]
+HOUR_NS = 3600 * 10**9
+ECS_PORT = 8080
+ECS_PAUSE = "~internal~ecs~pause"
+ECS_LABELS = {"cluster": "bench", "task-definition-family": "bench", "task-definition-version": "1"}
 
 
 @dataclass(frozen=True)
@@ -71,73 +71,43 @@ class Sizes:
     idle: float = 60.0
     resync_window: float = 20.0
     startup_runs: int = 3
-    scale_low: int = 100
-    scale_high: int = 1000
+    scale: tuple[int, ...] = (100, 1000)  # running containers for startup_scaling
+    ecs_tasks: int = 10
+    health_containers: int = 300
 
 
 class Bench:
     """The shared environment of one run: a private dockerd, its containers, the processes."""
 
-    def __init__(
-        self, out_dir: Path, profile: bool = False, code: CodeUnderTest | None = None
-    ) -> None:
-        self.code = code or CodeUnderTest(REPO, "work tree")
-        self.out_dir = out_dir
+    def __init__(self, out_dir: Path, code: CodeUnderTest) -> None:
+        self.code = code
         self.logs = out_dir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.profile = profile
         self.dockerd = PrivateDockerd()
         self.dockerd.start()
         self.dockerd.load_test_image()
         self.host = self.dockerd.host
         self.fleet = Fleet(self.host)
         self.watcher = EventWatcher(self.host)
-        self.background: dict[str, str] = {}  # service ID -> container ID
+        self.background: dict[str, str] = {}  # service ID -> container ID, running
         self.stopped: dict[str, str] = {}  # background containers killed (set_running)
         self._runs = 0
 
-    @property
-    def dockerd_pid(self) -> int:
-        assert self.dockerd.proc is not None
-        return self.dockerd.proc.pid
-
     def registrator(
         self,
-        double: BenchDouble,
+        consul_port: int,
         args: Sequence[str] = (),
-        label: str = "",
-        spawn_profile: bool = False,
-        module: Sequence[str] = ("registrator",),
+        label: str = "run",
+        wrapper: Sequence[str] = (),
+        env: dict[str, str] | None = None,
     ) -> RegistratorProcess:
         self._runs += 1
-        name = f"{self._runs:02d}-{label or 'run'}"
-        profile = self.out_dir / f"profile-{name}.txt" if spawn_profile else None
-        log = self.logs / f"registrator-{name}.log"
-        return RegistratorProcess(
-            self.host, double.port, args, log, profile, module, self.code.directory,
-            self.code.python,
-        )  # fmt: skip
+        log = self.logs / f"registrator-{self._runs:02d}-{label}.log"
+        return RegistratorProcess(self.code, self.host, consul_port, log, args, wrapper, env)
 
-    @contextlib.contextmanager
-    def profiled(self, proc: RegistratorProcess, name: str) -> Iterator[None]:
-        """py-spy attached to ``proc`` for the block, when profiling (CPU samples only)."""
-        if not self.profile:
-            yield
-            return
-        path = self.out_dir / f"profile-{name}.txt"
-        argv = ["py-spy", "record", "--pid", str(proc.pid), "--nonblocking", "--threads", "--gil"]
-        argv += ["--rate", SPY_RATE, "--format", "raw", "--output", str(path)]
-        spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.5)  # attached
-        try:
-            yield
-        finally:
-            spy.send_signal(signal.SIGINT)
-            try:
-                spy.wait(30)
-            except subprocess.TimeoutExpired:
-                spy.kill()
-                spy.wait()
+    def window(self, proc: RegistratorProcess | None = None) -> CpuWindow:
+        assert self.dockerd.proc is not None
+        return CpuWindow(self.dockerd.proc.pid, proc)
 
     def close(self) -> None:
         try:
@@ -153,38 +123,12 @@ class Bench:
         left = reap_private_dockerd(root)
         if left:
             print(f"cleanup: killed {left} leftover containerd shim(s) of {root}", file=sys.stderr)
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)  # what its close could not delete before
 
 
-CpuSample = tuple[float, float, float, float, ForeignSnapshot]
-
-
-def _window_cpu(bench: Bench, proc: RegistratorProcess | None) -> CpuSample:
-    return (
-        proc.cpu_seconds() if proc is not None else 0.0,
-        tree_cpu_seconds(bench.dockerd_pid),
-        self_cpu_seconds(),
-        system_busy_cpu_seconds(),
-        foreign_snapshot([os.getpid(), bench.dockerd_pid]),
-    )
-
-
-def _cpu_delta(
-    before: CpuSample, after: CpuSample, proc_cpu: float | None = None
-) -> dict[str, float]:
-    """Where the CPU went in a window. ``foreign`` is other people's work on the machine
-    (processes that are neither ours nor the container runtime's, alive throughout the
-    window); ``other`` is everything else that is not ours: container runtime helpers
-    (containerd shims, runc), short-lived processes, and the foreign work."""
-    registrator = after[0] - before[0] if proc_cpu is None else proc_cpu
-    dockerd, bench, system = after[1] - before[1], after[2] - before[2], after[3] - before[3]
-    return {
-        "registrator_cpu_s": round(registrator, 3),
-        "dockerd_cpu_s": round(dockerd, 3),
-        "benchmark_process_cpu_s": round(bench, 3),
-        "other_processes_cpu_s": round(max(0.0, system - registrator - dockerd - bench), 3),
-        "foreign_cpu_s": round(foreign_cpu_seconds(before[4], after[4]), 3),
-    }
+def _since(proc: RegistratorProcess, wall_ns: int) -> float:
+    """Seconds from the process's Popen to a wall-clock instant."""
+    return round((wall_ns - proc.started_ns) / 1e9, 3)
 
 
 def _kinds(requests: Sequence[RecordedRequest]) -> dict[str, int]:
@@ -196,50 +140,172 @@ def _kinds(requests: Sequence[RecordedRequest]) -> dict[str, int]:
     return dict(Counter(kind(r) for r in requests).most_common())
 
 
-# --- 1. the floor: nothing to sync ---------------------------------------------------------
+def _writes(requests: Sequence[RecordedRequest]) -> int:
+    return sum(r.method != "GET" for r in requests)
+
+
+def memory(proc: RegistratorProcess) -> dict[str, Any]:
+    """Peak and current RSS and threads: what a host gives registrator to run."""
+    status = proc.status()
+    return {
+        "vm_hwm_mb": round(status["VmHWM"] / 1024, 1),
+        "vm_rss_mb": round(status["VmRSS"] / 1024, 1),
+        "threads": status["Threads"],
+    }
 
 
 def startup_empty(bench: Bench) -> dict[str, Any]:
+    """A start-up with nothing to sync: what every start-up pays before its first container
+    (the interpreter, imports, connecting), and memory with nothing tracked."""
     with BenchDouble() as double:
-        proc = bench.registrator(double, label="empty")
+        proc = bench.registrator(double.port, label="empty")
         try:
             proc.wait_log("synced: ", timeout=60)
             first = min(r.wall_ns for r in double.requests())
-            synced = proc.line_time_ns("synced: ")
             time.sleep(1.0)
-            status = proc.status()
             return {
-                "first_consul_request_s": round((first - proc.started_ns) / 1e9, 3),
-                "synced_log_line_s": round((synced - proc.started_ns) / 1e9, 3),
+                "first_consul_request_s": _since(proc, first),
+                "synced_log_line_s": _since(proc, proc.line_time_ns("synced: ")),
                 "cpu_s": round(proc.cpu_seconds(), 3),
-                "vm_hwm_mb": round(status["VmHWM"] / 1024, 1),
-                "vm_rss_mb": round(status["VmRSS"] / 1024, 1),
-                "threads": status["Threads"],
+                **memory(proc),
             }
         finally:
             proc.stop()
 
 
-# --- 2. the background containers ---------------------------------------------------------
+def _ecs_task(
+    fleet: Fleet, agent: EcsAgentDouble, n: int, count: int
+) -> tuple[str, dict[str, str]]:
+    """Task ``n`` as the ECS agent lays out an awsvpc task: a pause container in network mode
+    ``none``, ``count`` apps in ``container:<pause>``, all with the ECS labels; the agent
+    double knows it (the containers' IDs, the ENI address 10.1.n.10) before its apps start.
+    Returns the pause container's ID and the apps' (their task's names) IDs."""
+    arn = f"arn:aws:ecs:eu-west-1:123456789012:task/bench/{n:04d}"
+
+    def create(name: str, network: str) -> str:
+        ecs_name = ECS_PAUSE if name == "pause" else name
+        keys = {**ECS_LABELS, "task-arn": arn, "container-name": ecs_name}
+        labels = {f"com.amazonaws.ecs.{key}": value for key, value in keys.items()}
+        return fleet.create(f"ecs{n}.{name}", network=network, labels=labels)
+
+    pause = create("pause", "none")
+    fleet.start(pause)
+    apps = {f"app{k}": create(f"app{k}", f"container:{pause}") for k in range(count)}
+    known = [DoubleContainer(cid, name, [(ECS_PORT, "tcp")]) for name, cid in apps.items()]
+    known.append(DoubleContainer(pause, ECS_PAUSE, internal=True))
+    agent.add_task(arn, known, family="bench", version="1", ipv4=[f"10.1.{n}.10"])
+    for cid in apps.values():
+        fleet.start(cid)
+    return pause, apps
+
+
+def ecs_startup(bench: Bench, tasks: int, runs: int, per_task: int = 5) -> dict[str, Any]:
+    """``registrator -ecs`` started ``runs`` times beside ``tasks`` awsvpc tasks of
+    ``per_task`` apps on an otherwise empty dockerd, which it removes afterwards: the requests
+    to the ECS agent (target: one per task) and Popen -> every app registered, each at its
+    task's ENI address (checked)."""
+    fleet, rows = bench.fleet, []
+    with EcsAgentDouble() as agent:
+        laid_out = fleet.parallel(lambda n: _ecs_task(fleet, agent, n, per_task), range(tasks), 8)
+        expected = {
+            service_id(f"ecs{n}.{name}", ECS_PORT): (f"10.1.{n}.10", ECS_PORT)
+            for n, (_, apps) in enumerate(laid_out)
+            for name in apps
+        }
+        for _ in range(runs):
+            agent.clear_requests()
+            with BenchDouble() as double:
+                args = ["-ecs", "-ecs-agent-uri", agent.url]
+                proc = bench.registrator(double.port, args, label="ecs")
+                try:
+                    double.wait_ids(set(expected).issubset, timeout=120)
+                    services = double.services()
+                    registers = [r.wall_ns for r in double.requests() if is_register(r)]
+                    proc.wait_log("synced: ", timeout=60)
+                finally:
+                    proc.stop()
+            got = {sid: (services[sid]["Address"], services[sid]["Port"]) for sid in expected}
+            if got != expected:
+                raise AssertionError(f"not all at their ENI address: {got}")
+            rows.append({
+                "all_registered_s": _since(proc, max(registers)),
+                "synced_log_line_s": _since(proc, proc.line_time_ns("synced: ")),
+                "ecs_task_requests": len(agent.task_requests()),
+                "registers": len(registers),
+            })  # fmt: skip
+    fleet.remove_all([cid for pause, apps in laid_out for cid in (pause, *apps.values())])
+    return {
+        "tasks": tasks,
+        "app_containers": len(expected),
+        "runs": rows,
+        "ecs_task_requests_per_task": max(r["ecs_task_requests"] for r in rows) / tasks,
+        "all_registered_s_median": statistics.median(r["all_registered_s"] for r in rows),
+    }
+
+
+def health_sync(bench: Bench, count: int, changes: int = 20) -> dict[str, Any]:
+    """``-health-sync`` with ``count`` containers that have a HEALTHCHECK and two TTL checks
+    each, on an otherwise empty dockerd (removed afterwards): the writes of a ``registrator
+    resync`` run beside the daemon when nothing changed (target 0), and the daemon's CPU and
+    writes per health change of one more container, whose probe is failed and mended in turn."""
+    fleet = bench.fleet
+    starting = {"test": ["CMD", "true"], "interval": HOUR_NS, "start_period": HOUR_NS}
+    specs = [(f"hs.{n}", HEALTH_PORT + n) for n in range(count)]
+    ids = fleet.create_and_start(specs, environment=HEALTH_CHECKS, healthcheck=starting)
+    probe = {"test": ["CMD-SHELL", "[ -f /tmp/ok ]"], "interval": 300_000_000, "retries": 1}
+    command = ["sh", "-c", "touch /tmp/ok; exec sleep 86400"]
+    flip = fleet.create(
+        "hs.flip", HEALTH_PORT - 1, environment=HEALTH_CHECKS, healthcheck=probe, command=command
+    )
+    fleet.start(flip)
+    flip_sid = service_id("hs.flip", HEALTH_PORT - 1)
+    check = f"service:{flip_sid}:docker-health"
+    expected = {flip_sid, *(service_id(*spec) for spec in specs)}
+    with BenchDouble() as double:
+        proc = bench.registrator(double.port, ["-health-sync"], label="health-sync")
+        try:
+            double.wait_ids(expected.issubset, timeout=120)
+            double.wait_check(check, "passing", timeout=60)
+            proc.wait_log("synced: ", timeout=60)
+            checks = len(double.checks())
+            double.clear_requests()
+            once = bench.registrator(double.port, ["resync", "-health-sync"], label="resync")
+            resync_exit = once.popen.wait(300)
+            once.stop()
+            resync_writes = _writes(double.requests())
+            double.clear_requests()
+            window = bench.window(proc)
+            for n in range(changes):
+                status, change = ("critical", "rm") if n % 2 == 0 else ("passing", "touch")
+                fleet.api.exec_start(fleet.api.exec_create(flip, ["sh", "-c", f"{change} /tmp/ok"]))
+                double.wait_check(check, status, timeout=30)
+            cpu = window.stop()
+            requests = double.requests()
+        finally:
+            proc.stop()
+    fleet.remove_all([*ids, flip])
+    return {
+        "containers": count,
+        "checks": checks,
+        "resync_exit": resync_exit,
+        "resync_summary": once.log().strip().rsplit("\n", 1)[-1],
+        "resync_writes": resync_writes,
+        "changes": changes,
+        "cpu_ms_per_change": round(1000 * cpu["registrator_cpu_s"] / changes, 2),
+        "writes_per_change": round(_writes(requests) / changes, 2),
+        "requests_by_kind": _kinds(requests),
+        **cpu,
+    }
 
 
 def populate(bench: Bench, count: int) -> dict[str, Any]:
+    """The background containers the later steps sync and track."""
     specs = [(f"bg.{n}", BACKGROUND_PORT + n) for n in range(count)]
     began = time.monotonic()
-    ids = bench.fleet.create_and_start(specs, workers=16)
+    ids = bench.fleet.create_and_start(specs)
     took = time.monotonic() - began
-    bench.background = {
-        service_id(name, port): cid for (name, port), cid in zip(specs, ids, strict=True)
-    }
+    bench.background = {service_id(*spec): cid for spec, cid in zip(specs, ids, strict=True)}
     return {"containers": count, "seconds": round(took, 1), "per_second": round(count / took, 1)}
-
-
-# --- 3. start-up sync ----------------------------------------------------------------------
-
-
-def foreign_share(foreign_cpu_s: float, seconds: float) -> float:
-    """Other people's CPU use as a share (%) of the whole machine over a window."""
-    return round(100 * foreign_cpu_s / (max(seconds, 1e-3) * (os.cpu_count() or 1)), 1)
 
 
 def startup_sync(
@@ -247,95 +313,72 @@ def startup_sync(
     runs: int,
     max_foreign: float = 100.0,
     extra: int = 0,
-    module: Sequence[str] = ("registrator",),
+    args: Sequence[str] = (),
+    write_delay: float = 0.0,
 ) -> tuple[dict[str, Any], RegistratorProcess, BenchDouble]:
     """Popen -> every background container's service registered, ``runs`` times; the last
     process is returned, still running. A run during which other work took more than
     ``max_foreign`` % of the machine is repeated (at most ``extra`` more runs); the figures
-    use the ``runs`` least disturbed runs. In profile mode one extra first run is spawned
-    under py-spy and left out of the figures. ``module``: another program in registrator's
-    place (``benchmarks.floor_program``)."""
+    use the ``runs`` least disturbed runs. ``write_delay``: the double's every service write
+    answered that late."""
     expected = set(bench.background)
     rows: list[dict[str, Any]] = []
-    total = runs + extra + (1 if bench.profile else 0)
-    for run in range(total):
-        profiled = bench.profile and run == 0
+    for run in range(runs + extra):
         double = BenchDouble().start()
-        cpu_before = _window_cpu(bench, None)
-        label = "startup" if module == ("registrator",) else module[0].rsplit(".", 1)[-1]
+        if write_delay:
+            double.fail("slow", delay=write_delay, paths="/v1/agent/service/")
+        window = bench.window()
         proc = bench.registrator(
-            double, label=f"{label}-profiled" if profiled else label, spawn_profile=profiled,
-            module=module,
-        )  # fmt: skip
-        double.wait_ids(lambda ids: expected <= ids, timeout=120)
-        cpu_after = _window_cpu(bench, None)
-        proc_cpu = proc.cpu_seconds()
+            double.port, args, label="slow-agent" if write_delay else "startup"
+        )
+        double.wait_ids(expected.issubset, timeout=120)
+        cpu = window.stop(registrator_cpu=proc.cpu_seconds())  # all of it is in the window
         requests = double.requests()
-        registers = [r for r in requests if is_register(r)]
-        last = max(r.wall_ns for r in registers)
+        registers = [r.wall_ns for r in requests if is_register(r)]
+        served = double.service_times_ns(proc.started_ns, max(registers) + 1_000_000)
         row: dict[str, Any] = {
-            "sync_s": round((last - proc.started_ns) / 1e9, 3),
+            "sync_s": _since(proc, max(registers)),
+            "first_consul_request_s": _since(proc, requests[0].wall_ns),
+            "first_register_s": _since(proc, min(registers)),
             "writes_in_flight_peak": double.in_flight_peak(),
-            "first_consul_request_s": round((requests[0].wall_ns - proc.started_ns) / 1e9, 3),
-            "first_register_s": round(
-                (min(r.wall_ns for r in registers) - proc.started_ns) / 1e9, 3
-            ),
             "registers": len(registers),
             "other_requests": _kinds([r for r in requests if not is_register(r)]),
-            # registrator: all its CPU since its start, which is within the window
-            **_cpu_delta(cpu_before, cpu_after, proc_cpu),
-            "double_service_ms": summary_ms(
-                double.service_times_ns(proc.started_ns, last + 1_000_000)
-            ),
-            "double_busy_s": round(
-                sum(double.service_times_ns(proc.started_ns, last + 1_000_000)) / 1e9, 3
-            ),
+            "double_service_ms": summary_ms(served),
+            "double_busy_s": round(sum(served) / 1e9, 3),
+            **cpu,
         }
         with contextlib.suppress(TimeoutError):
             proc.wait_log("synced: ", timeout=10)
-            synced = proc.line_time_ns("synced: ")
-            row["synced_log_line_s"] = round((synced - proc.started_ns) / 1e9, 3)
-        row["foreign_share_percent"] = foreign_share(row["foreign_cpu_s"], row["sync_s"])
-        if profiled:
-            row["profiled"] = True
+            row["synced_log_line_s"] = _since(proc, proc.line_time_ns("synced: "))
         rows.append(row)
-        clean = [
-            r for r in rows if not r.get("profiled") and r["foreign_share_percent"] <= max_foreign
-        ]
-        if len(clean) >= runs or run == total - 1:
+        clean = sum(r["foreign_share_percent"] <= max_foreign for r in rows)
+        if clean >= runs or run == runs + extra - 1:
             break
         proc.stop()
         double.stop()
-    candidates = sorted(
-        (r for r in rows if not r.get("profiled")), key=lambda r: r["foreign_share_percent"]
-    )
-    measured = candidates[:runs]
+    measured = sorted(rows, key=lambda r: r["foreign_share_percent"])[:runs]
     for r in measured:
         r["used"] = True
+
+    def median(values: Iterable[float]) -> float:
+        return round(statistics.median(values), 3)
+
     syncs = [r["sync_s"] for r in measured]
     result = {
         "containers": len(expected),
-        "double_busy_share_median": round(
-            statistics.median(r["double_busy_s"] / r["sync_s"] for r in measured), 3
-        ),
-        "double_register_p50_ms_median": round(
-            statistics.median(r["double_service_ms"]["p50"] for r in measured), 3
-        ),
         "runs": rows,
         "foreign_share_percent": max(r["foreign_share_percent"] for r in measured),
-        "sync_s_median": round(statistics.median(syncs), 3),
+        "sync_s_median": median(syncs),
         "sync_s_min": min(syncs),
         "sync_s_max": max(syncs),
-        "first_consul_request_s_median": round(
-            statistics.median(r["first_consul_request_s"] for r in measured), 3
-        ),
-        "registrator_cpu_s_median": round(
-            statistics.median(r["registrator_cpu_s"] for r in measured), 3
-        ),
+        "first_consul_request_s_median": median(r["first_consul_request_s"] for r in measured),
+        "registrator_cpu_s_median": median(r["registrator_cpu_s"] for r in measured),
         "writes_in_flight_peak": max(r["writes_in_flight_peak"] for r in measured),
-        "registers_per_container": round(
-            statistics.median(r["registers"] for r in measured) / max(1, len(expected)), 3
+        "registers_per_container": median(r["registers"] / len(expected) for r in measured),
+        "double_busy_percent_median": median(
+            100 * r["double_busy_s"] / r["sync_s"] for r in measured
         ),
+        "double_register_p50_ms_median": median(r["double_service_ms"]["p50"] for r in measured),
     }
     return result, proc, double
 
@@ -346,28 +389,10 @@ def startup_slow_agent(bench: Bench, delay: float = 0.005) -> dict[str, Any]:
     many writes registrator keeps in flight, which -agent-writes bounds (default 8). Run with
     more workers than that (each worker writes its own container's services), so that the
     peak shows the bound of -agent-writes, not the number of workers."""
-    expected = set(bench.background)
-    with BenchDouble() as double:
-        double.fail("slow", delay=delay, paths="/v1/agent/service/")
-        before = _window_cpu(bench, None)
-        proc = bench.registrator(double, ["-workers", "16"], label="startup-slow-agent")
-        try:
-            double.wait_ids(lambda ids: expected <= ids, timeout=120)
-            after = _window_cpu(bench, None)
-            registers = [r for r in double.requests() if is_register(r)]
-            sync_s = (max(r.wall_ns for r in registers) - proc.started_ns) / 1e9
-            window = _cpu_delta(before, after, proc.cpu_seconds())
-            return {
-                "write_delay_s": delay,
-                "containers": len(expected),
-                "sync_s": round(sync_s, 3),
-                "writes_in_flight_peak": double.in_flight_peak(),
-                "sequential_floor_s": round(len(registers) * delay, 3),
-                "foreign_share_percent": foreign_share(window["foreign_cpu_s"], sync_s),
-                **window,
-            }
-        finally:
-            proc.stop()
+    result, proc, double = startup_sync(bench, 1, args=["-workers", "16"], write_delay=delay)
+    proc.stop()
+    double.stop()
+    return {"write_delay_s": delay, **result}
 
 
 def set_running(bench: Bench, count: int) -> dict[str, Any]:
@@ -383,295 +408,181 @@ def set_running(bench: Bench, count: int) -> dict[str, Any]:
     fleet.parallel(fleet.api.kill, [cid for _, cid in surplus if cid in running], workers=8)
     fleet.parallel(fleet.start, [cid for _, cid in keep if cid not in running], workers=16)
     specs = [(f"bg.{n}", BACKGROUND_PORT + n) for n in range(len(keep), count)]
-    ids = fleet.create_and_start(specs, workers=16)
+    ids = fleet.create_and_start(specs)
     bench.background = dict(keep)
-    bench.background.update(
-        {service_id(name, port): cid for (name, port), cid in zip(specs, ids, strict=True)}
-    )
+    bench.background.update({service_id(*s): cid for s, cid in zip(specs, ids, strict=True)})
     bench.stopped = dict(surplus)
     return {"running": count, "seconds": round(time.monotonic() - began, 1)}
 
 
 def startup_scaling(
-    bench: Bench, counts: Sequence[int], runs: int, floor_cpu_s: float
+    bench: Bench, counts: Sequence[int], runs: int, starts: int, floor_cpu_s: float
 ) -> dict[str, Any]:
-    """Start-up sync at each number of running containers: whether the cost per container
-    stays flat (linear) as a host grows. Per container: (Popen -> all registered, minus
-    Popen -> first Consul request) / N, and (registrator's CPU - ``floor_cpu_s``, a start-up
-    with no containers) / N."""
-    result: dict[str, Any] = {"counts": list(counts), "by_count": {}}
+    """Start-up sync, then event latency (``starts`` cycles), at each number of running
+    containers: whether the cost per container stays flat (linear) as a host grows, and what
+    a started container waits for with that many tracked. Per container: (Popen -> all
+    registered, minus Popen -> first Consul request) / N, and (registrator's CPU -
+    ``floor_cpu_s``, a start-up with no containers) / N."""
+    by_count: dict[str, dict[str, Any]] = {}
     for count in counts:
-        result["by_count"][str(count)] = {"populate": set_running(bench, count)}
+        populated = set_running(bench, count)
         sync, proc, double = startup_sync(bench, runs)
-        proc.stop()
-        double.stop()
-        per = [
-            (r["sync_s"] - r["first_consul_request_s"]) / count
-            for r in sync["runs"]
-            if r.get("used")
-        ]
-        result["by_count"][str(count)].update(
-            {
-                "sync_s_median": sync["sync_s_median"],
-                "first_consul_request_s_median": sync["first_consul_request_s_median"],
-                "registrator_cpu_s_median": sync["registrator_cpu_s_median"],
-                "wall_ms_per_container": round(1000 * statistics.median(per), 3),
-                "cpu_ms_per_container": round(
-                    1000 * (sync["registrator_cpu_s_median"] - floor_cpu_s) / count, 3
-                ),
-                "foreign_share_percent": sync["foreign_share_percent"],
-                "runs": sync["runs"],
-            }
-        )
-    low, high = (result["by_count"][str(c)] for c in (min(counts), max(counts)))
+        try:
+            latency = event_latency(bench, proc, double, starts, f"x{count}") if starts else {}
+        finally:
+            proc.stop()
+            double.stop()
+        used = [r for r in sync["runs"] if r.get("used")]
+        wall = statistics.median(r["sync_s"] - r["first_consul_request_s"] for r in used)
+        cpu = sync["registrator_cpu_s_median"] - floor_cpu_s
+        by_count[str(count)] = {
+            "populate": populated,
+            "startup_sync": sync,
+            "event_latency": latency,
+            "foreign_share_percent": max(
+                sync["foreign_share_percent"], latency.get("foreign_share_percent", 0.0)
+            ),
+            "wall_ms_per_container": round(1000 * wall / count, 3),
+            "cpu_ms_per_container": round(1000 * cpu / count, 3),
+        }
+    low, high = by_count[str(min(counts))], by_count[str(max(counts))]
+    result: dict[str, Any] = {"counts": list(counts), "by_count": by_count}
     for kind in ("wall", "cpu"):
         key = f"{kind}_ms_per_container"
         # None when the smaller run's cost is below what can be measured (tiny smoke sizes:
         # CPU is counted in 10 ms ticks)
-        result[f"{kind}_per_container_ratio"] = (
-            round(high[key] / low[key], 2) if low[key] > 0 else None
-        )
-    result["foreign_share_percent"] = max(
-        r["foreign_share_percent"] for r in result["by_count"].values()
-    )
+        ratio = round(high[key] / low[key], 2) if low[key] > 0 else None
+        result[f"{kind}_per_container_ratio"] = ratio
+    result["foreign_share_percent"] = max(r["foreign_share_percent"] for r in by_count.values())
     return result
-
-
-# --- 4. idle ---------------------------------------------------------------------------------
 
 
 def idle(
     bench: Bench, proc: RegistratorProcess, double: BenchDouble, seconds: float
 ) -> dict[str, Any]:
+    """What the daemon costs while nothing happens (its agent polls): no busy polling."""
     time.sleep(min(2.0, seconds))  # let the post-sync agent read pass
-    with bench.profiled(proc, "idle"):
-        double.clear_requests()
-        since = time.time_ns()
-        before = _window_cpu(bench, proc)
-        began = time.monotonic()
-        time.sleep(seconds)
-        took = time.monotonic() - began
-        after = _window_cpu(bench, proc)
+    double.clear_requests()
+    window = bench.window(proc)
+    time.sleep(seconds)
+    cpu = window.stop()
     requests = double.requests()
-    cpu = after[0] - before[0]
-    window = _cpu_delta(before, after)
     return {
-        "seconds": round(took, 1),
-        "foreign_share_percent": foreign_share(window["foreign_cpu_s"], took),
-        "cpu_s": round(cpu, 3),
-        "cpu_percent_of_one_core": round(100 * cpu / took, 2),
+        "cpu_percent_of_one_core": round(100 * cpu["registrator_cpu_s"] / cpu["seconds"], 2),
         "requests": len(requests),
-        "requests_per_minute": round(len(requests) * 60 / took, 1),
+        "requests_per_minute": round(len(requests) * 60 / cpu["seconds"], 1),
         "requests_by_kind": _kinds(requests),
-        "writes": sum(1 for r in requests if r.method != "GET"),
-        "double_service_ms": summary_ms(double.service_times_ns(since)),
-        **window,
+        "writes": _writes(requests),
+        **cpu,
     }
-
-
-# --- 5. event latency --------------------------------------------------------------------------
 
 
 def event_latency(
     bench: Bench, proc: RegistratorProcess, double: BenchDouble, starts: int, tag: str = ""
 ) -> dict[str, Any]:
     """Sequential cycles: create, start, wait for the service, remove, wait until it is gone.
-    Latency = register request arriving at the double - dockerd's ``start`` event timeNano."""
+    Latency = the register's arrival at the double - dockerd's ``start`` event timeNano (the
+    same clock); likewise ``die`` -> deregister."""
     fleet = bench.fleet
     cycles: list[tuple[str, str]] = []
-    with bench.profiled(proc, "latency"):
-        double.clear_requests()
-        since = time.time_ns()
-        before = _window_cpu(bench, proc)
-        began = time.monotonic()
-        for n in range(starts):
-            name, port = f"lat{tag}.{n}", LATENCY_PORT + n
-            sid = service_id(name, port)
-            cid = fleet.create(name, port)
-            fleet.start(cid)
-            double.wait_ids(lambda ids, sid=sid: sid in ids, timeout=30)  # type: ignore[misc]
-            fleet.remove(cid)
-            double.wait_ids(lambda ids, sid=sid: sid not in ids, timeout=30)  # type: ignore[misc]
-            cycles.append((cid, sid))
-        took = time.monotonic() - began
-        after = _window_cpu(bench, proc)
-    time.sleep(0.5)  # the last destroy event's inspect
+    double.clear_requests()
+    window = bench.window(proc)
+    for n in range(starts):
+        name, port = f"lat{tag}.{n}", LATENCY_PORT + n
+        sid, cid = service_id(name, port), fleet.create(name, port)
+        fleet.start(cid)
+        double.wait_ids({sid}.issubset, timeout=30)
+        fleet.remove(cid)
+        double.wait_ids({sid}.isdisjoint, timeout=30)
+        cycles.append((cid, sid))
+    cpu = window.stop()
+    time.sleep(0.5)  # what the last removal still causes, for the request counts
     requests = double.requests()
-    registers: dict[str, RecordedRequest] = {}
-    deregisters: dict[str, RecordedRequest] = {}
+    arrived: dict[tuple[bool, str | None], int] = {}  # (register?, service ID) -> first
     for r in requests:
-        if is_register(r):
-            registers.setdefault(registered_id(r), r)
-        elif is_deregister(r):
-            deregisters.setdefault(r.path.rsplit("/", 1)[1], r)
-    start_ns, die_ns, delivery_ns, polls_in_between = [], [], [], 0
-    slowest: list[tuple[float, str, bool]] = []
-    polls = [r.wall_ns for r in requests if r.method == "GET"]
+        arrived.setdefault((is_register(r), service_id_of(r)), r.wall_ns)
+    start_ns, die_ns, delivery_ns = [], [], []
     for cid, sid in cycles:
-        start = bench.watcher.get("start", cid)
-        die = bench.watcher.get("die", cid)
-        reg, dereg = registers[sid], deregisters[sid]
-        start_ns.append(reg.wall_ns - start.time_nano)
-        die_ns.append(dereg.wall_ns - die.time_nano)
+        start, die = bench.watcher.get("start", cid), bench.watcher.get("die", cid)
+        start_ns.append(arrived[True, sid] - start.time_nano)
+        die_ns.append(arrived[False, sid] - die.time_nano)
         delivery_ns.append(start.received_ns - start.time_nano)
-        overlapped = any(start.time_nano <= t <= reg.wall_ns for t in polls)
-        polls_in_between += overlapped
-        slowest.append(((reg.wall_ns - start.time_nano) / 1e6, sid, overlapped))
-    slowest.sort(reverse=True)
-    writes = [r for r in requests if r.method != "GET"]
-    window = _cpu_delta(before, after)
     return {
         "cycles": len(cycles),
-        "seconds": round(took, 1),
-        "foreign_share_percent": foreign_share(window["foreign_cpu_s"], took),
         "start_to_register_ms": summary_ms(start_ns),
         "die_to_deregister_ms": summary_ms(die_ns),
         "docker_event_delivery_to_benchmark_ms": summary_ms(delivery_ns),
-        "writes_per_cycle": round(len(writes) / max(1, len(cycles)), 2),
+        "writes_per_cycle": round(_writes(requests) / max(1, len(cycles)), 2),
         "requests_by_kind": _kinds(requests),
-        "starts_with_agent_poll_before_register": polls_in_between,
-        "slowest_starts": [
-            {"ms": round(ms, 2), "service": sid, "agent_poll_overlapped": o}
-            for ms, sid, o in slowest[:5]
-        ],
-        "double_service_ms": summary_ms(double.service_times_ns(since)),
-        **window,
+        **cpu,
     }
-
-
-# --- 6. burst ----------------------------------------------------------------------------------
 
 
 def burst(
     bench: Bench, proc: RegistratorProcess, double: BenchDouble, count: int, tag: str = ""
 ) -> dict[str, Any]:
-    fleet = bench.fleet
+    """``count`` containers started at once, then removed at once, from a child process:
+    registrator's lag after dockerd's last event, and its writes."""
     specs = [(f"burst{tag}.{n}", BURST_PORT + n) for n in range(count)]
-    sids = {service_id(name, port) for name, port in specs}
-    ids = fleet.parallel(lambda spec: fleet.create(*spec), specs, workers=16)
+    sids = {service_id(*spec) for spec in specs}
+    ids = bench.fleet.parallel(lambda spec: bench.fleet.create(*spec), specs, workers=16)
     pool = DockerPool()
     time.sleep(0.5)
     result: dict[str, Any] = {"containers": count}
-    with bench.profiled(proc, "burst"):
-        for phase in ("start", "remove"):
-            double.clear_requests()
-            before = _window_cpu(bench, proc)
-            began_ns = pool.run(bench.host, phase, ids, workers=count)
-            if phase == "start":
-                double.wait_ids(lambda got: sids <= got, timeout=120)
-            else:
-                double.wait_ids(lambda got: not (sids & got), timeout=120)
-            after = _window_cpu(bench, proc)
-            requests = double.requests()
-            mine = [r for r in requests if is_register(r) or is_deregister(r)]
-            last_write = max(r.wall_ns for r in mine)
-            action = "start" if phase == "start" else "die"
-            events = [bench.watcher.get(action, cid) for cid in ids]
-            last_event = max(e.time_nano for e in events)
-            first_event = min(e.time_nano for e in events)
-            window = _cpu_delta(before, after)
-            result[phase] = {
-                "all_done_s": round((last_write - began_ns) / 1e9, 3),
-                "foreign_share_percent": foreign_share(
-                    window["foreign_cpu_s"], (last_write - began_ns) / 1e9
-                ),
-                "docker_first_to_last_event_s": round((last_event - first_event) / 1e9, 3),
-                "lag_after_last_event_ms": round((last_write - last_event) / 1e6, 1),
-                "writes": len([r for r in requests if r.method != "GET"]),
-                "requests_by_kind": _kinds(requests),
-                "double_service_ms": summary_ms(double.service_times_ns(began_ns)),
-                **window,
-            }
+    phases = (("start", "start", sids.issubset), ("remove", "die", sids.isdisjoint))
+    for phase, action, done in phases:
+        double.clear_requests()
+        window = bench.window(proc)
+        began_ns = pool.run(bench.host, phase, ids, workers=count)
+        double.wait_ids(done, timeout=120)
+        cpu = window.stop()
+        requests = double.requests()
+        last_write = max(r.wall_ns for r in requests if is_register(r) or is_deregister(r))
+        events = [bench.watcher.get(action, cid).time_nano for cid in ids]
+        result[phase] = {
+            "all_done_s": round((last_write - began_ns) / 1e9, 3),
+            "docker_first_to_last_event_s": round((max(events) - min(events)) / 1e9, 3),
+            "lag_after_last_event_ms": round((last_write - max(events)) / 1e6, 1),
+            "writes": _writes(requests),
+            "requests_by_kind": _kinds(requests),
+            "double_service_ms": summary_ms(double.service_times_ns(began_ns)),
+            **cpu,
+        }
     pool.close()
-    result["foreign_share_percent"] = max(
-        result[p]["foreign_share_percent"] for p in ("start", "remove")
-    )
+    result["foreign_share_percent"] = max(result[p]["foreign_share_percent"] for p, _, _ in phases)
     return result
 
 
-# --- 7. memory ---------------------------------------------------------------------------------
-
-
-def memory(proc: RegistratorProcess, tracked: int) -> dict[str, Any]:
-    status = proc.status()
-    return {
-        "tracked_containers": tracked,
-        "vm_hwm_mb": round(status["VmHWM"] / 1024, 1),
-        "vm_rss_mb": round(status["VmRSS"] / 1024, 1),
-        "threads": status["Threads"],
-    }
-
-
-# --- 8. resync ---------------------------------------------------------------------------------
-
-
-def resync(bench: Bench, window: float, idle_requests_per_s: float) -> dict[str, Any]:
-    """``-resync 1`` with nothing changing: writes (target 0) and requests per resync."""
-    expected = set(bench.background)
+def resync(bench: Bench, seconds: float, idle_requests_per_s: float) -> dict[str, Any]:
+    """``-resync 1`` with nothing changing: writes (target 0), requests and CPU per resync."""
     with BenchDouble() as double:
-        proc = bench.registrator(double, ["-resync", "1", "-log-level", "DEBUG"], label="resync")
+        args = ["-resync", "1", "-log-level", "DEBUG"]
+        proc = bench.registrator(double.port, args, label="resync")
         try:
-            double.wait_ids(lambda ids: expected <= ids, timeout=120)
+            double.wait_ids(set(bench.background).issubset, timeout=120)
             proc.wait_log("synced: ", timeout=30)
             proc.wait_log("resync: ", timeout=30)
             time.sleep(0.5)
-            with bench.profiled(proc, "resync"):
-                double.clear_requests()
-                log_before = proc.log().count("resync: ")
-                before = _window_cpu(bench, proc)
-                began = time.monotonic()
-                time.sleep(window)
-                took = time.monotonic() - began
-                after = _window_cpu(bench, proc)
-                log_after = proc.log()
-            requests = double.requests()
-            resyncs = log_after.count("resync: ") - log_before
-            stamps = [log_time_ns(line) for line in log_after.splitlines() if "resync: " in line]
-            periods = [(b - a) / 1e9 for a, b in itertools.pairwise(stamps)]
-            cpu = after[0] - before[0]
-            per_resync = (len(requests) - idle_requests_per_s * took) / max(1, resyncs)
-            cpu_window = _cpu_delta(before, after)
-            return {
-                "asked_period_s": 1.0,
-                "seconds": round(took, 1),
-                "foreign_share_percent": foreign_share(cpu_window["foreign_cpu_s"], took),
-                "resyncs": resyncs,
-                "measured_period_s_median": round(statistics.median(periods), 2)
-                if periods
-                else None,
-                "writes": sum(1 for r in requests if r.method != "GET"),
-                "requests": len(requests),
-                "requests_by_kind": _kinds(requests),
-                "requests_per_resync": round(len(requests) / max(1, resyncs), 2),
-                "requests_per_resync_beyond_agent_poll": round(per_resync, 2),
-                "registrator_cpu_per_resync_s": round(cpu / max(1, resyncs), 3),
-                "cpu_percent_of_one_core": round(100 * cpu / took, 1),
-                "double_service_ms": summary_ms(double.service_times_ns()),
-                **cpu_window,
-            }
+            double.clear_requests()
+            before = proc.log().count("resync: ")
+            window = bench.window(proc)
+            time.sleep(seconds)
+            cpu = window.stop()
+            log, requests = proc.log(), double.requests()
         finally:
             proc.stop()
-
-
-# --- the double's own ceiling ------------------------------------------------------------------
-
-
-def double_ceiling(count: int) -> dict[str, Any]:
-    """Sequential register requests from a minimal client (another process, one keep-alive
-    connection) to a fresh double: what the double plus a bare HTTP client cost per write."""
-    with BenchDouble() as double:
-        out = subprocess.run(
-            [sys.executable, "-m", "benchmarks.calibrate_client", str(double.port), str(count)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=True,
-            cwd=Path(__file__).resolve().parent.parent,
-        ).stdout.split()
-        return {
-            "registers": count,
-            "seconds": float(out[0]),
-            "per_register_ms": round(float(out[0]) * 1000 / count, 3),
-            "get_services_ms": float(out[1]),
-            "double_service_ms": summary_ms(double.service_times_ns()),
-        }
+    resyncs = log.count("resync: ") - before
+    stamps = [log_time_ns(line) for line in log.splitlines() if "resync: " in line]
+    periods = [(b - a) / 1e9 for a, b in itertools.pairwise(stamps)]
+    beyond_polls = len(requests) - idle_requests_per_s * cpu["seconds"]
+    return {
+        "asked_period_s": 1.0,
+        "resyncs": resyncs,
+        "measured_period_s_median": round(statistics.median(periods), 2) if periods else None,
+        "writes": _writes(requests),
+        "requests_by_kind": _kinds(requests),
+        "requests_per_resync": round(len(requests) / max(1, resyncs), 2),
+        "requests_per_resync_beyond_agent_poll": round(beyond_polls / max(1, resyncs), 2),
+        "registrator_cpu_per_resync_s": round(cpu["registrator_cpu_s"] / max(1, resyncs), 3),
+        **cpu,
+    }
