@@ -188,7 +188,7 @@ def print_plan_table(rows: list[dict[str, Any]]) -> None:
             row["action"],
             row["id"],
             row["name"],
-            f"{row['address'] or '-'}:{row['port']}",
+            join_host_port(row["address"] or "-", row["port"]),
             ",".join(row["tags"]) or "-",
             display_name(row["container"], row["container_id"]) if row["container_id"] else "-",
             ",".join(
