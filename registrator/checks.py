@@ -20,6 +20,7 @@ from typing import NamedTuple
 from registrator.consul_limits import ReportProblem, valid_duration
 from registrator.container import ContainerView, split_tags
 from registrator.model import HEALTH_TTL, Check, health_check_id
+from registrator.networks import join_host_port
 
 DEFAULT_CHECK_INTERVAL = "10s"
 SCRIPT_CHECK_KEYS = ("check_script", "check_cmd")  # in this order: the first present wins
@@ -89,9 +90,11 @@ def build_checks(
 def _probe(
     attrs: Mapping[str, str], target: CheckTarget, allow_scripts: bool, report: ReportProblem
 ) -> Check | None:
-    """The first present of http, https, tcp, ttl, grpc, script, cmd wins."""
+    """The first present of http, https, tcp, ttl, grpc, script, cmd wins. The probes
+    address an IPv6 service in brackets (``http://[fd00::5]:8080/health``); a script's
+    ``$SERVICE_IP`` is the bare address."""
     timeout = attrs.get("check_timeout", "")
-    where = f"{target.address}:{target.port}"
+    where = join_host_port(target.address, target.port)
     if attrs.get("check_http"):
         return Check(
             http=f"http://{where}{attrs['check_http']}",

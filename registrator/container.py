@@ -7,11 +7,19 @@ alike, so the rules that use it never test types. Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 SHORT_ID_LENGTH = 12
 SERVICE_PREFIX = "SERVICE_"
 PEER_NETWORK_PREFIX = "container:"  # NetworkMode of --network container:<id>
+DEFAULT_BRIDGE = "bridge"  # the default network's name (NetworkMode "default" before API 1.44)
+
+
+class NetworkAttachment(NamedTuple):
+    """A container's addresses on one network ("" when it has none of that family)."""
+
+    ipv4: str
+    ipv6: str  # the global one (a link-local address is no use to other hosts)
 
 
 def as_mapping(value: Any) -> Mapping[str, Any]:
@@ -156,14 +164,37 @@ class ContainerView:
 
     @property
     def ip_address(self) -> str:
-        """The container's address: the default network's, else the last network's that
-        has one (as the original picks it)."""
+        """The original's pick of the container's address: Docker's top-level one (the default
+        bridge's, before API 1.52), else the last network's that has one. Services take
+        their address from ``networks`` by the rule in ``registrator.networks`` instead."""
         address = str(self._settings.get("IPAddress") or "")
         if address:
             return address
         for network in as_mapping(self._settings.get("Networks")).values():
             address = str(as_mapping(network).get("IPAddress") or "") or address
         return address
+
+    @property
+    def networks(self) -> dict[str, NetworkAttachment]:
+        """Network name -> the container's addresses there, from ``NetworkSettings.Networks``,
+        the one place every Engine API version lists them (API 1.52 dropped the top-level
+        ``IPAddress`` and ``GlobalIPv6Address``, which only ever described the default bridge).
+        An engine that lists no ``Networks`` but a top-level address has it on the bridge."""
+        networks = {
+            str(name): NetworkAttachment(
+                str(as_mapping(settings).get("IPAddress") or ""),
+                str(as_mapping(settings).get("GlobalIPv6Address") or ""),
+            )
+            for name, settings in as_mapping(self._settings.get("Networks")).items()
+        }
+        if not networks:
+            top = NetworkAttachment(
+                str(self._settings.get("IPAddress") or ""),
+                str(self._settings.get("GlobalIPv6Address") or ""),
+            )
+            if any(top):
+                networks[DEFAULT_BRIDGE] = top
+        return networks
 
     def network_address(self, network: str) -> str:
         """The container's address on one named network ("" when not attached)."""

@@ -35,6 +35,7 @@ from registrator.container import ContainerView
 from registrator.container import split_tags as split_tags
 from registrator.ecs_rules import AwsvpcNetwork, awsvpc_task_arn, ecs_meta, is_ecs_pause
 from registrator.model import OWNER_META_KEY, Service, freeze_meta
+from registrator.networks import NETWORK_KEY, network_address, uses_own_address
 from registrator.ports import PortCandidate, awsvpc_candidates, port_candidates
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ UNSPECIFIED_ADDRESSES = frozenset({"0.0.0.0", "::", ""})
 # Keys that steer registrator and are not passed on as Meta.
 CONTROL_KEYS = frozenset(
     {"id", "tags", "name", "require_healthy", "enable_tag_override", "weight_passing",
-     "weight_warning"}
+     "weight_warning", NETWORK_KEY}
 )  # fmt: skip
 
 
@@ -116,7 +117,7 @@ def derive_services(
     if options.ecs and awsvpc_task_arn(container, network_peer):
         if awsvpc is None:
             return Derivation(notes=("awsvpc ECS task, and no answer from the ECS agent",))
-        if not awsvpc.ipv4_addresses:
+        if not awsvpc.ipv4_addresses and not awsvpc.ipv6_addresses:
             return Derivation(notes=("the ECS task has no ENI address (network mode none)",))
         candidates = awsvpc_candidates(awsvpc)
         if not candidates:
@@ -142,7 +143,10 @@ class _ContainerServices:
         self.notes: list[str] = []
 
     def problem(self, key: str, message: str) -> None:
-        self.problems.append(Problem(self.container.display, key, message))
+        """Report one problem; the same one found for several ports is reported once."""
+        problem = Problem(self.container.display, key, message)
+        if problem not in self.problems:
+            self.problems.append(problem)
 
     def derive(self, candidates: list[PortCandidate]) -> Derivation:
         published = []
@@ -178,7 +182,10 @@ class _ContainerServices:
         name = self.service_name(metadata, from_port, port, is_group)
         if name is None:
             return None
-        address, port_number = self.address(port)
+        located = self.address(port, metadata, from_port)
+        if located is None:
+            return None
+        address, port_number = located
         default_id = f"{options.hostname}:{container.name}:{port.exposed_port}"
         if port.protocol == "udp":
             default_id += ":udp"
@@ -262,32 +269,22 @@ class _ContainerServices:
             return None
         return name
 
-    def address(self, port: PortCandidate) -> tuple[str, int]:
-        """Where the service answers: the original's precedence of host IP, ``-ip``,
-        ``-internal``, ``-useIpFromLabel`` and ``--network container:<id>``. An awsvpc task's
-        port is at its ENI's address, which only ``-useIpFromLabel`` overrides (``-ip`` names
-        the host's address for published ports; the task has an address of its own)."""
-        options = self.options
+    def address(
+        self, port: PortCandidate, metadata: Mapping[str, str], from_port: set[str]
+    ) -> tuple[str, int] | None:
+        """Where the service answers; None when it has no address (said why). The original's
+        precedence: an awsvpc task's ENI address, which only ``-useIpFromLabel`` overrides;
+        with ``--network container:<id>`` the other container's address, over everything;
+        else ``-useIpFromLabel``, else ``container_address``."""
+        number = port.exposed_port if self.options.internal else port.host_port
         if port.awsvpc:
-            address, number = port.host_ip, port.host_port
-        elif options.internal:
-            address, number = port.exposed_ip, port.exposed_port
+            address: str | None = self.label_address() or port.host_ip
+        elif self.container.shares_network:
+            address = self.peer_address(port, metadata, from_port)
         else:
-            address = port.host_ip
-            if address in UNSPECIFIED_ADDRESSES and options.host_ip:
-                address = options.host_ip
-            address, number = options.ip or address, port.host_port
-
-        if options.use_ip_from_label:
-            from_label = self.container.labels.get(options.use_ip_from_label, "")
-            if from_label:
-                address = from_label.rsplit("/", 1)[0] if "/" in from_label else from_label
-            else:
-                self.notes.append(f"label {options.use_ip_from_label!r} not found")
-
-        if self.container.shares_network and self.peer is not None and not port.awsvpc:
-            address = self.peer.ip_address
-
+            address = self.label_address() or self.container_address(port, metadata, from_port)
+        if address is None:
+            return None
         if address in UNSPECIFIED_ADDRESSES - {""}:
             self.problem("", f"address {address} cannot be registered; left empty (the agent's)")
             address = ""
@@ -295,3 +292,60 @@ class _ContainerServices:
             return address, int(number)
         except ValueError:
             return address, 0
+
+    def container_address(
+        self, port: PortCandidate, metadata: Mapping[str, str], from_port: set[str]
+    ) -> str | None:
+        """With ``-internal`` the container's own address (``registrator.networks``); else
+        ``-ip``; else on a user-defined network the container's own address; else the
+        binding's host IP (``0.0.0.0``: the hostname's IP). Host networking has no address
+        of its own: the binding's rule applies."""
+        options = self.options
+        own = uses_own_address(self.container, options.internal)
+        if own and options.internal:
+            return self.own_address(self.container, port, metadata, from_port)
+        if options.ip:
+            return options.ip
+        if own:
+            return self.own_address(self.container, port, metadata, from_port)
+        address = port.host_ip
+        return options.host_ip if address in UNSPECIFIED_ADDRESSES and options.host_ip else address
+
+    def peer_address(
+        self, port: PortCandidate, metadata: Mapping[str, str], from_port: set[str]
+    ) -> str | None:
+        """``--network container:<id>``: the other container's address."""
+        if self.peer is None:
+            self.notes.append(f"port {port.exposed_port}: its network container is unknown")
+            return None
+        return self.own_address(self.peer, port, metadata, from_port)
+
+    def label_address(self) -> str:
+        """``-useIpFromLabel``: the address in that container label ("" when none)."""
+        label = self.options.use_ip_from_label
+        if not label:
+            return ""
+        from_label = self.container.labels.get(label, "")
+        if not from_label:
+            self.notes.append(f"label {label!r} not found")
+        return from_label.rsplit("/", 1)[0] if "/" in from_label else from_label
+
+    def own_address(
+        self,
+        view: ContainerView,
+        port: PortCandidate,
+        metadata: Mapping[str, str],
+        from_port: set[str],
+    ) -> str | None:
+        """The address of ``view`` (this container, or the one whose network it shares) on
+        the network ``SERVICE_NETWORK`` names, else on its default network; None when it has
+        none there (said why)."""
+        per_port = NETWORK_KEY in from_port
+        key = f"SERVICE_{port.exposed_port}_NETWORK" if per_port else "SERVICE_NETWORK"
+        found = network_address(view, metadata.get(NETWORK_KEY, "").strip(), key)
+        whose = "" if view is self.container else f"network container {view.display}: "
+        for problem_key, message in found.problems:
+            self.problem(problem_key, whose + message)
+        if found.note:
+            self.notes.append(f"port {port.exposed_port}: {whose}{found.note}")
+        return found.address or None

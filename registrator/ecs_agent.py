@@ -69,6 +69,7 @@ class EcsContainer(NamedTuple):
     name: str
     ports: tuple[tuple[int, str], ...] = ()
     ipv4_addresses: tuple[str, ...] = ()
+    ipv6_addresses: tuple[str, ...] = ()
 
 
 class EcsTask(NamedTuple):
@@ -87,15 +88,18 @@ class EcsTask(NamedTuple):
         A task still PENDING (the agent's backend status until all its containers run) may
         not have its ENI yet: ask again later. A RUNNING or STOPPED one without an ENI will
         not get one (an ECS task in network mode ``none``): no addresses, nothing to register.
+        The ENI's IPv6 addresses are given only when it has no IPv4 one (an IPv6-only task).
         """
         container = self.container(docker_id)
         if container is None:
             raise EcsBadAnswer(f"the agent's task {self.arn} does not list this container")
-        if not container.ipv4_addresses and self.known_status in ("", "PENDING"):
+        addressed = container.ipv4_addresses or container.ipv6_addresses
+        if not addressed and self.known_status in ("", "PENDING"):
             raise EcsNoAddressYet(
                 f"task {self.arn} has no ENI address yet (KnownStatus {self.known_status or '-'})"
             )
-        return AwsvpcNetwork(container.ipv4_addresses, container.ports)
+        ipv6_only = () if container.ipv4_addresses else container.ipv6_addresses
+        return AwsvpcNetwork(container.ipv4_addresses, container.ports, ipv6_only)
 
 
 def parse_task(body: Any) -> EcsTask:
@@ -128,29 +132,30 @@ def _container(item: Any) -> EcsContainer:
         if protocol not in PROTOCOLS:
             raise EcsBadAnswer(f"{where}: port {number} has protocol {protocol!r}")
         ports.append((number, protocol))
-    addresses: list[str] = []
+    addresses: dict[int, list[str]] = {4: [], 6: []}
     for raw in _list(container, "Networks", where):
         network = _object(raw, f"a network of {where}")
-        for address in _list(network, "IPv4Addresses", where):
-            if not _is_ipv4(address):
-                raise EcsBadAnswer(f"{where}: {address!r} is not an IPv4 address")
-            addresses.append(address)
+        for version, found in addresses.items():
+            for address in _list(network, f"IPv{version}Addresses", where):
+                if not _is_ip(address, version):
+                    raise EcsBadAnswer(f"{where}: {address!r} is not an IPv{version} address")
+                found.append(address)
     return EcsContainer(
         docker_id=docker_id,
         name=_string(container, "Name", where),
         ports=tuple(ports),
-        ipv4_addresses=tuple(addresses),
+        ipv4_addresses=tuple(addresses[4]),
+        ipv6_addresses=tuple(addresses[6]),
     )
 
 
-def _is_ipv4(value: Any) -> bool:
-    if not isinstance(value, str):
+def _is_ip(value: Any, version: int) -> bool:
+    if not isinstance(value, str) or "%" in value:
         return False
     try:
-        ipaddress.IPv4Address(value)
+        return ipaddress.ip_address(value).version == version
     except ValueError:
         return False
-    return True
 
 
 def _object(value: Any, what: str) -> Mapping[str, Any]:

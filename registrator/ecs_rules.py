@@ -30,6 +30,7 @@ class AwsvpcNetwork(NamedTuple):
 
     ipv4_addresses: tuple[str, ...]
     ports: tuple[tuple[int, str], ...] = ()  # (container port, "tcp" or "udp")
+    ipv6_addresses: tuple[str, ...] = ()  # only when it has no IPv4 address (IPv6-only)
 
 
 def is_ecs_pause(container: Mapping[str, Any]) -> bool:

@@ -19,6 +19,7 @@ from registrator.docker_source import DockerSource, DockerUnavailable
 from registrator.ecs_placement import EcsPlacement
 from registrator.legacy import AdoptingAgent, adopting
 from registrator.model import OWNER_META_KEY, Service
+from registrator.networks import join_host_port
 from registrator.plan import Outcome, Plan
 from registrator.processing import WAITING, WITHHELD, ContainerProcessor
 from registrator.reconcile import Reconciler
@@ -97,7 +98,9 @@ def print_outcome(outcome: Outcome, legacy: AdoptingAgent | None = None) -> None
     removed = set(legacy.removed) if legacy else set()
     for service in outcome.registered:
         verb = "adopted" if service.id in adopted else "added"
-        print(f"{verb:<10} {service.id}  ({service.name} {service.address}:{service.port})")
+        print(
+            f"{verb:<10} {service.id}  ({service.name} {join_host_port(service.address, service.port)})"
+        )
     for service_id in outcome.deregistered:
         print(f"removed    {service_id}" + ("  (legacy)" if service_id in removed else ""))
     for service_id in outcome.unchanged:
@@ -185,7 +188,7 @@ def print_plan_table(rows: list[dict[str, Any]]) -> None:
             row["action"],
             row["id"],
             row["name"],
-            f"{row['address'] or '-'}:{row['port']}",
+            join_host_port(row["address"] or "-", row["port"]),
             ",".join(row["tags"]) or "-",
             display_name(row["container"], row["container_id"]) if row["container_id"] else "-",
             ",".join(

@@ -7,7 +7,6 @@ from typing import NamedTuple
 from registrator.container import ContainerView
 from registrator.ecs_rules import AwsvpcNetwork
 
-DEFAULT_NETWORK_MODES = frozenset({"bridge", "default", "host"})
 ANY_ADDRESS = "0.0.0.0"
 
 
@@ -15,52 +14,39 @@ class PortCandidate(NamedTuple):
     exposed_port: str
     protocol: str
     host_port: str
-    host_ip: str
-    exposed_ip: str
+    host_ip: str  # the binding's; an awsvpc task's ENI address
     awsvpc: bool = False  # the address is the task ENI's: -ip and peers do not apply
 
 
 def port_candidates(container: ContainerView) -> list[PortCandidate]:
     """Exposed ports (host port = exposed port, as with host networking), overridden by
-    the published bindings Docker reports; the first binding of a port wins. On a user
-    network the host address is the container's address there."""
+    the published bindings Docker reports; the first binding of a port wins. Where the
+    container's own address is registered instead is the service's rule (``derive``)."""
     found: dict[str, tuple[str, str]] = {}
     for port in container.exposed_ports:
         found[port] = (port.split("/", 1)[0], ANY_ADDRESS)
     for port, (host_port, host_ip) in container.published_ports.items():
         found[port] = (host_port, host_ip or ANY_ADDRESS)
 
-    network_mode = container.network_mode
-    on_user_network = bool(network_mode) and network_mode not in DEFAULT_NETWORK_MODES
-    exposed_ip = container.ip_address
     candidates: list[PortCandidate] = []
     for port, (host_port, host_ip) in found.items():
         number, _, protocol = port.partition("/")
         if not number.isdigit():
             continue  # not a port Docker would report
-        if on_user_network:
-            host_ip = container.network_address(network_mode)
-        candidates.append(
-            PortCandidate(
-                exposed_port=number,
-                protocol=protocol or "tcp",
-                host_port=host_port,
-                host_ip=host_ip,
-                exposed_ip=exposed_ip,
-            )
-        )
+        candidates.append(PortCandidate(number, protocol or "tcp", host_port, host_ip))
     candidates.sort(key=lambda c: (int(c.exposed_port), c.protocol))
     return candidates
 
 
 def awsvpc_candidates(network: AwsvpcNetwork) -> list[PortCandidate]:
     """An awsvpc container's ports, from the ECS agent: each at the task ENI's first IPv4
-    address, the container port being the port (in awsvpc the host port equals it)."""
-    address = network.ipv4_addresses[0] if network.ipv4_addresses else ""
+    address, else its first IPv6 address, the container port being the port (in awsvpc the
+    host port equals it)."""
+    address = next(iter(network.ipv4_addresses + network.ipv6_addresses), "")
     found: dict[tuple[int, str], PortCandidate] = {}
     for number, protocol in network.ports:
         found.setdefault(
             (number, protocol),
-            PortCandidate(str(number), protocol, str(number), address, address, awsvpc=True),
+            PortCandidate(str(number), protocol, str(number), address, awsvpc=True),
         )
     return [found[key] for key in sorted(found)]

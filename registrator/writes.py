@@ -6,6 +6,7 @@ from typing import Protocol
 
 from registrator.container import display_name
 from registrator.model import Service
+from registrator.networks import join_host_port
 from registrator.plan import Outcome
 
 
@@ -60,7 +61,7 @@ def describe(service: Service) -> str:
     extra = service.summary()
     return (
         f"{who(service)}: service {service.id} "
-        f"(name {service.name}, {service.address or '-'}:{service.port}, tags [{tags}])"
+        f"(name {service.name}, {join_host_port(service.address or '-', service.port)}, tags [{tags}])"
         + (f" {extra}" if extra else "")
     )
 

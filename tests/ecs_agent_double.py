@@ -200,17 +200,17 @@ class EcsAgentDouble:
         known_status: str = "",
         desired_status: str = "RUNNING",
     ) -> DoubleTask:
-        """A task the agent manages. Without ``ipv4`` it has no ENI yet and is PENDING (unless
-        ``known_status`` says otherwise)."""
-        ipv4 = list(ipv4)
+        """A task the agent manages. Without ``ipv4`` or ``ipv6`` it has no ENI yet and is
+        PENDING (unless ``known_status`` says otherwise)."""
+        ipv4, ipv6 = list(ipv4), list(ipv6)
         task = DoubleTask(
             arn=arn,
             family=family,
             version=version,
             containers=list(containers),
             ipv4=ipv4,
-            ipv6=list(ipv6),
-            known_status=known_status or ("RUNNING" if ipv4 else "PENDING"),
+            ipv6=ipv6,
+            known_status=known_status or ("RUNNING" if ipv4 or ipv6 else "PENDING"),
             desired_status=desired_status,
         )
         for container in task.containers:
