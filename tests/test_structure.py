@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "registrator"
 LAYERS: tuple[tuple[str, ...], ...] = (
     (  # the pure core
         "model", "config", "container", "consul_limits", "ecs_rules", "ports", "checks",
-        "derive", "lifecycle", "plan", "backoff", "flags",
+        "networks", "derive", "lifecycle", "plan", "backoff", "flags",
     ),
     (  # adapters
         "logs", "metrics", "systemd", "agent_http", "consul_agent", "docker_source",
