@@ -7,7 +7,14 @@ status codes and plain-text error messages), so code that passes against it also
 real agent. Tests drive it in-process: they read its state, record every request, inject faults
 and restart it on the same port.
 
-Standard library only. It never listens on anything but 127.0.0.1.
+It serves what registrator and its tests call, no more: ``GET /v1/agent/services``,
+``GET /v1/agent/checks``, ``PUT /v1/agent/service/register``,
+``PUT /v1/agent/service/deregister/<id>``, ``PUT /v1/agent/check/update/<id>``,
+``PUT /v1/agent/check/deregister/<id>``, ``GET /v1/status/leader`` and
+``GET /v1/catalog/service/<name>?tag=`` (what consul-template reads). Any other path is a 404,
+as an agent answers a path it does not know.
+
+Standard library only. It never listens on anything but 127.0.0.1 (or a Unix socket).
 
 Typical use::
 
@@ -18,11 +25,13 @@ Typical use::
         agent.fail("error", paths="/v1/agent/service/register")  # inject faults
         agent.restart()  # same port, empty state: an agent that lost it
 
-Deliberate simplifications: checks are never run and TTLs never expire (use set_check_status);
-DeregisterCriticalServiceAfter never reaps; Proxy/Connect/Locality bodies are accepted without deep
-validation; ?filter= and other unknown query parameters are ignored; the catalog is exactly the
-agent's state (one node); with acl_token set every endpoint demands the token (a real agent
-filters some reads instead of refusing them).
+Deliberate simplifications: checks are not run unless ``run_checks`` (HTTP and TCP only) and TTLs
+never expire; DeregisterCriticalServiceAfter never reaps; fields registrator never sends (Kind,
+TaggedAddresses, SocketPath, Token, Proxy, Connect, Locality) are decoded, not stored;
+?filter= and other unknown query parameters are ignored; the catalog is exactly the agent's
+state (one node, always a leader); request bodies are read by Content-Length (no client here
+sends chunked ones); with acl_token set every endpoint demands the token (a real agent filters
+some reads instead of refusing them).
 """
 
 from __future__ import annotations
@@ -31,7 +40,6 @@ import contextlib
 import copy
 import dataclasses
 import functools
-import hashlib
 import ipaddress
 import json
 import math
@@ -46,7 +54,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tests.check_runner import CheckRunner
@@ -59,14 +67,17 @@ __all__ = [
     "parse_go_duration",
 ]
 
-CONSUL_VERSION = "1.16.0"
+_T = TypeVar("_T")
+
 DATACENTER = "dc1"
-DEFAULT_LEADER = "127.0.0.1:8300"
+LEADER = "127.0.0.1:8300"
 NODE_ADDRESS = "127.0.0.1"
+NODE_NAME = "double-node"
 
 VALID_STATUSES = ("passing", "warning", "critical")
 FAULT_MODES = ("error", "hang", "reset", "reset_after", "slow")
 DEREGISTER_MODES = ("404", "200", "500")
+WRITE_METHODS = ("PUT", "POST", "DELETE")
 
 # Texts copied from Consul's sources (agent/agent_endpoint.go, agent/agent.go, agent/structs).
 MSG_MISSING_NAME = "Missing service name"
@@ -82,7 +93,6 @@ MSG_NOT_FOUND_ROOT = (
 )
 MSG_PERMISSION_DENIED = "Permission denied"
 MSG_ACL_NOT_FOUND = "ACL not found"
-MSG_NO_LEADER = "No cluster leader"
 CHECK_OUTPUT_MAX = 4096
 
 _TEXT = "text/plain; charset=utf-8"
@@ -909,10 +919,6 @@ class _Request:
     body: str
     token: str | None
 
-    def param(self, name: str) -> str | None:
-        values = self.query.get(name)
-        return values[0] if values else None
-
 
 @dataclasses.dataclass
 class _Response:
@@ -929,141 +935,96 @@ class _Fault:
     every: int
     paths: str | None
     release: threading.Event
+    delay: float
     count: int = 0
-    delay: float = 0.0
 
 
 def _text(status: int, message: str) -> _Response:
     return _Response(status, message.encode("utf-8"), [("Content-Type", _TEXT)])
 
 
-def _go_json_bytes(obj: Any, pretty: bool) -> bytes:
-    """Encode like Go's json.Marshal (HTML-escaped) or MarshalIndent + newline for ?pretty."""
-    if pretty:
-        text = json.dumps(obj, ensure_ascii=False, indent=4, separators=(",", ": ")) + "\n"
-    else:
-        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    for raw, escaped in (
-        ("<", "\\u003c"),
-        (">", "\\u003e"),
-        ("&", "\\u0026"),
-        ("\u2028", "\\u2028"),
-        ("\u2029", "\\u2029"),
-    ):
+def _json(obj: Any) -> _Response:
+    """A JSON answer encoded as Go's json.Marshal does it (HTML characters escaped)."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
         text = text.replace(raw, escaped)
-    return text.encode("utf-8", "replace")
-
-
-def _json_response(obj: Any, req: _Request) -> _Response:
-    return _Response(200, _go_json_bytes(obj, "pretty" in req.query), [("Content-Type", _JSON)])
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return _Response(200, text.encode("utf-8", "replace"), [("Content-Type", _JSON)])
 
 
 def _token_of(query: dict[str, list[str]], headers: Any) -> str | None:
-    """Consul's parseToken: ?token=, then X-Consul-Token, then 'Authorization: Bearer'."""
+    """Consul's parseToken: ?token=, then X-Consul-Token (no client here sends a Bearer)."""
     values = query.get("token")
     if values and values[0].strip():
         return values[0].strip()
-    header = (headers.get("X-Consul-Token") or "").strip()
-    if header:
-        return header
-    auth = headers.get("Authorization") or ""
-    parts = auth.split(" ")
-    if len(parts) == 2 and parts[0].lower() == "bearer" and parts[1].strip():
-        return parts[1].strip()
-    return None
+    return (headers.get("X-Consul-Token") or "").strip() or None
 
 
 # --------------------------------------------------------------------------------------------
 # The agent: state and endpoints
 # --------------------------------------------------------------------------------------------
 
-_Handler = Callable[["_Request", threading.Event], _Response]
+_Handler = Callable[["_Request"], _Response]
 
 
+@dataclasses.dataclass(eq=False)
 class _Agent:
     """The agent's state (services, checks, index) and Consul's endpoint logic over it."""
 
-    def __init__(
-        self,
-        cond: threading.Condition,
-        *,
-        acl_token: str | None,
-        enable_script_checks: bool,
-        unknown_deregister: str,
-        node_name: str,
-        denied_services: Iterable[str],
-        run_checks: bool = False,
-    ) -> None:
-        self.cond = cond
-        self.run_checks = run_checks  # probe HTTP and TCP checks as the agent does
-        self.runners: dict[str, CheckRunner] = {}
-        self.acl_token = acl_token
-        self.enable_script_checks = enable_script_checks
-        self.unknown_deregister = unknown_deregister
-        self.node_name = node_name
-        self.node_id = str(uuid.uuid4())
-        self.accessor_id = str(uuid.uuid4())
-        self.denied: set[str] = set(denied_services)
-        self.leader = DEFAULT_LEADER
-        self.index = 1
-        self.services: dict[str, dict[str, Any]] = {}
-        self.checks: dict[str, dict[str, Any]] = {}
-        self.service_index: dict[str, tuple[int, int]] = {}
-        self.exact: dict[str, tuple[tuple[str, ...], _Handler]] = {
-            "/v1/agent/self": (("GET",), self.agent_self),
-            "/v1/agent/services": (("GET",), self.agent_services),
-            "/v1/agent/checks": (("GET",), self.agent_checks),
-            "/v1/agent/service/register": (("PUT",), self.register),
-            "/v1/status/leader": (("GET",), self.status_leader),
+    cond: threading.Condition
+    acl_token: str | None
+    enable_script_checks: bool
+    unknown_deregister: str
+    denied: set[str]  # the service names the token may not write
+    run_checks: bool  # probe HTTP and TCP checks as the agent does
+    runners: dict[str, CheckRunner] = dataclasses.field(default_factory=dict)
+    accessor_id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
+    index: int = 1
+    services: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    checks: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Go ServeMux patterns: a path matches exactly, or a pattern ending in "/" is its prefix.
+        self.routes: dict[str, tuple[str, _Handler]] = {
+            "/v1/agent/services": ("GET", lambda _req: _json(self.services_view())),
+            "/v1/agent/checks": ("GET", lambda _req: _json(self.checks_view())),
+            "/v1/agent/service/register": ("PUT", self.register),
+            "/v1/agent/service/deregister/": ("PUT", self.deregister),
+            "/v1/agent/check/update/": ("PUT", self.check_update),
+            "/v1/agent/check/deregister/": ("PUT", self.check_deregister),
+            "/v1/status/leader": ("GET", lambda _req: _json(LEADER)),
+            "/v1/catalog/service/": ("GET", self.catalog_service),
         }
-        prefixes: dict[str, tuple[tuple[str, ...], _Handler]] = {
-            "/v1/agent/service/deregister/": (("PUT",), self.deregister),
-            "/v1/agent/service/": (("GET",), self.agent_service),
-            "/v1/agent/check/pass/": (("PUT",), self.check_pass),
-            "/v1/agent/check/warn/": (("PUT",), self.check_warn),
-            "/v1/agent/check/fail/": (("PUT",), self.check_fail),
-            "/v1/agent/check/update/": (("PUT",), self.check_update),
-            "/v1/agent/check/deregister/": (("PUT",), self.check_deregister),
-            "/v1/catalog/service/": (("GET",), self.catalog_service),
-        }
-        self.prefixes = sorted(prefixes.items(), key=lambda item: -len(item[0]))
 
     # -- routing, ACL ------------------------------------------------------------------------
 
-    def route(self, path: str) -> tuple[str, tuple[str, ...], _Handler] | None:
+    def route(self, path: str) -> tuple[str, _Handler] | None:
         """Go ServeMux matching: an exact pattern first, else the longest "/..."-prefix pattern."""
-        if path in self.exact:
-            methods, handler = self.exact[path]
-            return path, methods, handler
-        for prefix, (methods, handler) in self.prefixes:
-            if path.startswith(prefix):
-                return prefix, methods, handler
-        return None
+        prefixes = [p for p in self.routes if p.endswith("/") and path.startswith(p)]
+        pattern = path if path in self.routes else max(prefixes, key=len, default=None)
+        return None if pattern is None else self.routes[pattern]
 
-    def dispatch(self, req: _Request, stopping: threading.Event) -> _Response:
+    def dispatch(self, req: _Request) -> _Response:
         """Answer one request as the agent's HTTP server would."""
         found = self.route(req.path)
         if found is None:
             return _text(404, MSG_NOT_FOUND_PATH if "/v1/" in req.path else MSG_NOT_FOUND_ROOT)
-        _pattern, methods, handler = found
-        allow = ",".join(("OPTIONS", *methods))
+        method, handler = found
         if req.method == "OPTIONS":
-            return _Response(200, b"", [("Allow", allow)])
-        if req.method not in methods:
+            return _Response(200, b"", [("Allow", f"OPTIONS,{method}")])
+        if req.method != method:
             resp = _text(405, f"method {req.method} not allowed")
-            resp.headers.append(("Allow", allow))
+            resp.headers.append(("Allow", f"OPTIONS,{method}"))
             return resp
         if self.acl_token is not None:
             if not req.token:
                 return _text(403, MSG_PERMISSION_DENIED)
             if req.token != self.acl_token:
                 return _text(403, MSG_ACL_NOT_FOUND)
-        resp = handler(req, stopping)
+        resp = handler(req)
         if req.method == "GET" and resp.status == 200:
             with self.cond:
-                index = self.index
-            if not any(name == "X-Consul-Index" for name, _ in resp.headers):
-                resp.headers.append(("X-Consul-Index", str(index)))
+                resp.headers.append(("X-Consul-Index", str(self.index)))
         return resp
 
     def denied_response(self, service_name: str) -> _Response | None:
@@ -1076,52 +1037,39 @@ class _Agent:
             f"'service:write' on {_go_q(service_name)}",
         )
 
-    def bump(self) -> int:
+    def bump(self) -> None:
         """Advance the index after a change and wake every waiter."""
         self.index += 1
         self.cond.notify_all()
-        return self.index
 
     # -- registration ------------------------------------------------------------------------
 
-    def register(self, req: _Request, _stopping: threading.Event) -> _Response:
+    def register(self, req: _Request) -> _Response:
         """PUT /v1/agent/service/register, validated in Consul's order."""
         try:
-            definition = _decode_service(_go_json_load(req.body))
+            d = _decode_service(_go_json_load(req.body))
         except _GoError as exc:
             return _text(400, f"Request decode failed: {exc}")
-        replace = req.query.get("replace-existing-checks")
-        replace_existing = bool(replace) and req.param("replace-existing-checks") in ("", "true")
-        return self.register_definition(definition, replace_existing)
-
-    def register_definition(self, d: dict[str, Any], replace_existing: bool) -> _Response:
         name = d.get("Name") or ""
         if not name:
             return _text(400, MSG_MISSING_NAME)
-        address = d.get("Address") or ""
-        if address in ("0.0.0.0", "::", "[::]"):
+        if d.get("Address") in ("0.0.0.0", "::", "[::]"):
             return _text(400, MSG_BAD_ADDRESS)
-        weights = d.get("Weights")
-        if weights is not None:
-            reason = _weights_error(weights)
-            if reason:
-                return _text(400, f"Invalid Weights: {reason}")
-        meta: dict[str, str] = d.get("Meta") or {}
-        reason = _meta_error(meta)
+        reason = _weights_error(d["Weights"]) if d.get("Weights") is not None else None
+        if reason:
+            return _text(400, f"Invalid Weights: {reason}")
+        reason = _meta_error(d.get("Meta") or {})
         if reason:
             return _text(400, f"Invalid Service Meta: {reason}")
-        checks: list[dict[str, Any]] = []
         single = d.get("Check")
-        if single is not None and not single["_empty"]:
-            checks.append(single)
+        checks = [single] if single is not None and not single["_empty"] else []
         checks.extend(d.get("Checks") or [])
         for check in checks:
             reason = _check_error(check)
             if reason:
                 return _text(400, f"Invalid check: {reason}")
-        for check in checks:
-            if check["Status"] and check["Status"] not in VALID_STATUSES:
-                return _text(400, MSG_BAD_CHECK_STATUS)
+        if any(c["Status"] and c["Status"] not in VALID_STATUSES for c in checks):
+            return _text(400, MSG_BAD_CHECK_STATUS)
         service_id = d.get("ID") or name
         with self.cond:
             previous = self.services.get(service_id)
@@ -1129,15 +1077,10 @@ class _Agent:
                 denied = self.denied_response(owner)
                 if denied is not None:
                     return denied
-            tagged = d.get("TaggedAddresses") or {}
-            for tag, family in (("lan_ipv4", 4), ("wan_ipv4", 4), ("lan_ipv6", 6)):
-                if tag in tagged and _ip_family(tagged[tag].get("Address", "")) != family:
-                    kind = "ipv4" if family == 4 else "ipv6"
-                    return _text(
-                        500, f"Service tagged address {_go_q(tag)} must be a valid {kind} address"
-                    )
             if not self.enable_script_checks and any(c["ScriptArgs"] for c in checks):
                 return _text(500, MSG_SCRIPTS_DISABLED)
+            values = req.query.get("replace-existing-checks") or ["false"]
+            replace_existing = values[0] in ("", "true")
             self.apply_registration(service_id, d, checks, replace_existing)
         return _Response(200)
 
@@ -1149,50 +1092,32 @@ class _Agent:
         replace_existing: bool,
     ) -> None:
         """Store the service and its checks as Consul's agent local state would (lock held)."""
-        name = d["Name"]
-        address = d.get("Address") or ""
-        port = d.get("Port", 0)
+        name, address, port = d["Name"], d.get("Address") or "", d.get("Port", 0)
         tags = list(d.get("Tags") or [])
-        tagged = {
-            k: {"Address": v.get("Address", ""), "Port": v.get("Port", 0)}
-            for k, v in (d.get("TaggedAddresses") or {}).items()
+        weights = d.get("Weights")
+        service: dict[str, Any] = {
+            "ID": service_id,
+            "Service": name,
+            "Tags": tags,
+            "Meta": dict(sorted((d.get("Meta") or {}).items())),
+            "Port": port,
+            "Address": address,
         }
         family = _ip_family(address)
-        if family:
-            for tag in (f"lan_ipv{family}", f"wan_ipv{family}"):
-                tagged.setdefault(tag, {"Address": address, "Port": port})
-        weights = d.get("Weights")
-        service: dict[str, Any] = {}
-        if d.get("Kind"):
-            service["Kind"] = d["Kind"]
-        service.update(
-            {
-                "ID": service_id,
-                "Service": name,
-                "Tags": tags,
-                "Meta": dict(sorted((d.get("Meta") or {}).items())),
-                "Port": port,
-                "Address": address,
+        if family:  # the agent tags an IP address as the LAN and WAN one of its family
+            service["TaggedAddresses"] = {
+                f"{net}_ipv{family}": {"Address": address, "Port": port} for net in ("lan", "wan")
             }
-        )
-        if d.get("SocketPath"):
-            service["SocketPath"] = d["SocketPath"]
-        if tagged:
-            service["TaggedAddresses"] = dict(sorted(tagged.items()))
         service["Weights"] = (
             {"Passing": weights.get("Passing", 0), "Warning": weights.get("Warning", 0)}
             if weights is not None
             else {"Passing": 1, "Warning": 1}
         )
         service["EnableTagOverride"] = bool(d.get("EnableTagOverride"))
-        for opaque in ("Proxy", "Connect"):
-            if d.get(opaque):
-                service[opaque] = d[opaque]
         service["Datacenter"] = DATACENTER
 
         before_service = self.services.get(service_id)
         before_checks = {k: v for k, v in self.checks.items() if v["ServiceID"] == service_id}
-        snapshot = self.checks
         new_checks: dict[str, dict[str, Any]] = {}
         probed: dict[str, dict[str, Any]] = {}  # check ID -> its definition
         for i, check in enumerate(checks):
@@ -1200,15 +1125,13 @@ class _Agent:
             if not check["CheckID"] and len(checks) > 1:
                 check_id += f":{i + 1}"
             probed[check_id] = check
-            status, output = check["Status"] or "critical", ""
-            prev = snapshot.get(check_id)
-            if prev is not None:
-                status, output = prev["Status"], prev["Output"]
+            prev = self.checks.get(check_id)  # an existing check keeps its state
+            status, output = (prev["Status"], prev["Output"]) if prev else (check["Status"], "")
             new_checks[check_id] = {
-                "Node": self.node_name,
+                "Node": NODE_NAME,
                 "CheckID": check_id,
                 "Name": check["Name"] or f"Service '{name}' check",
-                "Status": status,
+                "Status": status or "critical",
                 "Notes": check["Notes"],
                 "Output": output,
                 "ServiceID": service_id,
@@ -1237,13 +1160,11 @@ class _Agent:
                     ).start()
         after_checks = {k: v for k, v in self.checks.items() if v["ServiceID"] == service_id}
         if before_service != service or before_checks != after_checks:
-            index = self.bump()
-            created = self.service_index.get(service_id, (index, index))[0]
-            self.service_index[service_id] = (created if before_service else index, index)
+            self.bump()
 
-    # -- deregistration, reads ---------------------------------------------------------------
+    # -- deregistration, checks, reads -------------------------------------------------------
 
-    def deregister(self, req: _Request, _stopping: threading.Event) -> _Response:
+    def deregister(self, req: _Request) -> _Response:
         """PUT /v1/agent/service/deregister/<id>; unknown IDs answer per unknown_deregister."""
         service_id = req.path[len("/v1/agent/service/deregister/") :]
         with self.cond:
@@ -1262,7 +1183,6 @@ class _Agent:
             if denied is not None:
                 return denied
             del self.services[service_id]
-            self.service_index.pop(service_id, None)
             for check_id in [k for k, v in self.checks.items() if v["ServiceID"] == service_id]:
                 del self.checks[check_id]
                 self.stop_runner(check_id)
@@ -1281,7 +1201,7 @@ class _Agent:
             )
         return check, self.denied_response(check["ServiceName"])
 
-    def check_deregister(self, req: _Request, _stopping: threading.Event) -> _Response:
+    def check_deregister(self, req: _Request) -> _Response:
         """PUT /v1/agent/check/deregister/<id>: one check goes, its service stays."""
         check_id = req.path[len("/v1/agent/check/deregister/") :]
         with self.cond:
@@ -1293,13 +1213,47 @@ class _Agent:
             self.bump()
         return _Response(200)
 
+    def check_update(self, req: _Request) -> _Response:
+        """PUT /v1/agent/check/update/<id> with {"Status", "Output"}: a TTL check's state."""
+        ctx = _Ctx()
+        try:
+            raw = _go_json_load(req.body)
+            if raw is not None and not isinstance(raw, _Obj):
+                raise _GoTypeError(_json_kind(raw), "agent.checkUpdate")
+            fields = _decode_struct(
+                raw, _CHECK_UPDATE_SPEC, "checkUpdate", "agent.checkUpdate", ctx
+            )
+            if ctx.saved is not None:
+                raise ctx.saved
+        except _GoError as exc:
+            return _text(400, f"Request decode failed: {exc}")
+        update: dict[str, Any] = {} if fields is _SKIP else fields
+        status, output = update.get("Status", ""), update.get("Output", "")
+        if status not in VALID_STATUSES:
+            return _text(400, f"Invalid check status: '{status}'")
+        check_id = req.path[len("/v1/agent/check/update/") :]
+        with self.cond:
+            check, refused = self.writable_check(check_id)
+            if refused is not None:
+                return refused
+            if check["Type"] != "ttl":
+                return _text(500, f"CheckID {_go_q(check_id)} does not have associated TTL")
+            raw_output = output.encode("utf-8")
+            if len(raw_output) > CHECK_OUTPUT_MAX:
+                output = (
+                    raw_output[:CHECK_OUTPUT_MAX].decode("utf-8", "ignore")
+                    + f" ... (captured {CHECK_OUTPUT_MAX} of {len(raw_output)} bytes)"
+                )
+            self.probed(check_id, status, output)
+        return _Response(200)
+
     def stop_runner(self, check_id: str) -> None:
         runner = self.runners.pop(check_id, None)
         if runner is not None:
             runner.stop()
 
     def probed(self, check_id: str, status: str, output: str) -> None:
-        """A check runner's result, as the agent's local state records it."""
+        """A check's new result (a check runner's, or a TTL update), as local state records it."""
         with self.cond:
             check = self.checks.get(check_id)
             if check is not None and (check["Status"], check["Output"]) != (status, output):
@@ -1314,251 +1268,42 @@ class _Agent:
         with self.cond:
             return copy.deepcopy(dict(sorted(self.checks.items())))
 
-    def agent_services(self, req: _Request, _stopping: threading.Event) -> _Response:
-        return _json_response(self.services_view(), req)
-
-    def agent_checks(self, req: _Request, _stopping: threading.Event) -> _Response:
-        return _json_response(self.checks_view(), req)
-
-    def content_hash(self, service_id: str) -> str | None:
-        service = self.services.get(service_id)
-        if service is None:
-            return None
-        encoded = json.dumps(service, sort_keys=True).encode()
-        return hashlib.sha256(encoded).hexdigest()[:16]
-
-    def agent_service(self, req: _Request, stopping: threading.Event) -> _Response:
-        """GET /v1/agent/service/<id>, with hash-based blocking (?hash=&wait=)."""
-        service_id = req.path[len("/v1/agent/service/") :]
-        wanted = req.param("hash")
-        if wanted:
-            resp = self.block(req, stopping, lambda: self.content_hash(service_id) != wanted)
-            if resp is not None:
-                return resp
+    def catalog_service(self, req: _Request) -> _Response:
+        """GET /v1/catalog/service/<name>?tag=...: this one-node cluster's catalog is the agent
+        state; every tag given must match (case-insensitively, as service names do)."""
+        name = req.path[len("/v1/catalog/service/") :]
+        if not name:
+            return _text(400, MSG_MISSING_NAME)
+        wanted = {tag.lower() for tag in req.query.get("tag", [])}
         with self.cond:
-            service = copy.deepcopy(self.services.get(service_id))
-            digest = self.content_hash(service_id)
-        if service is None or digest is None:
-            return _text(404, f"unknown service ID: {service_id}")
-        out: dict[str, Any] = {}
-        for key, value in service.items():
-            if key in ("Proxy", "Connect", "Datacenter"):
-                out.setdefault("ContentHash", digest)
-            out[key] = value
-        resp = _json_response(out, req)
-        resp.headers.append(("X-Consul-ContentHash", digest))
-        return resp
+            matching = [
+                service
+                for _sid, service in sorted(self.services.items())
+                if service["Service"].lower() == name.lower()
+                and wanted <= {tag.lower() for tag in service["Tags"]}
+            ]
+            entries = [self.catalog_entry(service) for service in matching]
+        return _json(entries)
 
-    def block(
-        self, req: _Request, stopping: threading.Event, changed: Callable[[], bool]
-    ) -> _Response | None:
-        """A blocking query: hold until changed() or ?wait= (default 5m, max 10m) runs out."""
-        wait_s = 300.0
-        raw = req.param("wait")
-        if raw:
-            try:
-                wait_s = min(parse_go_duration(raw) / 1e9, 600.0)
-            except GoDurationError:
-                return _text(400, "Invalid wait time")
-        deadline = time.monotonic() + wait_s
-        with self.cond:
-            while not changed() and not stopping.is_set():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self.cond.wait(remaining)
-        return None
-
-    # -- TTL check updates -------------------------------------------------------------------
-
-    def update_ttl(self, check_id: str, status: str, output: str) -> _Response:
-        with self.cond:
-            check, refused = self.writable_check(check_id)
-            if refused is not None:
-                return refused
-            if check["Type"] != "ttl":
-                return _text(500, f"CheckID {_go_q(check_id)} does not have associated TTL")
-            raw = output.encode("utf-8")
-            if len(raw) > CHECK_OUTPUT_MAX:
-                output = (
-                    raw[:CHECK_OUTPUT_MAX].decode("utf-8", "ignore")
-                    + f" ... (captured {CHECK_OUTPUT_MAX} of {len(raw)} bytes)"
-                )
-            if (check["Status"], check["Output"]) != (status, output):
-                check["Status"], check["Output"] = status, output
-                self.bump()
-        return _Response(200)
-
-    def check_pass(self, req: _Request, _stopping: threading.Event) -> _Response:
-        return self.update_ttl(
-            req.path[len("/v1/agent/check/pass/") :], "passing", req.param("note") or ""
-        )
-
-    def check_warn(self, req: _Request, _stopping: threading.Event) -> _Response:
-        return self.update_ttl(
-            req.path[len("/v1/agent/check/warn/") :], "warning", req.param("note") or ""
-        )
-
-    def check_fail(self, req: _Request, _stopping: threading.Event) -> _Response:
-        return self.update_ttl(
-            req.path[len("/v1/agent/check/fail/") :], "critical", req.param("note") or ""
-        )
-
-    def check_update(self, req: _Request, _stopping: threading.Event) -> _Response:
-        """PUT /v1/agent/check/update/<id> with {"Status", "Output"}."""
-        ctx = _Ctx()
-        try:
-            raw = _go_json_load(req.body)
-            if raw is not None and not isinstance(raw, _Obj):
-                raise _GoTypeError(_json_kind(raw), "agent.checkUpdate")
-            fields = _decode_struct(
-                raw, _CHECK_UPDATE_SPEC, "checkUpdate", "agent.checkUpdate", ctx
-            )
-            if ctx.saved is not None:
-                raise ctx.saved
-        except _GoError as exc:
-            return _text(400, f"Request decode failed: {exc}")
-        update: dict[str, Any] = {} if fields is _SKIP else fields
-        status = update.get("Status", "")
-        if status not in VALID_STATUSES:
-            return _text(400, f"Invalid check status: '{status}'")
-        return self.update_ttl(
-            req.path[len("/v1/agent/check/update/") :], status, update.get("Output", "")
-        )
-
-    # -- status, self, catalog ---------------------------------------------------------------
-
-    def status_leader(self, req: _Request, _stopping: threading.Event) -> _Response:
-        with self.cond:
-            leader = self.leader
-        return _json_response(leader, req)
-
-    def agent_self(self, req: _Request, _stopping: threading.Event) -> _Response:
-        with self.cond:
-            services, checks = len(self.services), len(self.checks)
-        return _json_response(
-            {
-                "Config": {
-                    "Datacenter": DATACENTER,
-                    "PrimaryDatacenter": DATACENTER,
-                    "NodeName": self.node_name,
-                    "NodeID": self.node_id,
-                    "Revision": "double",
-                    "Server": True,
-                    "Version": CONSUL_VERSION,
-                    "BuildDate": "2023-06-26T00:00:00Z",
-                },
-                "DebugConfig": {
-                    "ACLsEnabled": self.acl_token is not None,
-                    "EnableRemoteScriptChecks": self.enable_script_checks,
-                    "EnableLocalScriptChecks": self.enable_script_checks,
-                },
-                "Coord": {"Vec": [0.0] * 8, "Error": 1.5, "Adjustment": 0.0, "Height": 1e-05},
-                "Member": {
-                    "Name": self.node_name,
-                    "Addr": NODE_ADDRESS,
-                    "Port": 8301,
-                    "Tags": {
-                        "build": f"{CONSUL_VERSION}:double",
-                        "dc": DATACENTER,
-                        "id": self.node_id,
-                        "port": "8300",
-                        "role": "consul",
-                        "segment": "",
-                        "vsn": "2",
-                    },
-                    "Status": 1,
-                    "ProtocolMin": 1,
-                    "ProtocolMax": 5,
-                    "ProtocolCur": 2,
-                    "DelegateMin": 2,
-                    "DelegateMax": 5,
-                    "DelegateCur": 4,
-                },
-                "Stats": {
-                    "agent": {"services": str(services), "checks": str(checks)},
-                    "build": {"version": CONSUL_VERSION, "prerelease": "", "revision": "double"},
-                },
-                "Meta": {"consul-network-segment": ""},
-            },
-            req,
-        )
-
-    def catalog_entry(self, service: dict[str, Any]) -> dict[str, Any]:
-        create, modify = self.service_index.get(service["ID"], (self.index, self.index))
-        entry: dict[str, Any] = {
-            "ID": self.node_id,
-            "Node": self.node_name,
+    @staticmethod
+    def catalog_entry(service: dict[str, Any]) -> dict[str, Any]:
+        """A catalog entry: the node's and the service's fields consul-template reads."""
+        entry = {
+            "Node": NODE_NAME,
             "Address": NODE_ADDRESS,
             "Datacenter": DATACENTER,
-            "TaggedAddresses": {
-                "lan": NODE_ADDRESS,
-                "lan_ipv4": NODE_ADDRESS,
-                "wan": NODE_ADDRESS,
-                "wan_ipv4": NODE_ADDRESS,
-            },
-            "NodeMeta": {"consul-network-segment": ""},
-            "ServiceKind": service.get("Kind", ""),
             "ServiceID": service["ID"],
             "ServiceName": service["Service"],
             "ServiceTags": list(service["Tags"]),
             "ServiceAddress": service["Address"],
+            "ServiceWeights": dict(service["Weights"]),
+            "ServiceMeta": dict(service["Meta"]),
+            "ServicePort": service["Port"],
+            "ServiceEnableTagOverride": service["EnableTagOverride"],
         }
         if "TaggedAddresses" in service:
             entry["ServiceTaggedAddresses"] = copy.deepcopy(service["TaggedAddresses"])
-        entry.update(
-            {
-                "ServiceWeights": dict(service["Weights"]),
-                "ServiceMeta": dict(service["Meta"]),
-                "ServicePort": service["Port"],
-                "ServiceSocketPath": service.get("SocketPath", ""),
-                "ServiceEnableTagOverride": service["EnableTagOverride"],
-                "ServiceProxy": {"Mode": "", "MeshGateway": {}, "Expose": {}},
-                "ServiceConnect": {},
-                "ServiceLocality": None,
-                "CreateIndex": create,
-                "ModifyIndex": modify,
-            }
-        )
         return entry
-
-    def catalog_service(self, req: _Request, stopping: threading.Event) -> _Response:
-        """GET /v1/catalog/service/<name>: this one-node cluster's catalog is the agent state."""
-        name = req.path[len("/v1/catalog/service/") :]
-        if not name:
-            return _text(400, "Missing service name")
-        dc = req.param("dc")
-        if dc and dc != DATACENTER:
-            return _text(500, "No path to datacenter")
-        min_index = 0
-        raw_index = req.param("index")
-        if raw_index:
-            if not raw_index.isdigit():
-                return _text(400, "Invalid index")
-            min_index = int(raw_index)
-        with self.cond:
-            if not self.leader:
-                return _text(500, MSG_NO_LEADER)
-        if min_index > 0:
-            resp = self.block(req, stopping, lambda: self.index > min_index)
-            if resp is not None:
-                return resp
-        wanted = [tag.lower() for tag in req.query.get("tag", [])]
-        with self.cond:
-            entries = [
-                self.catalog_entry(service)
-                for _sid, service in sorted(self.services.items())
-                if service["Service"].lower() == name.lower()
-                and all(tag in {t.lower() for t in service["Tags"]} for tag in wanted)
-            ]
-            index = self.index
-        resp = _json_response(entries, req)
-        resp.headers += [
-            ("X-Consul-Index", str(index)),
-            ("X-Consul-KnownLeader", "true"),
-            ("X-Consul-LastContact", "0"),
-        ]
-        return resp
 
 
 # --------------------------------------------------------------------------------------------
@@ -1658,24 +1403,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the default per-request stderr logging."""
 
-    def _body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = self.headers.get("Content-Length")
-        return self.rfile.read(int(length)) if length and length.strip().isdigit() else b""
-
     def _dispatch(self) -> None:
+        length = (self.headers.get("Content-Length") or "").strip()
         try:
-            body = self._body()
-        except (OSError, ValueError):
+            body = self.rfile.read(int(length)) if length.isdigit() else b""
+        except OSError:
             self.close_connection = True
             return
         self.server.double._serve(self, body)
@@ -1700,15 +1432,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def drop(self, reset: bool) -> None:
         """Close the connection without answering; reset=True sends a TCP RST."""
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             if reset:
                 self.connection.setsockopt(
                     socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
                 )
             else:
                 self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.rfile.close()
         self.connection.close()
 
@@ -1733,13 +1463,15 @@ class ConsulDouble:
         acl_token: str | None = None,
         enable_script_checks: bool = False,
         unknown_deregister: str = "404",
-        node_name: str = "double-node",
         port: int = 0,
         denied_services: Iterable[str] = (),
         ssl_context: ssl.SSLContext | None = None,
         unix_socket: str = "",
         run_checks: bool = False,
     ) -> None:
+        """``unknown_deregister``: how deregistering an unknown ID answers, "404" (Consul
+        >= 1.11), "200" or "500" (older agents); ``denied_services``: the service names the
+        ACL token may not write; ``run_checks``: probe HTTP and TCP checks as the agent does."""
         if unknown_deregister not in DEREGISTER_MODES:
             raise ValueError(f"unknown_deregister must be one of {DEREGISTER_MODES}")
         self.port = port
@@ -1747,14 +1479,9 @@ class ConsulDouble:
         self.unix_socket = unix_socket  # serve on this Unix socket path instead of TCP
         self._cond = threading.Condition(threading.RLock())
         self._agent = _Agent(
-            self._cond,
-            acl_token=acl_token,
-            enable_script_checks=enable_script_checks,
-            unknown_deregister=unknown_deregister,
-            node_name=node_name,
-            denied_services=denied_services,
-            run_checks=run_checks,
-        )
+            self._cond, acl_token, enable_script_checks, unknown_deregister,
+            set(denied_services), run_checks,
+        )  # fmt: skip
         self._requests: list[RecordedRequest] = []
         self._in_flight = {"all": 0, "writes": 0}  # requests being served now
         self._in_flight_peak = {"all": 0, "writes": 0}  # the most at once since cleared
@@ -1772,10 +1499,6 @@ class ConsulDouble:
             return f"unix://{self.unix_socket}"
         scheme = "https" if self._ssl_context is not None else "http"
         return f"{scheme}://127.0.0.1:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
 
     def start(self) -> ConsulDouble:
         """Listen on 127.0.0.1:<port> (random when 0) and serve from a daemon thread."""
@@ -1796,7 +1519,8 @@ class ConsulDouble:
     def stop(self) -> None:
         """Close the listener (new clients get connection refused) and cut open connections.
 
-        Hung and blocking requests are released and dropped. Idempotent; returns promptly.
+        Hung requests are released and dropped; checks stop being run. Idempotent; returns
+        promptly.
         """
         with self._lifecycle:
             server, thread = self._server, self._thread
@@ -1818,7 +1542,6 @@ class ConsulDouble:
             with self._cond:
                 self._agent.services.clear()
                 self._agent.checks.clear()
-                self._agent.service_index.clear()
                 self._agent.bump()
         self.start()
 
@@ -1851,26 +1574,17 @@ class ConsulDouble:
 
         Raises ValueError with Consul's status and message when Consul would refuse it.
         """
-        req = _Request(
-            "PUT",
-            "/v1/agent/service/register",
-            {"replace-existing-checks": ["true"]} if replace_existing_checks else {},
-            json.dumps(definition),
-            self._agent.acl_token,
-        )
-        resp = self._agent.register(req, threading.Event())
+        query = {"replace-existing-checks": ["true"]} if replace_existing_checks else {}
+        body = json.dumps(definition)
+        req = _Request("PUT", "/v1/agent/service/register", query, body, self._agent.acl_token)
+        resp = self._agent.register(req)
         if resp.status != 200:
             raise ValueError(f"{resp.status} {resp.body.decode()}")
 
-    def set_check_status(self, check_id: str, status: str, output: str = "") -> None:
-        """Change any check's status, as if the agent had run it (HTTP/TCP/... included)."""
-        if status not in VALID_STATUSES:
-            raise ValueError(f"status must be one of {VALID_STATUSES}")
+    def set_denied_services(self, names: Iterable[str]) -> None:
+        """Service names the ACL token may not write (only meaningful with acl_token)."""
         with self._cond:
-            check = self._agent.checks[check_id]
-            if (check["Status"], check["Output"]) != (status, output):
-                check["Status"], check["Output"] = status, output
-                self._agent.bump()
+            self._agent.denied = set(names)
 
     def catalog_tags_changed(self, service_id: str, tags: list[str]) -> bool:
         """Someone changed the service's tags in the catalog; the agent's next anti-entropy
@@ -1884,43 +1598,36 @@ class ConsulDouble:
             self._agent.bump()
             return True
 
-    def set_leader(self, leader: str) -> None:
-        """What /v1/status/leader answers; "" means no leader (catalog reads then fail)."""
-        with self._cond:
-            self._agent.leader = leader
-
-    def set_denied_services(self, names: Iterable[str]) -> None:
-        """Service names the ACL token may not write (only meaningful with acl_token)."""
-        with self._cond:
-            self._agent.denied = set(names)
-
-    def set_unknown_deregister(self, mode: str) -> None:
-        """How deregistering an unknown ID answers: "404" (Consul >= 1.11), "200" or "500"."""
-        if mode not in DEREGISTER_MODES:
-            raise ValueError(f"mode must be one of {DEREGISTER_MODES}")
-        with self._cond:
-            self._agent.unknown_deregister = mode
-
-    def wait_for(
-        self, predicate: Callable[[dict[str, dict[str, Any]]], bool], timeout: float = 10.0
-    ) -> dict[str, dict[str, Any]]:
-        """Wait (woken on every change, no polling) until predicate(services) holds; return them.
-
-        Raises AssertionError showing the last state on timeout.
-        """
+    def _wait(
+        self, read: Callable[[], _T], predicate: Callable[[_T], bool], timeout: float
+    ) -> _T | None:
+        """read() once it satisfies predicate, woken on every change (no polling); None when
+        timeout runs out first."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                current = self.services()
+                current = read()
                 if predicate(current):
                     return current
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise AssertionError(
-                        f"condition not met within {timeout}s; agent services: "
-                        + json.dumps(current, indent=2, sort_keys=True)
-                    )
+                    return None
                 self._cond.wait(remaining)
+
+    def wait_for(
+        self, predicate: Callable[[dict[str, dict[str, Any]]], bool], timeout: float = 10.0
+    ) -> dict[str, dict[str, Any]]:
+        """Wait until predicate(services) holds; return them.
+
+        Raises AssertionError showing the last state on timeout.
+        """
+        services = self._wait(self.services, predicate, timeout)
+        if services is None:
+            raise AssertionError(
+                f"condition not met within {timeout}s; agent services: "
+                + json.dumps(self.services(), indent=2, sort_keys=True)
+            )
+        return services
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -1931,7 +1638,7 @@ class ConsulDouble:
 
     def writes(self) -> list[RecordedRequest]:
         """The recorded PUT/POST/DELETE requests."""
-        return [r for r in self.requests() if r.method in ("PUT", "POST", "DELETE")]
+        return [r for r in self.requests() if r.method in WRITE_METHODS]
 
     def clear_requests(self) -> None:
         """Forget the recorded requests and the in-flight peaks."""
@@ -1949,17 +1656,11 @@ class ConsulDouble:
         self, predicate: Callable[[list[RecordedRequest]], bool], timeout: float = 10.0
     ) -> list[RecordedRequest]:
         """Wait until predicate(requests()) holds (e.g. a hung request has arrived)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                current = list(self._requests)
-                if predicate(current):
-                    return current
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    lines = "\n".join(f"  {r.method} {r.path} -> {r.status}" for r in current)
-                    raise AssertionError(f"requests condition not met within {timeout}s:\n{lines}")
-                self._cond.wait(remaining)
+        recorded = self._wait(self.requests, predicate, timeout)
+        if recorded is None:
+            lines = "\n".join(f"  {r.method} {r.path} -> {r.status}" for r in self.requests())
+            raise AssertionError(f"requests condition not met within {timeout}s:\n{lines}")
+        return recorded
 
     # -- faults ------------------------------------------------------------------------------
 
@@ -1991,7 +1692,7 @@ class ConsulDouble:
             self._fault = (
                 None
                 if mode is None
-                else _Fault(mode, status, body, every, paths, self._hang_release, delay=delay)
+                else _Fault(mode, status, body, every, paths, self._hang_release, delay)
             )
 
     def _release_hung(self) -> None:
@@ -2018,31 +1719,22 @@ class ConsulDouble:
         path = unquote(split.path)
         query = parse_qs(split.query, keep_blank_values=True)
         token = _token_of(query, handler.headers)
-        body = raw_body.decode("utf-8", "replace")
+        req = _Request(handler.command, path, query, raw_body.decode("utf-8", "replace"), token)
         recorded_query = {
-            k: (["<redacted>"] * len(v) if k == "token" else list(v)) for k, v in query.items()
+            k: ["<redacted>"] * len(v) if k == "token" else v for k, v in query.items()
         }
+        arrived = time.monotonic()
         record = RecordedRequest(
-            handler.command,
+            req.method,
             path,
             recorded_query,
-            body,
+            req.body,
             0,
-            time.monotonic(),
+            arrived,
             token is not None,
-            wall_ns=time.time_ns(),
+            time.time_ns(),
         )
-        # In flight from arrival until the answer is about to be written (a client may send
-        # its next request as soon as it reads the answer) or the connection is dropped.
-        kinds = ("all", "writes") if handler.command in ("PUT", "POST", "DELETE") else ("all",)
-        landed = threading.Event()
-
-        def land() -> None:
-            if not landed.is_set():
-                landed.set()
-                for kind in kinds:
-                    self._in_flight[kind] -= 1
-
+        kinds = ("all", "writes") if req.method in WRITE_METHODS else ("all",)
         with self._cond:
             position = len(self._requests)
             self._requests.append(record)
@@ -2050,66 +1742,46 @@ class ConsulDouble:
                 self._in_flight[kind] += 1
                 self._in_flight_peak[kind] = max(self._in_flight_peak[kind], self._in_flight[kind])
             self._cond.notify_all()
-
-        def finish(status: int) -> None:
-            with self._cond:
-                if position < len(self._requests) and self._requests[position] is record:
-                    self._requests[position] = dataclasses.replace(
-                        record, status=status, finished=time.monotonic()
-                    )
-                land()
-                self._cond.notify_all()
-
-        def landed_now() -> None:
-            with self._cond:
-                land()
-
+        resp: _Response | None = None
+        reset = False
         try:
-            self._answer(handler, path, query, body, token, finish, landed_now)
+            resp, reset = self._answer(req, handler.server.stopping)
         finally:
+            # In flight from arrival until the answer is about to be written (a client may
+            # send its next request as soon as it reads the answer) or the connection dropped.
             with self._cond:
-                land()
+                for kind in kinds:
+                    self._in_flight[kind] -= 1
+                recorded = position < len(self._requests) and self._requests[position] is record
+                if resp is not None and recorded:
+                    self._requests[position] = dataclasses.replace(
+                        record, status=resp.status, finished=time.monotonic()
+                    )
+                self._cond.notify_all()
+        if resp is None:
+            handler.drop(reset)
+        else:
+            handler.write_response(resp)
 
-    def _answer(
-        self,
-        handler: _RequestHandler,
-        path: str,
-        query: dict[str, list[str]],
-        body: str,
-        token: str | None,
-        finish: Callable[[int], None],
-        land: Callable[[], None],
-    ) -> None:
-        """Answer as the agent (or the fault) would; ``finish`` records the status of an
-        answer, ``land`` ends the request's time in flight when it is dropped instead."""
-        req = _Request(handler.command, path, query, body, token)
-        fault = self._take_fault(path)
-        if fault is not None and fault.mode == "error":
-            finish(fault.status)
-            handler.write_response(_text(fault.status, fault.body))
-            return
-        if fault is not None and fault.mode == "hang":
+    def _answer(self, req: _Request, stopping: threading.Event) -> tuple[_Response | None, bool]:
+        """The agent's answer, or the fault's: None to drop the connection (True: with a RST)."""
+        fault = self._take_fault(req.path)
+        mode = fault.mode if fault is not None else ""
+        if fault is not None and mode == "error":
+            return _text(fault.status, fault.body), False
+        if fault is not None and mode == "hang":
             fault.release.wait()
-            land()
-            handler.drop(reset=False)
-            return
-        if fault is not None and fault.mode == "reset":
-            land()
-            handler.drop(reset=True)
-            return
-        if fault is not None and fault.mode == "slow":
+            return None, False
+        if mode == "reset":
+            return None, True
+        if fault is not None and mode == "slow":
             fault.release.wait(fault.delay)
         try:
-            resp = self._agent.dispatch(req, handler.server.stopping)
+            resp = self._agent.dispatch(req)
         except Exception as exc:  # a bug in the double must surface, not hang the client
             resp = _text(500, f"consul double internal error: {exc!r}")
-        if fault is not None and fault.mode == "reset_after":
-            land()
-            handler.drop(reset=True)
-            return
-        if handler.server.stopping.is_set():  # a stopped agent answers nothing in flight
-            land()
-            handler.drop(reset=False)
-            return
-        finish(resp.status)
-        handler.write_response(resp)
+        if mode == "reset_after":
+            return None, True
+        if stopping.is_set():  # a stopped agent answers nothing in flight
+            return None, False
+        return resp, False
