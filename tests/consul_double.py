@@ -27,7 +27,7 @@ Typical use::
 
 Deliberate simplifications: checks are not run unless ``run_checks`` (HTTP and TCP only) and TTLs
 never expire; DeregisterCriticalServiceAfter never reaps; fields registrator never sends (Kind,
-TaggedAddresses, SocketPath, Token, Proxy, Connect, Locality) are decoded, not stored;
+TaggedAddresses, SocketPath, Token, Proxy, Connect, Locality) are accepted and ignored;
 ?filter= and other unknown query parameters are ignored; the catalog is exactly the agent's
 state (one node, always a leader); request bodies are read by Content-Length (no client here
 sends chunked ones); with acl_token set every endpoint demands the token (a real agent filters
@@ -99,6 +99,11 @@ _TEXT = "text/plain; charset=utf-8"
 _JSON = "application/json"
 
 
+def _go_q(text: str) -> str:
+    """Go's %q (strconv.Quote) for the printable text IDs and keys are made of."""
+    return json.dumps(text, ensure_ascii=False)
+
+
 # --------------------------------------------------------------------------------------------
 # Go durations (time.ParseDuration / Duration.String), because Consul parses check intervals
 # with Go's rules and reports Go's error texts.
@@ -115,93 +120,40 @@ _UNIT_NS: dict[str, int] = {
     "h": 3_600_000_000_000,
 }
 _MAX_U63 = 1 << 63
+_DURATION_PART = re.compile(r"([0-9]*)(\.[0-9]*)?([^0-9.]*)")  # every group may be empty
 
 
 class GoDurationError(ValueError):
-    """A string Go's time.ParseDuration rejects; str() is Go's exact message."""
-
-
-def _go_time_quote(text: str) -> str:
-    """Quote like Go's time.quote: non-ASCII and control characters become \\xNN bytes."""
-    out = ['"']
-    for ch in text:
-        if ord(ch) >= 0x80 or ch < " ":
-            out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8", "surrogatepass"))
-        else:
-            if ch in '"\\':
-                out.append("\\")
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+    """A string Go's time.ParseDuration rejects; str() is Go's message."""
 
 
 def parse_go_duration(text: str) -> int:
-    """Parse a Go duration ("10s", "1m30s", "2.5s", "0") into nanoseconds, exactly like Go."""
-    invalid = GoDurationError("time: invalid duration " + _go_time_quote(text))
-    s = text
-    neg = False
-    if s and s[0] in "+-":
-        neg = s[0] == "-"
-        s = s[1:]
-    if s == "0":
+    """Parse a Go duration ("10s", "1m30s", "2.5s", "0") into nanoseconds, as Go does."""
+    invalid = GoDurationError(f"time: invalid duration {_go_q(text)}")
+    rest = text[1:] if text[:1] in ("+", "-") else text
+    if rest == "0":
         return 0
-    if not s:
+    if not rest:
         raise invalid
-    total = 0
-    while s:
-        if not (s[0] == "." or "0" <= s[0] <= "9"):
+    total = pos = 0
+    while pos < len(rest):
+        part = _DURATION_PART.match(rest, pos)
+        assert part is not None
+        whole, frac, unit = part.groups()
+        pos = part.end()
+        if not whole and len(frac or "") < 2:  # no digit before the point nor after it
             raise invalid
-        i = 0
-        while i < len(s) and "0" <= s[i] <= "9":
-            i += 1
-        pre = i > 0
-        whole = int(s[:i]) if pre else 0
-        if whole > _MAX_U63:
-            raise invalid
-        s = s[i:]
-        frac, scale, post = 0, 1.0, False
-        if s and s[0] == ".":
-            s = s[1:]
-            i = 0
-            overflow = False
-            while i < len(s) and "0" <= s[i] <= "9":
-                if not overflow:
-                    nxt = frac * 10 + int(s[i])
-                    if frac > (_MAX_U63 - 1) // 10 or nxt > _MAX_U63:
-                        overflow = True
-                    else:
-                        frac = nxt
-                        scale *= 10
-                i += 1
-            post = i > 0
-            s = s[i:]
-        if not pre and not post:
-            raise invalid
-        i = 0
-        while i < len(s) and not (s[i] == "." or "0" <= s[i] <= "9"):
-            i += 1
-        if i == 0:
-            raise GoDurationError("time: missing unit in duration " + _go_time_quote(text))
-        unit_text, s = s[:i], s[i:]
-        unit = _UNIT_NS.get(unit_text)
-        if unit is None:
-            raise GoDurationError(
-                "time: unknown unit "
-                + _go_time_quote(unit_text)
-                + " in duration "
-                + _go_time_quote(text)
-            )
-        if whole > _MAX_U63 // unit:
-            raise invalid
-        value = whole * unit
-        if frac > 0:
-            value += int(float(frac) * (float(unit) / scale))
-            if value > _MAX_U63:
-                raise invalid
-        total += value
+        if not unit:
+            raise GoDurationError(f"time: missing unit in duration {_go_q(text)}")
+        scale = _UNIT_NS.get(unit)
+        if scale is None:
+            raise GoDurationError(f"time: unknown unit {_go_q(unit)} in duration {_go_q(text)}")
+        digits = (frac or ".")[1:19]  # Go stops reading a fraction before it overflows
+        total += int(whole or 0) * scale
+        total += int(float(int(digits or 0)) * (float(scale) / 10 ** len(digits)))
         if total > _MAX_U63:
             raise invalid
-    if neg:
+    if text[:1] == "-":
         return -total
     if total > _MAX_U63 - 1:
         raise invalid
@@ -221,22 +173,18 @@ def format_go_duration(ns: int) -> str:
         return "0s"
     sign = "-" if ns < 0 else ""
     u = abs(ns)
+    if u < 1_000:
+        return f"{sign}{u}ns"
+    if u < 1_000_000:
+        return f"{sign}{_fmt_frac(u, 3)}\u00b5s"
     if u < 1_000_000_000:
-        if u < 1_000:
-            return f"{sign}{u}ns"
-        if u < 1_000_000:
-            return f"{sign}{_fmt_frac(u, 3)}\u00b5s"
         return f"{sign}{_fmt_frac(u, 6)}ms"
-    whole, frac = divmod(u, 1_000_000_000)
-    digits = f"{frac:09d}".rstrip("0")
-    out = f"{whole % 60}" + (f".{digits}" if digits else "") + "s"
-    minutes = whole // 60
-    if minutes > 0:
-        out = f"{minutes % 60}m{out}"
-        hours = minutes // 60
-        if hours > 0:
-            out = f"{hours}h{out}"
-    return sign + out
+    seconds, minutes = _fmt_frac(u % 60_000_000_000, 9), u // 60_000_000_000
+    if minutes == 0:
+        return f"{sign}{seconds}s"
+    if minutes < 60:
+        return f"{sign}{minutes}m{seconds}s"
+    return f"{sign}{minutes // 60}h{minutes % 60}m{seconds}s"
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,7 +194,7 @@ def format_go_duration(ns: int) -> str:
 
 
 class _GoError(Exception):
-    """A decode failure whose str() is the Go error text Consul prints after 'Request decode failed: '."""
+    """A decode failure; str() is the Go text Consul prints after 'Request decode failed: '."""
 
 
 class _GoTypeError(_GoError):
@@ -278,279 +226,170 @@ class _Obj(list[tuple[str, Any]]):
     """A JSON object as its (key, value) pairs in document order, duplicates kept, as Go sees it."""
 
 
-class _BadConstant(ValueError):
-    """NaN/Infinity, which Python's json accepts and Go's rejects."""
-
-
 def _reject_constant(name: str) -> Any:
-    raise _BadConstant(name)
+    """NaN and Infinity, which Python's json reads and Go's refuses."""
+    if name.startswith("-"):
+        raise _GoError("invalid character 'I' in numeric literal")
+    raise _GoError(f"invalid character '{name[0]}' looking for beginning of value")
 
 
 _DECODER = json.JSONDecoder(
     object_pairs_hook=_Obj, parse_float=_Num, parse_int=_Num, parse_constant=_reject_constant
 )
-_SKIP = (
-    object()
-)  # "leave the Go field as it was" (JSON null into a non-nillable field, or an error)
+_SKIP = object()  # "leave the Go field as it was" (JSON null into a plain field, or an error)
 _INT_RE = re.compile(r"-?[0-9]+")
-_GO_ESCAPES = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
+# Python's json message -> Go's words after "invalid character 'c'" for the same mistake.
+_SYNTAX_CONTEXT = {
+    "Expecting value": "looking for beginning of value",
+    "Expecting property name enclosed in double quotes": (
+        "looking for beginning of object key string"
+    ),
+    "Expecting ':' delimiter": "after object key",
 }
 
 
-def _go_q(text: str) -> str:
-    """Quote like Go's %q / strconv.Quote (good enough for identifiers and messages)."""
-    out = ['"']
-    for ch in text:
-        if ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif ch in '"\\':
-            out.append("\\" + ch)
-        elif ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) <= 0xFFFF:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    out.append('"')
-    return "".join(out)
-
-
-def _go_quote_char(ch: str) -> str:
-    """Go's encoding/json quoteChar, used in syntax error messages."""
-    if ch == "'":
-        return "'\\''"
-    if ch == '"':
-        return "'\"'"
-    if ch == "\\":
-        return "'\\\\'"
-    if ch in _GO_ESCAPES:
-        return f"'{_GO_ESCAPES[ch]}'"
-    code = ch.encode("utf-8", "surrogatepass")[0]
-    if code < 0x20 or code == 0x7F:
-        return f"'\\x{code:02x}'"
-    if code >= 0x80:
-        return f"'\\u{code:04x}'" if code < 0xA0 else f"'{chr(code)}'"
-    return f"'{ch}'"
-
-
-def _innermost_container(text: str, pos: int) -> str:
-    """Which bracket ('{' or '[') encloses pos, ignoring string contents."""
-    stack: list[str] = []
-    in_str = escaped = False
-    for ch in text[:pos]:
-        if in_str:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "[{":
-            stack.append(ch)
-        elif ch in "]}" and stack:
-            stack.pop()
-    return stack[-1] if stack else ""
-
-
 def _go_syntax_message(text: str, exc: json.JSONDecodeError) -> str:
-    """Translate Python's JSON syntax error into Go's wording (approximately, same spirit)."""
-    pos = exc.pos
-    if exc.msg.startswith("Unterminated string") or pos >= len(text):
+    """A JSON syntax error in Go's words for a truncated body and the mistakes _SYNTAX_CONTEXT
+    names; other ones (which registrator never makes) in Python's words."""
+    if exc.msg.startswith("Unterminated string") or exc.pos >= len(text):
         return "unexpected EOF"
-    ch = _go_quote_char(text[pos])
-    msg = exc.msg
-    if msg.startswith("Expecting property name"):
-        return f"invalid character {ch} looking for beginning of object key string"
-    if msg.startswith("Expecting ':'"):
-        return f"invalid character {ch} after object key"
-    if msg.startswith("Expecting ','"):
-        where = (
-            "object key:value pair" if _innermost_container(text, pos) == "{" else "array element"
-        )
-        return f"invalid character {ch} after {where}"
-    if msg.startswith("Invalid control character"):
-        return f"invalid character {ch} in string literal"
-    if msg.startswith("Invalid \\escape") and pos + 1 < len(text):
-        return f"invalid character {_go_quote_char(text[pos + 1])} in string escape code"
-    if msg.startswith("Invalid \\uXXXX"):
-        return "invalid character in \\u hexadecimal character escape"
-    literal = {"n": "null", "t": "true", "f": "false"}.get(text[pos])
-    if literal is not None:  # Go reads a literal letter by letter
-        for j, expected in enumerate(literal):
-            if pos + j >= len(text):
-                return "unexpected EOF"
-            if text[pos + j] != expected:
-                return (
-                    f"invalid character {_go_quote_char(text[pos + j])} in literal {literal} "
-                    f"(expecting {_go_quote_char(expected)})"
-                )
-    if text[pos] == "-":
-        if pos + 1 >= len(text):
-            return "unexpected EOF"
-        return f"invalid character {_go_quote_char(text[pos + 1])} in numeric literal"
-    return f"invalid character {ch} looking for beginning of value"
+    ch = text[exc.pos]
+    context = _SYNTAX_CONTEXT.get(exc.msg)
+    if context is None or ch in "ntf-":  # Go reads on into a literal before it fails
+        return f"invalid JSON: {exc.msg} at offset {exc.pos}"
+    quoted = "'\\''" if ch == "'" else "'\"'" if ch == '"' else f"'{ch}'"
+    return f"invalid character {quoted} {context}"
 
 
 def _go_json_load(text: str) -> Any:
     """Decode the first JSON value of text as Go's json.Decoder does (trailing data is ignored)."""
-    i = 0
-    while i < len(text) and text[i] in " \t\r\n":
-        i += 1
-    if i >= len(text):
+    start = len(text) - len(text.lstrip(" \t\r\n"))
+    if start == len(text):
         raise _GoError("EOF")
     try:
-        value, _end = _DECODER.raw_decode(text, i)
-    except _BadConstant as exc:
-        name = str(exc)
-        if name.startswith("-"):
-            raise _GoError("invalid character 'I' in numeric literal") from None
-        raise _GoError(f"invalid character '{name[0]}' looking for beginning of value") from None
+        return _DECODER.raw_decode(text, start)[0]
     except json.JSONDecodeError as exc:
         raise _GoError(_go_syntax_message(text, exc)) from None
-    return value
+
+
+_JSON_KINDS = ((_Obj, "object"), (list, "array"), (_Num, "number"), (str, "string"), (bool, "bool"))
 
 
 def _json_kind(value: Any) -> str:
     """The JSON kind name Go uses in UnmarshalTypeError ("string", "number", ...)."""
-    if isinstance(value, _Obj):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, _Num):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    return "null"
+    return next((name for kind, name in _JSON_KINDS if isinstance(value, kind)), "null")
 
 
-def _plain(value: Any) -> Any:
-    """Convert decoded JSON (with _Obj/_Num) to plain Python values."""
-    if isinstance(value, _Obj):
-        return {k: _plain(v) for k, v in value}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, _Num):
-        return int(value) if _INT_RE.fullmatch(value) else float(value)
-    return value
-
-
-class _Ctx:
-    """Go's decodeState error bookkeeping: first saved error, current struct and field path."""
+class _Decoder:
+    """Go's decodeState error bookkeeping: the first error, the struct and field path being
+    decoded (which a type error names)."""
 
     def __init__(self) -> None:
-        self.saved: _GoError | None = None
+        self.error: _GoError | None = None
         self.struct_name: str | None = None
-        self.stack: list[str] = []
+        self.fields: list[str] = []
 
     def save(self, err: _GoError) -> None:
-        if self.saved is None:
-            self.saved = err
+        if self.error is None:
+            self.error = err
 
-    def type_error(self, value: str, go_type: str) -> _GoTypeError:
-        if self.struct_name is None and not self.stack:
-            return _GoTypeError(value, go_type)
-        return _GoTypeError(value, go_type, self.struct_name or "", ".".join(self.stack))
-
-    def mismatch(self, value: Any, go_type: str) -> object:
-        self.save(self.type_error(_json_kind(value), go_type))
+    def mismatch(self, value: Any, go_type: str, what: str = "") -> object:
+        """Save Go's type error for value (``what``: Go's words for it); skip the field."""
+        field = ".".join(self.fields)
+        self.save(_GoTypeError(what or _json_kind(value), go_type, self.struct_name or "", field))
         return _SKIP
 
 
-# Field specs: JSON name -> kind, in Go's field order (first case-insensitive match wins).
+# Field specs: JSON name -> kind. Kind "any" is a field registrator never sends: accepted
+# unchecked and ignored.
 _SPEC = dict[str, str]
 _WEIGHTS_SPEC: _SPEC = {"Passing": "int", "Warning": "int"}
-_SERVICE_ADDRESS_SPEC: _SPEC = {"Address": "string", "Port": "int"}
 _SERVICE_SPEC: _SPEC = {
-    # ServiceDefinition.UnmarshalJSON aux fields, then the embedded ServiceDefinition fields.
+    # ServiceDefinition.UnmarshalJSON's aux fields, then the ServiceDefinition's own.
     "enable_tag_override": "bool",
-    "tagged_addresses": "tagged",
-    "Kind": "string",
-    "ID": "string",
-    "Name": "string",
+    "tagged_addresses": "any",
+    **dict.fromkeys(("Kind", "ID", "Name", "Address", "SocketPath", "Token"), "string"),
     "Tags": "strlist",
-    "Address": "string",
-    "TaggedAddresses": "tagged",
+    "TaggedAddresses": "any",
     "Meta": "strmap",
     "Port": "int",
-    "SocketPath": "string",
     "Check": "check",
     "Checks": "checks",
     "Weights": "weights",
-    "Token": "string",
     "EnableTagOverride": "bool",
-    "Proxy": "opaque:structs.ConnectProxyConfig",
-    "Connect": "opaque:structs.ServiceConnect",
-    "Locality": "opaque:structs.Locality",
+    **dict.fromkeys(("Proxy", "Connect", "Locality"), "any"),
+}
+_CHECK_DURATIONS = ("Interval", "Timeout", "TTL", "DeregisterCriticalServiceAfter")
+_CHECK_ALIASES = {  # CheckType.UnmarshalJSON's snake_case aliases -> the field they fill
+    "args": "ScriptArgs",
+    "script_args": "ScriptArgs",
+    "deregister_critical_service_after": "DeregisterCriticalServiceAfter",
+    "docker_container_id": "DockerContainerID",
+    "tls_server_name": "TLSServerName",
+    "tls_skip_verify": "TLSSkipVerify",
+    "grpc_use_tls": "GRPCUseTLS",
+    "h2ping_use_tls": "H2PingUseTLS",
 }
 _CHECK_SPEC: _SPEC = {
-    # CheckType.UnmarshalJSON aux fields (durations as interface{}, snake_case aliases) ...
-    "Interval": "duration",
-    "Timeout": "duration",
-    "TTL": "duration",
-    "DeregisterCriticalServiceAfter": "duration",
-    "args": "strlist",
-    "script_args": "strlist",
-    "deregister_critical_service_after": "duration",
-    "docker_container_id": "string",
-    "tls_server_name": "string",
-    "tls_skip_verify": "bool",
-    "grpc_use_tls": "bool",
-    "h2ping_use_tls": "bool",
-    "ServiceID": "string",
-    "service_id": "string",
-    # ... then the embedded CheckType fields.
-    "CheckID": "string",
-    "Name": "string",
-    "Status": "string",
-    "Notes": "string",
+    **dict.fromkeys(_CHECK_DURATIONS, "duration"),
     "ScriptArgs": "strlist",
-    "HTTP": "string",
-    "H2PING": "string",
-    "H2PingUseTLS": "bool",
+    **dict.fromkeys(
+        (
+            "CheckID",
+            "Name",
+            "Status",
+            "Notes",
+            "HTTP",
+            "H2PING",
+            "Method",
+            "Body",
+            "TCP",
+            "UDP",
+            "AliasNode",
+            "AliasService",
+            "DockerContainerID",
+            "Shell",
+            "GRPC",
+            "OSService",
+            "TLSServerName",
+            "ProxyHTTP",
+            "ProxyGRPC",
+            "ServiceID",
+            "service_id",
+        ),
+        "string",
+    ),
+    **dict.fromkeys(
+        (
+            "H2PingUseTLS",
+            "DisableRedirects",
+            "GRPCUseTLS",
+            "TLSSkipVerify",
+        ),
+        "bool",
+    ),
+    **dict.fromkeys(
+        (
+            "SuccessBeforePassing",
+            "FailuresBeforeWarning",
+            "FailuresBeforeCritical",
+            "OutputMaxSize",
+        ),
+        "int",
+    ),
     "Header": "headers",
-    "Method": "string",
-    "Body": "string",
-    "DisableRedirects": "bool",
-    "TCP": "string",
-    "UDP": "string",
-    "AliasNode": "string",
-    "AliasService": "string",
-    "DockerContainerID": "string",
-    "Shell": "string",
-    "GRPC": "string",
-    "GRPCUseTLS": "bool",
-    "OSService": "string",
-    "TLSServerName": "string",
-    "TLSSkipVerify": "bool",
-    "SuccessBeforePassing": "int",
-    "FailuresBeforeWarning": "int",
-    "FailuresBeforeCritical": "int",
-    "ProxyHTTP": "string",
-    "ProxyGRPC": "string",
-    "OutputMaxSize": "int",
 }
+_CHECK_SPEC.update({alias: _CHECK_SPEC[name] for alias, name in _CHECK_ALIASES.items()})
 _CHECK_UPDATE_SPEC: _SPEC = {"Status": "string", "Output": "string"}
+_ZERO: dict[str, Any] = {"string": "", "bool": False, "int": 0}  # other kinds: None
 
 
-def _decode_struct(obj: Any, spec: _SPEC, struct_name: str, go_type: str, ctx: _Ctx) -> Any:
+def _decode_struct(obj: Any, spec: _SPEC, struct_name: str, go_type: str, d: _Decoder) -> Any:
     """Decode a JSON object into a Go struct described by spec (unknown fields rejected)."""
     if obj is None:
         return _SKIP
     if not isinstance(obj, _Obj):
-        return ctx.mismatch(obj, go_type)
+        return d.mismatch(obj, go_type)
     folded: dict[str, str] = {}
     for name in spec:
         folded.setdefault(name.lower(), name)
@@ -558,131 +397,88 @@ def _decode_struct(obj: Any, spec: _SPEC, struct_name: str, go_type: str, ctx: _
     for key, value in obj:
         field = key if key in spec else folded.get(key.lower())
         if field is None:
-            ctx.save(_GoError(f"json: unknown field {_go_q(key)}"))
+            d.save(_GoError(f"json: unknown field {_go_q(key)}"))
             continue
-        saved_struct, depth = ctx.struct_name, len(ctx.stack)
-        ctx.stack.append(field)
-        ctx.struct_name = struct_name
+        outer, depth = d.struct_name, len(d.fields)
+        d.struct_name = struct_name
+        d.fields.append(field)
         try:
-            decoded = _decode_value(value, spec[field], ctx)
+            decoded = _decode_value(value, spec[field], d)
         finally:
-            del ctx.stack[depth:]
-            ctx.struct_name = saved_struct
+            del d.fields[depth:]
+            d.struct_name = outer
         if decoded is not _SKIP:
             out[field] = decoded
     return out
 
 
-def _decode_string_list(value: Any, ctx: _Ctx) -> Any:
-    if value is None:
-        return None
-    if not isinstance(value, list) or isinstance(value, _Obj):
-        return ctx.mismatch(value, "[]string")
-    out: list[str] = []
-    for item in value:
-        if item is None or (isinstance(item, str) and not isinstance(item, _Num)):
-            out.append(str(item or ""))
-        else:
-            ctx.mismatch(item, "string")
-            out.append("")
-    return out
+def _element(value: Any, kind: str, d: _Decoder) -> Any:
+    """A list's or a map's element: null or a wrong kind leaves Go's zero value."""
+    decoded = _decode_value(value, kind, d)
+    return _ZERO.get(kind) if decoded is _SKIP else decoded
 
 
-def _decode_map(value: Any, ctx: _Ctx, go_type: str, elem: Callable[[Any], Any]) -> Any:
-    if value is None:
-        return None
-    if not isinstance(value, _Obj):
-        return ctx.mismatch(value, go_type)
-    out: dict[str, Any] = {}
-    for key, item in value:
-        decoded = elem(item)
-        out[key] = decoded
-    return out
-
-
-def _decode_check_value(value: Any, ctx: _Ctx) -> dict[str, Any]:
-    """A nested CheckType: its own decoder; its type errors get the outer field name, abort now."""
+def _nested_check(value: Any, d: _Decoder) -> Any:
+    """A check in a registration: CheckType has its own UnmarshalJSON, so its first error ends
+    the whole decode, a type error then named after the outer field."""
     try:
         return _decode_check(value)
     except _GoTypeError as err:
-        err.struct_name = ctx.struct_name or ""
-        err.field = ".".join(ctx.stack)
+        err.struct_name, err.field = d.struct_name or "", ".".join(d.fields)
         raise
 
 
-def _decode_value(value: Any, kind: str, ctx: _Ctx) -> Any:
-    """Decode one JSON value into the Go type named by kind, saving Go's first error."""
+def _decode_value(value: Any, kind: str, d: _Decoder) -> Any:
+    """Decode one JSON value into the Go type named by kind, saving Go's first error. JSON null
+    leaves a plain Go field as it was and makes a nillable one nil."""
+    if value is None:
+        return _SKIP if kind in ("string", "int", "bool", "check") else None
     if kind == "string":
-        if value is None:
-            return _SKIP
-        if isinstance(value, str) and not isinstance(value, _Num):
-            return str(value)
-        return ctx.mismatch(value, "string")
-    if kind == "int":
-        if value is None:
-            return _SKIP
-        if isinstance(value, _Num):
-            if _INT_RE.fullmatch(value) and -_MAX_U63 <= int(value) < _MAX_U63:
-                return int(value)
-            ctx.save(ctx.type_error(f"number {value}", "int"))
-            return _SKIP
-        return ctx.mismatch(value, "int")
+        is_string = isinstance(value, str) and not isinstance(value, _Num)
+        return str(value) if is_string else d.mismatch(value, "string")
     if kind == "bool":
-        if value is None:
-            return _SKIP
-        if isinstance(value, bool):
-            return value
-        return ctx.mismatch(value, "bool")
-    if kind == "strlist":
-        return _decode_string_list(value, ctx)
-    if kind == "strmap":
-
-        def str_elem(item: Any) -> str:
-            if item is None or (isinstance(item, str) and not isinstance(item, _Num)):
-                return str(item or "")
-            ctx.mismatch(item, "string")
-            return ""
-
-        return _decode_map(value, ctx, "map[string]string", str_elem)
-    if kind == "headers":
-
-        def list_elem(item: Any) -> Any:
-            decoded = _decode_string_list(item, ctx)
-            return None if decoded is _SKIP else decoded
-
-        return _decode_map(value, ctx, "map[string][]string", list_elem)
+        return value if isinstance(value, bool) else d.mismatch(value, "bool")
+    if kind == "int":
+        if not isinstance(value, _Num):
+            return d.mismatch(value, "int")
+        if _INT_RE.fullmatch(value) and -_MAX_U63 <= int(value) < _MAX_U63:
+            return int(value)
+        return d.mismatch(value, "int", f"number {value}")
     if kind == "duration":  # interface{}: anything goes, numbers must fit a float64
         if isinstance(value, _Num) and math.isinf(float(value)):
-            ctx.save(ctx.type_error(f"number {value}", "float64"))
-            return _SKIP
+            return d.mismatch(value, "float64", f"number {value}")
         return value
-    if kind == "weights":
-        decoded = _decode_struct(value, _WEIGHTS_SPEC, "Weights", "structs.Weights", ctx)
-        return None if value is None else decoded
-    if kind == "tagged":
-
-        def address_elem(item: Any) -> Any:
-            decoded = _decode_struct(
-                item, _SERVICE_ADDRESS_SPEC, "ServiceAddress", "structs.ServiceAddress", ctx
-            )
-            return {} if decoded is _SKIP else decoded
-
-        return _decode_map(value, ctx, "map[string]structs.ServiceAddress", address_elem)
-    if kind.startswith("opaque:"):
-        if value is None or isinstance(value, _Obj):
-            return _plain(value)
-        return ctx.mismatch(value, kind.split(":", 1)[1])
-    if kind == "check":
-        if value is None:
-            return _SKIP
-        return _decode_check_value(value, ctx)
-    if kind == "checks":
-        if value is None:
-            return None
+    if kind == "any":
+        return value
+    if kind in ("strlist", "checks"):
         if not isinstance(value, list) or isinstance(value, _Obj):
-            return ctx.mismatch(value, "structs.CheckTypes")
-        return [_decode_check_value(item, ctx) for item in value if item is not None]
+            return d.mismatch(value, "[]string" if kind == "strlist" else "structs.CheckTypes")
+        if kind == "checks":
+            return [_nested_check(item, d) for item in value if item is not None]
+        return [_element(item, "string", d) for item in value]
+    if kind in ("strmap", "headers"):
+        if not isinstance(value, _Obj):
+            return d.mismatch(
+                value, "map[string]string" if kind == "strmap" else "map[string][]string"
+            )
+        elem = "string" if kind == "strmap" else "strlist"
+        return {key: _element(item, elem, d) for key, item in value}
+    if kind == "weights":
+        return _decode_struct(value, _WEIGHTS_SPEC, "Weights", "structs.Weights", d)
+    if kind == "check":
+        return _nested_check(value, d)
     raise AssertionError(f"unknown kind {kind}")
+
+
+def _decode_body(raw: Any, spec: _SPEC, struct_name: str, go_type: str) -> dict[str, Any]:
+    """A decoded JSON value into the Go struct spec describes: its fields, or Go's first error."""
+    if raw is not None and not isinstance(raw, _Obj):
+        raise _GoTypeError(_json_kind(raw), go_type)
+    d = _Decoder()
+    fields = _decode_struct(raw, spec, struct_name, go_type, d)
+    if d.error is not None:
+        raise d.error
+    return {} if fields is _SKIP else fields
 
 
 def _duration_of(raw: Any) -> int:
@@ -697,78 +493,23 @@ def _duration_of(raw: Any) -> int:
     return 0
 
 
-_CHECK_STRING_FIELDS = (
-    "CheckID",
-    "Name",
-    "Status",
-    "Notes",
-    "HTTP",
-    "H2PING",
-    "Method",
-    "Body",
-    "TCP",
-    "UDP",
-    "AliasNode",
-    "AliasService",
-    "DockerContainerID",
-    "Shell",
-    "GRPC",
-    "OSService",
-    "TLSServerName",
-    "ProxyHTTP",
-    "ProxyGRPC",
-)
-_CHECK_BOOL_FIELDS = ("H2PingUseTLS", "DisableRedirects", "GRPCUseTLS", "TLSSkipVerify")
-_CHECK_INT_FIELDS = (
-    "SuccessBeforePassing",
-    "FailuresBeforeWarning",
-    "FailuresBeforeCritical",
-    "OutputMaxSize",
-)
-_CHECK_DURATIONS = ("Interval", "Timeout", "TTL", "DeregisterCriticalServiceAfter")
-
-
 def _decode_check(raw: Any) -> dict[str, Any]:
-    """Decode one check definition like structs.CheckType.UnmarshalJSON, into a normalised dict."""
-    ctx = _Ctx()
-    if raw is not None and not isinstance(raw, _Obj):
-        raise _GoTypeError(_json_kind(raw), "structs.CheckType")
-    fields = _decode_struct(raw, _CHECK_SPEC, "", "structs.CheckType", ctx)
-    if ctx.saved is not None:
-        raise ctx.saved
-    f: dict[str, Any] = {} if fields is _SKIP else fields
-    check: dict[str, Any] = {name: f.get(name, "") for name in _CHECK_STRING_FIELDS}
-    check.update({name: bool(f.get(name, False)) for name in _CHECK_BOOL_FIELDS})
-    check.update({name: int(f.get(name, 0)) for name in _CHECK_INT_FIELDS})
-    script_args = f.get("ScriptArgs")
-    if not script_args:
-        script_args = f.get("args")
-    if not script_args:
-        script_args = f.get("script_args")
-    check["ScriptArgs"] = script_args
-    check["Header"] = f.get("Header")
-    if not check["DockerContainerID"]:
-        check["DockerContainerID"] = f.get("docker_container_id", "")
-    if not check["TLSServerName"]:
-        check["TLSServerName"] = f.get("tls_server_name", "")
-    if f.get("tls_skip_verify"):
-        check["TLSSkipVerify"] = True
-    if f.get("grpc_use_tls"):
-        check["GRPCUseTLS"] = True
-    deregister = f.get("DeregisterCriticalServiceAfter")
-    if deregister is None:
-        deregister = f.get("deregister_critical_service_after")
-    raws = {
-        "Interval": f.get("Interval"),
-        "Timeout": f.get("Timeout"),
-        "TTL": f.get("TTL"),
-        "DeregisterCriticalServiceAfter": deregister,
+    """One check definition as structs.CheckType.UnmarshalJSON reads it, normalised: every
+    field present (its zero value when absent), aliases folded in, durations in nanoseconds."""
+    f = _decode_body(raw, _CHECK_SPEC, "", "structs.CheckType")
+    for alias, name in _CHECK_ALIASES.items():  # Consul fills an unset field from its alias
+        unset = f.get(name) is None if name in _CHECK_DURATIONS else not f.get(name)
+        if unset:
+            f[name] = f.get(alias, _ZERO.get(_CHECK_SPEC[name]))
+    check: dict[str, Any] = {
+        name: f.get(name, _ZERO.get(kind))
+        for name, kind in _CHECK_SPEC.items()
+        if name not in _CHECK_ALIASES and name not in ("ServiceID", "service_id")
     }
     for name in _CHECK_DURATIONS:
-        check[name] = _duration_of(raws[name])
+        check[name] = _duration_of(check[name])
     check["_empty"] = (
-        not any(check[name] for name in (*_CHECK_STRING_FIELDS, *_CHECK_BOOL_FIELDS))
-        and not any(check[name] for name in (*_CHECK_INT_FIELDS, *_CHECK_DURATIONS))
+        not any(value for name, value in check.items() if name not in ("ScriptArgs", "Header"))
         and check["ScriptArgs"] is None
         and check["Header"] is None
     )
@@ -777,17 +518,9 @@ def _decode_check(raw: Any) -> dict[str, Any]:
 
 def _decode_service(raw: Any) -> dict[str, Any]:
     """Decode a service registration body like structs.ServiceDefinition.UnmarshalJSON."""
-    ctx = _Ctx()
-    if raw is not None and not isinstance(raw, _Obj):
-        raise _GoTypeError(_json_kind(raw), "structs.ServiceDefinition")
-    fields = _decode_struct(raw, _SERVICE_SPEC, "", "structs.ServiceDefinition", ctx)
-    if ctx.saved is not None:
-        raise ctx.saved
-    f: dict[str, Any] = {} if fields is _SKIP else fields
+    f = _decode_body(raw, _SERVICE_SPEC, "", "structs.ServiceDefinition")
     if f.get("enable_tag_override"):
         f["EnableTagOverride"] = True
-    if not f.get("TaggedAddresses"):
-        f["TaggedAddresses"] = f.get("tagged_addresses")
     return f
 
 
@@ -817,29 +550,20 @@ def _check_error(check: dict[str, Any]) -> str | None:
 
 def _check_type(check: dict[str, Any]) -> str:
     """structs.CheckType.Type(): the "Type" reported by /v1/agent/checks."""
-    timed = check["Interval"] > 0
-    script = bool(check["ScriptArgs"])
-    if check["GRPC"] and timed:
-        return "grpc"
-    if check["HTTP"] and timed:
-        return "http"
-    if check["TTL"] > 0:
-        return "ttl"
-    if check["TCP"] and timed:
-        return "tcp"
-    if check["UDP"] and timed:
-        return "udp"
-    if check["AliasNode"] or check["AliasService"]:
-        return "alias"
-    if script and check["DockerContainerID"] and timed:
-        return "docker"
-    if script:
-        return "script"
-    if check["H2PING"] and timed:
-        return "h2ping"
-    if check["OSService"] and timed:
-        return "os_service"
-    return ""
+    timed, script = check["Interval"] > 0, bool(check["ScriptArgs"])
+    types = (  # the first that applies, in Go's order
+        ("grpc", check["GRPC"] and timed),
+        ("http", check["HTTP"] and timed),
+        ("ttl", check["TTL"] > 0),
+        ("tcp", check["TCP"] and timed),
+        ("udp", check["UDP"] and timed),
+        ("alias", check["AliasNode"] or check["AliasService"]),
+        ("docker", script and check["DockerContainerID"] and timed),
+        ("script", script),
+        ("h2ping", check["H2PING"] and timed),
+        ("os_service", check["OSService"] and timed),
+    )
+    return next((name for name, applies in types if applies), "")
 
 
 _META_KEY_RE = re.compile(r"[a-zA-Z0-9_-]+")
@@ -880,15 +604,11 @@ def _weights_error(weights: dict[str, int]) -> str | None:
 
 def _ip_family(address: str) -> int:
     """4 or 6 when Go's net.ParseIP accepts address (IPv4-mapped counts as 4), else 0."""
-    if "%" in address:
-        return 0
-    try:
+    with contextlib.suppress(ValueError):
         ip = ipaddress.ip_address(address)
-    except ValueError:
-        return 0
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return 4
-    return ip.version
+        if "%" not in address:  # Go parses no IPv6 zone
+            return 4 if ip.version == 4 or getattr(ip, "ipv4_mapped", None) else 6
+    return 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -1215,19 +935,11 @@ class _Agent:
 
     def check_update(self, req: _Request) -> _Response:
         """PUT /v1/agent/check/update/<id> with {"Status", "Output"}: a TTL check's state."""
-        ctx = _Ctx()
         try:
             raw = _go_json_load(req.body)
-            if raw is not None and not isinstance(raw, _Obj):
-                raise _GoTypeError(_json_kind(raw), "agent.checkUpdate")
-            fields = _decode_struct(
-                raw, _CHECK_UPDATE_SPEC, "checkUpdate", "agent.checkUpdate", ctx
-            )
-            if ctx.saved is not None:
-                raise ctx.saved
+            update = _decode_body(raw, _CHECK_UPDATE_SPEC, "checkUpdate", "agent.checkUpdate")
         except _GoError as exc:
             return _text(400, f"Request decode failed: {exc}")
-        update: dict[str, Any] = {} if fields is _SKIP else fields
         status, output = update.get("Status", ""), update.get("Output", "")
         if status not in VALID_STATUSES:
             return _text(400, f"Invalid check status: '{status}'")
