@@ -7,7 +7,14 @@ status codes and plain-text error messages), so code that passes against it also
 real agent. Tests drive it in-process: they read its state, record every request, inject faults
 and restart it on the same port.
 
-Standard library only. It never listens on anything but 127.0.0.1.
+It serves what registrator and its tests call, no more: ``GET /v1/agent/services``,
+``GET /v1/agent/checks``, ``PUT /v1/agent/service/register``,
+``PUT /v1/agent/service/deregister/<id>``, ``PUT /v1/agent/check/update/<id>``,
+``PUT /v1/agent/check/deregister/<id>``, ``GET /v1/status/leader`` and
+``GET /v1/catalog/service/<name>?tag=`` (what consul-template reads). Any other path is a 404,
+as an agent answers a path it does not know.
+
+Standard library only. It never listens on anything but 127.0.0.1 (or a Unix socket).
 
 Typical use::
 
@@ -18,11 +25,13 @@ Typical use::
         agent.fail("error", paths="/v1/agent/service/register")  # inject faults
         agent.restart()  # same port, empty state: an agent that lost it
 
-Deliberate simplifications: checks are never run and TTLs never expire (use set_check_status);
-DeregisterCriticalServiceAfter never reaps; Proxy/Connect/Locality bodies are accepted without deep
-validation; ?filter= and other unknown query parameters are ignored; the catalog is exactly the
-agent's state (one node); with acl_token set every endpoint demands the token (a real agent
-filters some reads instead of refusing them).
+Deliberate simplifications: checks are not run unless ``run_checks`` (HTTP and TCP only) and TTLs
+never expire; DeregisterCriticalServiceAfter never reaps; fields registrator never sends (Kind,
+TaggedAddresses, SocketPath, Token, Proxy, Connect, Locality) are accepted and ignored;
+?filter= and other unknown query parameters are ignored; the catalog is exactly the agent's
+state (one node, always a leader); request bodies are read by Content-Length (no client here
+sends chunked ones); with acl_token set every endpoint demands the token (a real agent filters
+some reads instead of refusing them).
 """
 
 from __future__ import annotations
@@ -31,7 +40,6 @@ import contextlib
 import copy
 import dataclasses
 import functools
-import hashlib
 import ipaddress
 import json
 import math
@@ -46,7 +54,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tests.check_runner import CheckRunner
@@ -59,14 +67,17 @@ __all__ = [
     "parse_go_duration",
 ]
 
-CONSUL_VERSION = "1.16.0"
+_T = TypeVar("_T")
+
 DATACENTER = "dc1"
-DEFAULT_LEADER = "127.0.0.1:8300"
+LEADER = "127.0.0.1:8300"
 NODE_ADDRESS = "127.0.0.1"
+NODE_NAME = "double-node"
 
 VALID_STATUSES = ("passing", "warning", "critical")
 FAULT_MODES = ("error", "hang", "reset", "reset_after", "slow")
 DEREGISTER_MODES = ("404", "200", "500")
+WRITE_METHODS = ("PUT", "POST", "DELETE")
 
 # Texts copied from Consul's sources (agent/agent_endpoint.go, agent/agent.go, agent/structs).
 MSG_MISSING_NAME = "Missing service name"
@@ -82,11 +93,15 @@ MSG_NOT_FOUND_ROOT = (
 )
 MSG_PERMISSION_DENIED = "Permission denied"
 MSG_ACL_NOT_FOUND = "ACL not found"
-MSG_NO_LEADER = "No cluster leader"
 CHECK_OUTPUT_MAX = 4096
 
 _TEXT = "text/plain; charset=utf-8"
 _JSON = "application/json"
+
+
+def _go_q(text: str) -> str:
+    """Go's %q (strconv.Quote) for the printable text IDs and keys are made of."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,93 +120,40 @@ _UNIT_NS: dict[str, int] = {
     "h": 3_600_000_000_000,
 }
 _MAX_U63 = 1 << 63
+_DURATION_PART = re.compile(r"([0-9]*)(\.[0-9]*)?([^0-9.]*)")  # every group may be empty
 
 
 class GoDurationError(ValueError):
-    """A string Go's time.ParseDuration rejects; str() is Go's exact message."""
-
-
-def _go_time_quote(text: str) -> str:
-    """Quote like Go's time.quote: non-ASCII and control characters become \\xNN bytes."""
-    out = ['"']
-    for ch in text:
-        if ord(ch) >= 0x80 or ch < " ":
-            out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8", "surrogatepass"))
-        else:
-            if ch in '"\\':
-                out.append("\\")
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+    """A string Go's time.ParseDuration rejects; str() is Go's message."""
 
 
 def parse_go_duration(text: str) -> int:
-    """Parse a Go duration ("10s", "1m30s", "2.5s", "0") into nanoseconds, exactly like Go."""
-    invalid = GoDurationError("time: invalid duration " + _go_time_quote(text))
-    s = text
-    neg = False
-    if s and s[0] in "+-":
-        neg = s[0] == "-"
-        s = s[1:]
-    if s == "0":
+    """Parse a Go duration ("10s", "1m30s", "2.5s", "0") into nanoseconds, as Go does."""
+    invalid = GoDurationError(f"time: invalid duration {_go_q(text)}")
+    rest = text[1:] if text[:1] in ("+", "-") else text
+    if rest == "0":
         return 0
-    if not s:
+    if not rest:
         raise invalid
-    total = 0
-    while s:
-        if not (s[0] == "." or "0" <= s[0] <= "9"):
+    total = pos = 0
+    while pos < len(rest):
+        part = _DURATION_PART.match(rest, pos)
+        assert part is not None
+        whole, frac, unit = part.groups()
+        pos = part.end()
+        if not whole and len(frac or "") < 2:  # no digit before the point nor after it
             raise invalid
-        i = 0
-        while i < len(s) and "0" <= s[i] <= "9":
-            i += 1
-        pre = i > 0
-        whole = int(s[:i]) if pre else 0
-        if whole > _MAX_U63:
-            raise invalid
-        s = s[i:]
-        frac, scale, post = 0, 1.0, False
-        if s and s[0] == ".":
-            s = s[1:]
-            i = 0
-            overflow = False
-            while i < len(s) and "0" <= s[i] <= "9":
-                if not overflow:
-                    nxt = frac * 10 + int(s[i])
-                    if frac > (_MAX_U63 - 1) // 10 or nxt > _MAX_U63:
-                        overflow = True
-                    else:
-                        frac = nxt
-                        scale *= 10
-                i += 1
-            post = i > 0
-            s = s[i:]
-        if not pre and not post:
-            raise invalid
-        i = 0
-        while i < len(s) and not (s[i] == "." or "0" <= s[i] <= "9"):
-            i += 1
-        if i == 0:
-            raise GoDurationError("time: missing unit in duration " + _go_time_quote(text))
-        unit_text, s = s[:i], s[i:]
-        unit = _UNIT_NS.get(unit_text)
-        if unit is None:
-            raise GoDurationError(
-                "time: unknown unit "
-                + _go_time_quote(unit_text)
-                + " in duration "
-                + _go_time_quote(text)
-            )
-        if whole > _MAX_U63 // unit:
-            raise invalid
-        value = whole * unit
-        if frac > 0:
-            value += int(float(frac) * (float(unit) / scale))
-            if value > _MAX_U63:
-                raise invalid
-        total += value
+        if not unit:
+            raise GoDurationError(f"time: missing unit in duration {_go_q(text)}")
+        scale = _UNIT_NS.get(unit)
+        if scale is None:
+            raise GoDurationError(f"time: unknown unit {_go_q(unit)} in duration {_go_q(text)}")
+        digits = (frac or ".")[1:19]  # Go stops reading a fraction before it overflows
+        total += int(whole or 0) * scale
+        total += int(float(int(digits or 0)) * (float(scale) / 10 ** len(digits)))
         if total > _MAX_U63:
             raise invalid
-    if neg:
+    if text[:1] == "-":
         return -total
     if total > _MAX_U63 - 1:
         raise invalid
@@ -211,22 +173,18 @@ def format_go_duration(ns: int) -> str:
         return "0s"
     sign = "-" if ns < 0 else ""
     u = abs(ns)
+    if u < 1_000:
+        return f"{sign}{u}ns"
+    if u < 1_000_000:
+        return f"{sign}{_fmt_frac(u, 3)}\u00b5s"
     if u < 1_000_000_000:
-        if u < 1_000:
-            return f"{sign}{u}ns"
-        if u < 1_000_000:
-            return f"{sign}{_fmt_frac(u, 3)}\u00b5s"
         return f"{sign}{_fmt_frac(u, 6)}ms"
-    whole, frac = divmod(u, 1_000_000_000)
-    digits = f"{frac:09d}".rstrip("0")
-    out = f"{whole % 60}" + (f".{digits}" if digits else "") + "s"
-    minutes = whole // 60
-    if minutes > 0:
-        out = f"{minutes % 60}m{out}"
-        hours = minutes // 60
-        if hours > 0:
-            out = f"{hours}h{out}"
-    return sign + out
+    seconds, minutes = _fmt_frac(u % 60_000_000_000, 9), u // 60_000_000_000
+    if minutes == 0:
+        return f"{sign}{seconds}s"
+    if minutes < 60:
+        return f"{sign}{minutes}m{seconds}s"
+    return f"{sign}{minutes // 60}h{minutes % 60}m{seconds}s"
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,7 +194,7 @@ def format_go_duration(ns: int) -> str:
 
 
 class _GoError(Exception):
-    """A decode failure whose str() is the Go error text Consul prints after 'Request decode failed: '."""
+    """A decode failure; str() is the Go text Consul prints after 'Request decode failed: '."""
 
 
 class _GoTypeError(_GoError):
@@ -268,279 +226,170 @@ class _Obj(list[tuple[str, Any]]):
     """A JSON object as its (key, value) pairs in document order, duplicates kept, as Go sees it."""
 
 
-class _BadConstant(ValueError):
-    """NaN/Infinity, which Python's json accepts and Go's rejects."""
-
-
 def _reject_constant(name: str) -> Any:
-    raise _BadConstant(name)
+    """NaN and Infinity, which Python's json reads and Go's refuses."""
+    if name.startswith("-"):
+        raise _GoError("invalid character 'I' in numeric literal")
+    raise _GoError(f"invalid character '{name[0]}' looking for beginning of value")
 
 
 _DECODER = json.JSONDecoder(
     object_pairs_hook=_Obj, parse_float=_Num, parse_int=_Num, parse_constant=_reject_constant
 )
-_SKIP = (
-    object()
-)  # "leave the Go field as it was" (JSON null into a non-nillable field, or an error)
+_SKIP = object()  # "leave the Go field as it was" (JSON null into a plain field, or an error)
 _INT_RE = re.compile(r"-?[0-9]+")
-_GO_ESCAPES = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
+# Python's json message -> Go's words after "invalid character 'c'" for the same mistake.
+_SYNTAX_CONTEXT = {
+    "Expecting value": "looking for beginning of value",
+    "Expecting property name enclosed in double quotes": (
+        "looking for beginning of object key string"
+    ),
+    "Expecting ':' delimiter": "after object key",
 }
 
 
-def _go_q(text: str) -> str:
-    """Quote like Go's %q / strconv.Quote (good enough for identifiers and messages)."""
-    out = ['"']
-    for ch in text:
-        if ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif ch in '"\\':
-            out.append("\\" + ch)
-        elif ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) <= 0xFFFF:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    out.append('"')
-    return "".join(out)
-
-
-def _go_quote_char(ch: str) -> str:
-    """Go's encoding/json quoteChar, used in syntax error messages."""
-    if ch == "'":
-        return "'\\''"
-    if ch == '"':
-        return "'\"'"
-    if ch == "\\":
-        return "'\\\\'"
-    if ch in _GO_ESCAPES:
-        return f"'{_GO_ESCAPES[ch]}'"
-    code = ch.encode("utf-8", "surrogatepass")[0]
-    if code < 0x20 or code == 0x7F:
-        return f"'\\x{code:02x}'"
-    if code >= 0x80:
-        return f"'\\u{code:04x}'" if code < 0xA0 else f"'{chr(code)}'"
-    return f"'{ch}'"
-
-
-def _innermost_container(text: str, pos: int) -> str:
-    """Which bracket ('{' or '[') encloses pos, ignoring string contents."""
-    stack: list[str] = []
-    in_str = escaped = False
-    for ch in text[:pos]:
-        if in_str:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "[{":
-            stack.append(ch)
-        elif ch in "]}" and stack:
-            stack.pop()
-    return stack[-1] if stack else ""
-
-
 def _go_syntax_message(text: str, exc: json.JSONDecodeError) -> str:
-    """Translate Python's JSON syntax error into Go's wording (approximately, same spirit)."""
-    pos = exc.pos
-    if exc.msg.startswith("Unterminated string") or pos >= len(text):
+    """A JSON syntax error in Go's words for a truncated body and the mistakes _SYNTAX_CONTEXT
+    names; other ones (which registrator never makes) in Python's words."""
+    if exc.msg.startswith("Unterminated string") or exc.pos >= len(text):
         return "unexpected EOF"
-    ch = _go_quote_char(text[pos])
-    msg = exc.msg
-    if msg.startswith("Expecting property name"):
-        return f"invalid character {ch} looking for beginning of object key string"
-    if msg.startswith("Expecting ':'"):
-        return f"invalid character {ch} after object key"
-    if msg.startswith("Expecting ','"):
-        where = (
-            "object key:value pair" if _innermost_container(text, pos) == "{" else "array element"
-        )
-        return f"invalid character {ch} after {where}"
-    if msg.startswith("Invalid control character"):
-        return f"invalid character {ch} in string literal"
-    if msg.startswith("Invalid \\escape") and pos + 1 < len(text):
-        return f"invalid character {_go_quote_char(text[pos + 1])} in string escape code"
-    if msg.startswith("Invalid \\uXXXX"):
-        return "invalid character in \\u hexadecimal character escape"
-    literal = {"n": "null", "t": "true", "f": "false"}.get(text[pos])
-    if literal is not None:  # Go reads a literal letter by letter
-        for j, expected in enumerate(literal):
-            if pos + j >= len(text):
-                return "unexpected EOF"
-            if text[pos + j] != expected:
-                return (
-                    f"invalid character {_go_quote_char(text[pos + j])} in literal {literal} "
-                    f"(expecting {_go_quote_char(expected)})"
-                )
-    if text[pos] == "-":
-        if pos + 1 >= len(text):
-            return "unexpected EOF"
-        return f"invalid character {_go_quote_char(text[pos + 1])} in numeric literal"
-    return f"invalid character {ch} looking for beginning of value"
+    ch = text[exc.pos]
+    context = _SYNTAX_CONTEXT.get(exc.msg)
+    if context is None or ch in "ntf-":  # Go reads on into a literal before it fails
+        return f"invalid JSON: {exc.msg} at offset {exc.pos}"
+    quoted = "'\\''" if ch == "'" else "'\"'" if ch == '"' else f"'{ch}'"
+    return f"invalid character {quoted} {context}"
 
 
 def _go_json_load(text: str) -> Any:
     """Decode the first JSON value of text as Go's json.Decoder does (trailing data is ignored)."""
-    i = 0
-    while i < len(text) and text[i] in " \t\r\n":
-        i += 1
-    if i >= len(text):
+    start = len(text) - len(text.lstrip(" \t\r\n"))
+    if start == len(text):
         raise _GoError("EOF")
     try:
-        value, _end = _DECODER.raw_decode(text, i)
-    except _BadConstant as exc:
-        name = str(exc)
-        if name.startswith("-"):
-            raise _GoError("invalid character 'I' in numeric literal") from None
-        raise _GoError(f"invalid character '{name[0]}' looking for beginning of value") from None
+        return _DECODER.raw_decode(text, start)[0]
     except json.JSONDecodeError as exc:
         raise _GoError(_go_syntax_message(text, exc)) from None
-    return value
+
+
+_JSON_KINDS = ((_Obj, "object"), (list, "array"), (_Num, "number"), (str, "string"), (bool, "bool"))
 
 
 def _json_kind(value: Any) -> str:
     """The JSON kind name Go uses in UnmarshalTypeError ("string", "number", ...)."""
-    if isinstance(value, _Obj):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, _Num):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    return "null"
+    return next((name for kind, name in _JSON_KINDS if isinstance(value, kind)), "null")
 
 
-def _plain(value: Any) -> Any:
-    """Convert decoded JSON (with _Obj/_Num) to plain Python values."""
-    if isinstance(value, _Obj):
-        return {k: _plain(v) for k, v in value}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, _Num):
-        return int(value) if _INT_RE.fullmatch(value) else float(value)
-    return value
-
-
-class _Ctx:
-    """Go's decodeState error bookkeeping: first saved error, current struct and field path."""
+class _Decoder:
+    """Go's decodeState error bookkeeping: the first error, the struct and field path being
+    decoded (which a type error names)."""
 
     def __init__(self) -> None:
-        self.saved: _GoError | None = None
+        self.error: _GoError | None = None
         self.struct_name: str | None = None
-        self.stack: list[str] = []
+        self.fields: list[str] = []
 
     def save(self, err: _GoError) -> None:
-        if self.saved is None:
-            self.saved = err
+        if self.error is None:
+            self.error = err
 
-    def type_error(self, value: str, go_type: str) -> _GoTypeError:
-        if self.struct_name is None and not self.stack:
-            return _GoTypeError(value, go_type)
-        return _GoTypeError(value, go_type, self.struct_name or "", ".".join(self.stack))
-
-    def mismatch(self, value: Any, go_type: str) -> object:
-        self.save(self.type_error(_json_kind(value), go_type))
+    def mismatch(self, value: Any, go_type: str, what: str = "") -> object:
+        """Save Go's type error for value (``what``: Go's words for it); skip the field."""
+        field = ".".join(self.fields)
+        self.save(_GoTypeError(what or _json_kind(value), go_type, self.struct_name or "", field))
         return _SKIP
 
 
-# Field specs: JSON name -> kind, in Go's field order (first case-insensitive match wins).
+# Field specs: JSON name -> kind. Kind "any" is a field registrator never sends: accepted
+# unchecked and ignored.
 _SPEC = dict[str, str]
 _WEIGHTS_SPEC: _SPEC = {"Passing": "int", "Warning": "int"}
-_SERVICE_ADDRESS_SPEC: _SPEC = {"Address": "string", "Port": "int"}
 _SERVICE_SPEC: _SPEC = {
-    # ServiceDefinition.UnmarshalJSON aux fields, then the embedded ServiceDefinition fields.
+    # ServiceDefinition.UnmarshalJSON's aux fields, then the ServiceDefinition's own.
     "enable_tag_override": "bool",
-    "tagged_addresses": "tagged",
-    "Kind": "string",
-    "ID": "string",
-    "Name": "string",
+    "tagged_addresses": "any",
+    **dict.fromkeys(("Kind", "ID", "Name", "Address", "SocketPath", "Token"), "string"),
     "Tags": "strlist",
-    "Address": "string",
-    "TaggedAddresses": "tagged",
+    "TaggedAddresses": "any",
     "Meta": "strmap",
     "Port": "int",
-    "SocketPath": "string",
     "Check": "check",
     "Checks": "checks",
     "Weights": "weights",
-    "Token": "string",
     "EnableTagOverride": "bool",
-    "Proxy": "opaque:structs.ConnectProxyConfig",
-    "Connect": "opaque:structs.ServiceConnect",
-    "Locality": "opaque:structs.Locality",
+    **dict.fromkeys(("Proxy", "Connect", "Locality"), "any"),
+}
+_CHECK_DURATIONS = ("Interval", "Timeout", "TTL", "DeregisterCriticalServiceAfter")
+_CHECK_ALIASES = {  # CheckType.UnmarshalJSON's snake_case aliases -> the field they fill
+    "args": "ScriptArgs",
+    "script_args": "ScriptArgs",
+    "deregister_critical_service_after": "DeregisterCriticalServiceAfter",
+    "docker_container_id": "DockerContainerID",
+    "tls_server_name": "TLSServerName",
+    "tls_skip_verify": "TLSSkipVerify",
+    "grpc_use_tls": "GRPCUseTLS",
+    "h2ping_use_tls": "H2PingUseTLS",
 }
 _CHECK_SPEC: _SPEC = {
-    # CheckType.UnmarshalJSON aux fields (durations as interface{}, snake_case aliases) ...
-    "Interval": "duration",
-    "Timeout": "duration",
-    "TTL": "duration",
-    "DeregisterCriticalServiceAfter": "duration",
-    "args": "strlist",
-    "script_args": "strlist",
-    "deregister_critical_service_after": "duration",
-    "docker_container_id": "string",
-    "tls_server_name": "string",
-    "tls_skip_verify": "bool",
-    "grpc_use_tls": "bool",
-    "h2ping_use_tls": "bool",
-    "ServiceID": "string",
-    "service_id": "string",
-    # ... then the embedded CheckType fields.
-    "CheckID": "string",
-    "Name": "string",
-    "Status": "string",
-    "Notes": "string",
+    **dict.fromkeys(_CHECK_DURATIONS, "duration"),
     "ScriptArgs": "strlist",
-    "HTTP": "string",
-    "H2PING": "string",
-    "H2PingUseTLS": "bool",
+    **dict.fromkeys(
+        (
+            "CheckID",
+            "Name",
+            "Status",
+            "Notes",
+            "HTTP",
+            "H2PING",
+            "Method",
+            "Body",
+            "TCP",
+            "UDP",
+            "AliasNode",
+            "AliasService",
+            "DockerContainerID",
+            "Shell",
+            "GRPC",
+            "OSService",
+            "TLSServerName",
+            "ProxyHTTP",
+            "ProxyGRPC",
+            "ServiceID",
+            "service_id",
+        ),
+        "string",
+    ),
+    **dict.fromkeys(
+        (
+            "H2PingUseTLS",
+            "DisableRedirects",
+            "GRPCUseTLS",
+            "TLSSkipVerify",
+        ),
+        "bool",
+    ),
+    **dict.fromkeys(
+        (
+            "SuccessBeforePassing",
+            "FailuresBeforeWarning",
+            "FailuresBeforeCritical",
+            "OutputMaxSize",
+        ),
+        "int",
+    ),
     "Header": "headers",
-    "Method": "string",
-    "Body": "string",
-    "DisableRedirects": "bool",
-    "TCP": "string",
-    "UDP": "string",
-    "AliasNode": "string",
-    "AliasService": "string",
-    "DockerContainerID": "string",
-    "Shell": "string",
-    "GRPC": "string",
-    "GRPCUseTLS": "bool",
-    "OSService": "string",
-    "TLSServerName": "string",
-    "TLSSkipVerify": "bool",
-    "SuccessBeforePassing": "int",
-    "FailuresBeforeWarning": "int",
-    "FailuresBeforeCritical": "int",
-    "ProxyHTTP": "string",
-    "ProxyGRPC": "string",
-    "OutputMaxSize": "int",
 }
+_CHECK_SPEC.update({alias: _CHECK_SPEC[name] for alias, name in _CHECK_ALIASES.items()})
 _CHECK_UPDATE_SPEC: _SPEC = {"Status": "string", "Output": "string"}
+_ZERO: dict[str, Any] = {"string": "", "bool": False, "int": 0}  # other kinds: None
 
 
-def _decode_struct(obj: Any, spec: _SPEC, struct_name: str, go_type: str, ctx: _Ctx) -> Any:
+def _decode_struct(obj: Any, spec: _SPEC, struct_name: str, go_type: str, d: _Decoder) -> Any:
     """Decode a JSON object into a Go struct described by spec (unknown fields rejected)."""
     if obj is None:
         return _SKIP
     if not isinstance(obj, _Obj):
-        return ctx.mismatch(obj, go_type)
+        return d.mismatch(obj, go_type)
     folded: dict[str, str] = {}
     for name in spec:
         folded.setdefault(name.lower(), name)
@@ -548,131 +397,88 @@ def _decode_struct(obj: Any, spec: _SPEC, struct_name: str, go_type: str, ctx: _
     for key, value in obj:
         field = key if key in spec else folded.get(key.lower())
         if field is None:
-            ctx.save(_GoError(f"json: unknown field {_go_q(key)}"))
+            d.save(_GoError(f"json: unknown field {_go_q(key)}"))
             continue
-        saved_struct, depth = ctx.struct_name, len(ctx.stack)
-        ctx.stack.append(field)
-        ctx.struct_name = struct_name
+        outer, depth = d.struct_name, len(d.fields)
+        d.struct_name = struct_name
+        d.fields.append(field)
         try:
-            decoded = _decode_value(value, spec[field], ctx)
+            decoded = _decode_value(value, spec[field], d)
         finally:
-            del ctx.stack[depth:]
-            ctx.struct_name = saved_struct
+            del d.fields[depth:]
+            d.struct_name = outer
         if decoded is not _SKIP:
             out[field] = decoded
     return out
 
 
-def _decode_string_list(value: Any, ctx: _Ctx) -> Any:
-    if value is None:
-        return None
-    if not isinstance(value, list) or isinstance(value, _Obj):
-        return ctx.mismatch(value, "[]string")
-    out: list[str] = []
-    for item in value:
-        if item is None or (isinstance(item, str) and not isinstance(item, _Num)):
-            out.append(str(item or ""))
-        else:
-            ctx.mismatch(item, "string")
-            out.append("")
-    return out
+def _element(value: Any, kind: str, d: _Decoder) -> Any:
+    """A list's or a map's element: null or a wrong kind leaves Go's zero value."""
+    decoded = _decode_value(value, kind, d)
+    return _ZERO.get(kind) if decoded is _SKIP else decoded
 
 
-def _decode_map(value: Any, ctx: _Ctx, go_type: str, elem: Callable[[Any], Any]) -> Any:
-    if value is None:
-        return None
-    if not isinstance(value, _Obj):
-        return ctx.mismatch(value, go_type)
-    out: dict[str, Any] = {}
-    for key, item in value:
-        decoded = elem(item)
-        out[key] = decoded
-    return out
-
-
-def _decode_check_value(value: Any, ctx: _Ctx) -> dict[str, Any]:
-    """A nested CheckType: its own decoder; its type errors get the outer field name, abort now."""
+def _nested_check(value: Any, d: _Decoder) -> Any:
+    """A check in a registration: CheckType has its own UnmarshalJSON, so its first error ends
+    the whole decode, a type error then named after the outer field."""
     try:
         return _decode_check(value)
     except _GoTypeError as err:
-        err.struct_name = ctx.struct_name or ""
-        err.field = ".".join(ctx.stack)
+        err.struct_name, err.field = d.struct_name or "", ".".join(d.fields)
         raise
 
 
-def _decode_value(value: Any, kind: str, ctx: _Ctx) -> Any:
-    """Decode one JSON value into the Go type named by kind, saving Go's first error."""
+def _decode_value(value: Any, kind: str, d: _Decoder) -> Any:
+    """Decode one JSON value into the Go type named by kind, saving Go's first error. JSON null
+    leaves a plain Go field as it was and makes a nillable one nil."""
+    if value is None:
+        return _SKIP if kind in ("string", "int", "bool", "check") else None
     if kind == "string":
-        if value is None:
-            return _SKIP
-        if isinstance(value, str) and not isinstance(value, _Num):
-            return str(value)
-        return ctx.mismatch(value, "string")
-    if kind == "int":
-        if value is None:
-            return _SKIP
-        if isinstance(value, _Num):
-            if _INT_RE.fullmatch(value) and -_MAX_U63 <= int(value) < _MAX_U63:
-                return int(value)
-            ctx.save(ctx.type_error(f"number {value}", "int"))
-            return _SKIP
-        return ctx.mismatch(value, "int")
+        is_string = isinstance(value, str) and not isinstance(value, _Num)
+        return str(value) if is_string else d.mismatch(value, "string")
     if kind == "bool":
-        if value is None:
-            return _SKIP
-        if isinstance(value, bool):
-            return value
-        return ctx.mismatch(value, "bool")
-    if kind == "strlist":
-        return _decode_string_list(value, ctx)
-    if kind == "strmap":
-
-        def str_elem(item: Any) -> str:
-            if item is None or (isinstance(item, str) and not isinstance(item, _Num)):
-                return str(item or "")
-            ctx.mismatch(item, "string")
-            return ""
-
-        return _decode_map(value, ctx, "map[string]string", str_elem)
-    if kind == "headers":
-
-        def list_elem(item: Any) -> Any:
-            decoded = _decode_string_list(item, ctx)
-            return None if decoded is _SKIP else decoded
-
-        return _decode_map(value, ctx, "map[string][]string", list_elem)
+        return value if isinstance(value, bool) else d.mismatch(value, "bool")
+    if kind == "int":
+        if not isinstance(value, _Num):
+            return d.mismatch(value, "int")
+        if _INT_RE.fullmatch(value) and -_MAX_U63 <= int(value) < _MAX_U63:
+            return int(value)
+        return d.mismatch(value, "int", f"number {value}")
     if kind == "duration":  # interface{}: anything goes, numbers must fit a float64
         if isinstance(value, _Num) and math.isinf(float(value)):
-            ctx.save(ctx.type_error(f"number {value}", "float64"))
-            return _SKIP
+            return d.mismatch(value, "float64", f"number {value}")
         return value
-    if kind == "weights":
-        decoded = _decode_struct(value, _WEIGHTS_SPEC, "Weights", "structs.Weights", ctx)
-        return None if value is None else decoded
-    if kind == "tagged":
-
-        def address_elem(item: Any) -> Any:
-            decoded = _decode_struct(
-                item, _SERVICE_ADDRESS_SPEC, "ServiceAddress", "structs.ServiceAddress", ctx
-            )
-            return {} if decoded is _SKIP else decoded
-
-        return _decode_map(value, ctx, "map[string]structs.ServiceAddress", address_elem)
-    if kind.startswith("opaque:"):
-        if value is None or isinstance(value, _Obj):
-            return _plain(value)
-        return ctx.mismatch(value, kind.split(":", 1)[1])
-    if kind == "check":
-        if value is None:
-            return _SKIP
-        return _decode_check_value(value, ctx)
-    if kind == "checks":
-        if value is None:
-            return None
+    if kind == "any":
+        return value
+    if kind in ("strlist", "checks"):
         if not isinstance(value, list) or isinstance(value, _Obj):
-            return ctx.mismatch(value, "structs.CheckTypes")
-        return [_decode_check_value(item, ctx) for item in value if item is not None]
+            return d.mismatch(value, "[]string" if kind == "strlist" else "structs.CheckTypes")
+        if kind == "checks":
+            return [_nested_check(item, d) for item in value if item is not None]
+        return [_element(item, "string", d) for item in value]
+    if kind in ("strmap", "headers"):
+        if not isinstance(value, _Obj):
+            return d.mismatch(
+                value, "map[string]string" if kind == "strmap" else "map[string][]string"
+            )
+        elem = "string" if kind == "strmap" else "strlist"
+        return {key: _element(item, elem, d) for key, item in value}
+    if kind == "weights":
+        return _decode_struct(value, _WEIGHTS_SPEC, "Weights", "structs.Weights", d)
+    if kind == "check":
+        return _nested_check(value, d)
     raise AssertionError(f"unknown kind {kind}")
+
+
+def _decode_body(raw: Any, spec: _SPEC, struct_name: str, go_type: str) -> dict[str, Any]:
+    """A decoded JSON value into the Go struct spec describes: its fields, or Go's first error."""
+    if raw is not None and not isinstance(raw, _Obj):
+        raise _GoTypeError(_json_kind(raw), go_type)
+    d = _Decoder()
+    fields = _decode_struct(raw, spec, struct_name, go_type, d)
+    if d.error is not None:
+        raise d.error
+    return {} if fields is _SKIP else fields
 
 
 def _duration_of(raw: Any) -> int:
@@ -687,78 +493,23 @@ def _duration_of(raw: Any) -> int:
     return 0
 
 
-_CHECK_STRING_FIELDS = (
-    "CheckID",
-    "Name",
-    "Status",
-    "Notes",
-    "HTTP",
-    "H2PING",
-    "Method",
-    "Body",
-    "TCP",
-    "UDP",
-    "AliasNode",
-    "AliasService",
-    "DockerContainerID",
-    "Shell",
-    "GRPC",
-    "OSService",
-    "TLSServerName",
-    "ProxyHTTP",
-    "ProxyGRPC",
-)
-_CHECK_BOOL_FIELDS = ("H2PingUseTLS", "DisableRedirects", "GRPCUseTLS", "TLSSkipVerify")
-_CHECK_INT_FIELDS = (
-    "SuccessBeforePassing",
-    "FailuresBeforeWarning",
-    "FailuresBeforeCritical",
-    "OutputMaxSize",
-)
-_CHECK_DURATIONS = ("Interval", "Timeout", "TTL", "DeregisterCriticalServiceAfter")
-
-
 def _decode_check(raw: Any) -> dict[str, Any]:
-    """Decode one check definition like structs.CheckType.UnmarshalJSON, into a normalised dict."""
-    ctx = _Ctx()
-    if raw is not None and not isinstance(raw, _Obj):
-        raise _GoTypeError(_json_kind(raw), "structs.CheckType")
-    fields = _decode_struct(raw, _CHECK_SPEC, "", "structs.CheckType", ctx)
-    if ctx.saved is not None:
-        raise ctx.saved
-    f: dict[str, Any] = {} if fields is _SKIP else fields
-    check: dict[str, Any] = {name: f.get(name, "") for name in _CHECK_STRING_FIELDS}
-    check.update({name: bool(f.get(name, False)) for name in _CHECK_BOOL_FIELDS})
-    check.update({name: int(f.get(name, 0)) for name in _CHECK_INT_FIELDS})
-    script_args = f.get("ScriptArgs")
-    if not script_args:
-        script_args = f.get("args")
-    if not script_args:
-        script_args = f.get("script_args")
-    check["ScriptArgs"] = script_args
-    check["Header"] = f.get("Header")
-    if not check["DockerContainerID"]:
-        check["DockerContainerID"] = f.get("docker_container_id", "")
-    if not check["TLSServerName"]:
-        check["TLSServerName"] = f.get("tls_server_name", "")
-    if f.get("tls_skip_verify"):
-        check["TLSSkipVerify"] = True
-    if f.get("grpc_use_tls"):
-        check["GRPCUseTLS"] = True
-    deregister = f.get("DeregisterCriticalServiceAfter")
-    if deregister is None:
-        deregister = f.get("deregister_critical_service_after")
-    raws = {
-        "Interval": f.get("Interval"),
-        "Timeout": f.get("Timeout"),
-        "TTL": f.get("TTL"),
-        "DeregisterCriticalServiceAfter": deregister,
+    """One check definition as structs.CheckType.UnmarshalJSON reads it, normalised: every
+    field present (its zero value when absent), aliases folded in, durations in nanoseconds."""
+    f = _decode_body(raw, _CHECK_SPEC, "", "structs.CheckType")
+    for alias, name in _CHECK_ALIASES.items():  # Consul fills an unset field from its alias
+        unset = f.get(name) is None if name in _CHECK_DURATIONS else not f.get(name)
+        if unset:
+            f[name] = f.get(alias, _ZERO.get(_CHECK_SPEC[name]))
+    check: dict[str, Any] = {
+        name: f.get(name, _ZERO.get(kind))
+        for name, kind in _CHECK_SPEC.items()
+        if name not in _CHECK_ALIASES and name not in ("ServiceID", "service_id")
     }
     for name in _CHECK_DURATIONS:
-        check[name] = _duration_of(raws[name])
+        check[name] = _duration_of(check[name])
     check["_empty"] = (
-        not any(check[name] for name in (*_CHECK_STRING_FIELDS, *_CHECK_BOOL_FIELDS))
-        and not any(check[name] for name in (*_CHECK_INT_FIELDS, *_CHECK_DURATIONS))
+        not any(value for name, value in check.items() if name not in ("ScriptArgs", "Header"))
         and check["ScriptArgs"] is None
         and check["Header"] is None
     )
@@ -767,17 +518,9 @@ def _decode_check(raw: Any) -> dict[str, Any]:
 
 def _decode_service(raw: Any) -> dict[str, Any]:
     """Decode a service registration body like structs.ServiceDefinition.UnmarshalJSON."""
-    ctx = _Ctx()
-    if raw is not None and not isinstance(raw, _Obj):
-        raise _GoTypeError(_json_kind(raw), "structs.ServiceDefinition")
-    fields = _decode_struct(raw, _SERVICE_SPEC, "", "structs.ServiceDefinition", ctx)
-    if ctx.saved is not None:
-        raise ctx.saved
-    f: dict[str, Any] = {} if fields is _SKIP else fields
+    f = _decode_body(raw, _SERVICE_SPEC, "", "structs.ServiceDefinition")
     if f.get("enable_tag_override"):
         f["EnableTagOverride"] = True
-    if not f.get("TaggedAddresses"):
-        f["TaggedAddresses"] = f.get("tagged_addresses")
     return f
 
 
@@ -807,29 +550,20 @@ def _check_error(check: dict[str, Any]) -> str | None:
 
 def _check_type(check: dict[str, Any]) -> str:
     """structs.CheckType.Type(): the "Type" reported by /v1/agent/checks."""
-    timed = check["Interval"] > 0
-    script = bool(check["ScriptArgs"])
-    if check["GRPC"] and timed:
-        return "grpc"
-    if check["HTTP"] and timed:
-        return "http"
-    if check["TTL"] > 0:
-        return "ttl"
-    if check["TCP"] and timed:
-        return "tcp"
-    if check["UDP"] and timed:
-        return "udp"
-    if check["AliasNode"] or check["AliasService"]:
-        return "alias"
-    if script and check["DockerContainerID"] and timed:
-        return "docker"
-    if script:
-        return "script"
-    if check["H2PING"] and timed:
-        return "h2ping"
-    if check["OSService"] and timed:
-        return "os_service"
-    return ""
+    timed, script = check["Interval"] > 0, bool(check["ScriptArgs"])
+    types = (  # the first that applies, in Go's order
+        ("grpc", check["GRPC"] and timed),
+        ("http", check["HTTP"] and timed),
+        ("ttl", check["TTL"] > 0),
+        ("tcp", check["TCP"] and timed),
+        ("udp", check["UDP"] and timed),
+        ("alias", check["AliasNode"] or check["AliasService"]),
+        ("docker", script and check["DockerContainerID"] and timed),
+        ("script", script),
+        ("h2ping", check["H2PING"] and timed),
+        ("os_service", check["OSService"] and timed),
+    )
+    return next((name for name, applies in types if applies), "")
 
 
 _META_KEY_RE = re.compile(r"[a-zA-Z0-9_-]+")
@@ -870,15 +604,11 @@ def _weights_error(weights: dict[str, int]) -> str | None:
 
 def _ip_family(address: str) -> int:
     """4 or 6 when Go's net.ParseIP accepts address (IPv4-mapped counts as 4), else 0."""
-    if "%" in address:
-        return 0
-    try:
+    with contextlib.suppress(ValueError):
         ip = ipaddress.ip_address(address)
-    except ValueError:
-        return 0
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return 4
-    return ip.version
+        if "%" not in address:  # Go parses no IPv6 zone
+            return 4 if ip.version == 4 or getattr(ip, "ipv4_mapped", None) else 6
+    return 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -909,10 +639,6 @@ class _Request:
     body: str
     token: str | None
 
-    def param(self, name: str) -> str | None:
-        values = self.query.get(name)
-        return values[0] if values else None
-
 
 @dataclasses.dataclass
 class _Response:
@@ -929,141 +655,96 @@ class _Fault:
     every: int
     paths: str | None
     release: threading.Event
+    delay: float
     count: int = 0
-    delay: float = 0.0
 
 
 def _text(status: int, message: str) -> _Response:
     return _Response(status, message.encode("utf-8"), [("Content-Type", _TEXT)])
 
 
-def _go_json_bytes(obj: Any, pretty: bool) -> bytes:
-    """Encode like Go's json.Marshal (HTML-escaped) or MarshalIndent + newline for ?pretty."""
-    if pretty:
-        text = json.dumps(obj, ensure_ascii=False, indent=4, separators=(",", ": ")) + "\n"
-    else:
-        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    for raw, escaped in (
-        ("<", "\\u003c"),
-        (">", "\\u003e"),
-        ("&", "\\u0026"),
-        ("\u2028", "\\u2028"),
-        ("\u2029", "\\u2029"),
-    ):
+def _json(obj: Any) -> _Response:
+    """A JSON answer encoded as Go's json.Marshal does it (HTML characters escaped)."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
         text = text.replace(raw, escaped)
-    return text.encode("utf-8", "replace")
-
-
-def _json_response(obj: Any, req: _Request) -> _Response:
-    return _Response(200, _go_json_bytes(obj, "pretty" in req.query), [("Content-Type", _JSON)])
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return _Response(200, text.encode("utf-8", "replace"), [("Content-Type", _JSON)])
 
 
 def _token_of(query: dict[str, list[str]], headers: Any) -> str | None:
-    """Consul's parseToken: ?token=, then X-Consul-Token, then 'Authorization: Bearer'."""
+    """Consul's parseToken: ?token=, then X-Consul-Token (no client here sends a Bearer)."""
     values = query.get("token")
     if values and values[0].strip():
         return values[0].strip()
-    header = (headers.get("X-Consul-Token") or "").strip()
-    if header:
-        return header
-    auth = headers.get("Authorization") or ""
-    parts = auth.split(" ")
-    if len(parts) == 2 and parts[0].lower() == "bearer" and parts[1].strip():
-        return parts[1].strip()
-    return None
+    return (headers.get("X-Consul-Token") or "").strip() or None
 
 
 # --------------------------------------------------------------------------------------------
 # The agent: state and endpoints
 # --------------------------------------------------------------------------------------------
 
-_Handler = Callable[["_Request", threading.Event], _Response]
+_Handler = Callable[["_Request"], _Response]
 
 
+@dataclasses.dataclass(eq=False)
 class _Agent:
     """The agent's state (services, checks, index) and Consul's endpoint logic over it."""
 
-    def __init__(
-        self,
-        cond: threading.Condition,
-        *,
-        acl_token: str | None,
-        enable_script_checks: bool,
-        unknown_deregister: str,
-        node_name: str,
-        denied_services: Iterable[str],
-        run_checks: bool = False,
-    ) -> None:
-        self.cond = cond
-        self.run_checks = run_checks  # probe HTTP and TCP checks as the agent does
-        self.runners: dict[str, CheckRunner] = {}
-        self.acl_token = acl_token
-        self.enable_script_checks = enable_script_checks
-        self.unknown_deregister = unknown_deregister
-        self.node_name = node_name
-        self.node_id = str(uuid.uuid4())
-        self.accessor_id = str(uuid.uuid4())
-        self.denied: set[str] = set(denied_services)
-        self.leader = DEFAULT_LEADER
-        self.index = 1
-        self.services: dict[str, dict[str, Any]] = {}
-        self.checks: dict[str, dict[str, Any]] = {}
-        self.service_index: dict[str, tuple[int, int]] = {}
-        self.exact: dict[str, tuple[tuple[str, ...], _Handler]] = {
-            "/v1/agent/self": (("GET",), self.agent_self),
-            "/v1/agent/services": (("GET",), self.agent_services),
-            "/v1/agent/checks": (("GET",), self.agent_checks),
-            "/v1/agent/service/register": (("PUT",), self.register),
-            "/v1/status/leader": (("GET",), self.status_leader),
+    cond: threading.Condition
+    acl_token: str | None
+    enable_script_checks: bool
+    unknown_deregister: str
+    denied: set[str]  # the service names the token may not write
+    run_checks: bool  # probe HTTP and TCP checks as the agent does
+    runners: dict[str, CheckRunner] = dataclasses.field(default_factory=dict)
+    accessor_id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
+    index: int = 1
+    services: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    checks: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Go ServeMux patterns: a path matches exactly, or a pattern ending in "/" is its prefix.
+        self.routes: dict[str, tuple[str, _Handler]] = {
+            "/v1/agent/services": ("GET", lambda _req: _json(self.services_view())),
+            "/v1/agent/checks": ("GET", lambda _req: _json(self.checks_view())),
+            "/v1/agent/service/register": ("PUT", self.register),
+            "/v1/agent/service/deregister/": ("PUT", self.deregister),
+            "/v1/agent/check/update/": ("PUT", self.check_update),
+            "/v1/agent/check/deregister/": ("PUT", self.check_deregister),
+            "/v1/status/leader": ("GET", lambda _req: _json(LEADER)),
+            "/v1/catalog/service/": ("GET", self.catalog_service),
         }
-        prefixes: dict[str, tuple[tuple[str, ...], _Handler]] = {
-            "/v1/agent/service/deregister/": (("PUT",), self.deregister),
-            "/v1/agent/service/": (("GET",), self.agent_service),
-            "/v1/agent/check/pass/": (("PUT",), self.check_pass),
-            "/v1/agent/check/warn/": (("PUT",), self.check_warn),
-            "/v1/agent/check/fail/": (("PUT",), self.check_fail),
-            "/v1/agent/check/update/": (("PUT",), self.check_update),
-            "/v1/agent/check/deregister/": (("PUT",), self.check_deregister),
-            "/v1/catalog/service/": (("GET",), self.catalog_service),
-        }
-        self.prefixes = sorted(prefixes.items(), key=lambda item: -len(item[0]))
 
     # -- routing, ACL ------------------------------------------------------------------------
 
-    def route(self, path: str) -> tuple[str, tuple[str, ...], _Handler] | None:
+    def route(self, path: str) -> tuple[str, _Handler] | None:
         """Go ServeMux matching: an exact pattern first, else the longest "/..."-prefix pattern."""
-        if path in self.exact:
-            methods, handler = self.exact[path]
-            return path, methods, handler
-        for prefix, (methods, handler) in self.prefixes:
-            if path.startswith(prefix):
-                return prefix, methods, handler
-        return None
+        prefixes = [p for p in self.routes if p.endswith("/") and path.startswith(p)]
+        pattern = path if path in self.routes else max(prefixes, key=len, default=None)
+        return None if pattern is None else self.routes[pattern]
 
-    def dispatch(self, req: _Request, stopping: threading.Event) -> _Response:
+    def dispatch(self, req: _Request) -> _Response:
         """Answer one request as the agent's HTTP server would."""
         found = self.route(req.path)
         if found is None:
             return _text(404, MSG_NOT_FOUND_PATH if "/v1/" in req.path else MSG_NOT_FOUND_ROOT)
-        _pattern, methods, handler = found
-        allow = ",".join(("OPTIONS", *methods))
+        method, handler = found
         if req.method == "OPTIONS":
-            return _Response(200, b"", [("Allow", allow)])
-        if req.method not in methods:
+            return _Response(200, b"", [("Allow", f"OPTIONS,{method}")])
+        if req.method != method:
             resp = _text(405, f"method {req.method} not allowed")
-            resp.headers.append(("Allow", allow))
+            resp.headers.append(("Allow", f"OPTIONS,{method}"))
             return resp
         if self.acl_token is not None:
             if not req.token:
                 return _text(403, MSG_PERMISSION_DENIED)
             if req.token != self.acl_token:
                 return _text(403, MSG_ACL_NOT_FOUND)
-        resp = handler(req, stopping)
+        resp = handler(req)
         if req.method == "GET" and resp.status == 200:
             with self.cond:
-                index = self.index
-            if not any(name == "X-Consul-Index" for name, _ in resp.headers):
-                resp.headers.append(("X-Consul-Index", str(index)))
+                resp.headers.append(("X-Consul-Index", str(self.index)))
         return resp
 
     def denied_response(self, service_name: str) -> _Response | None:
@@ -1076,52 +757,39 @@ class _Agent:
             f"'service:write' on {_go_q(service_name)}",
         )
 
-    def bump(self) -> int:
+    def bump(self) -> None:
         """Advance the index after a change and wake every waiter."""
         self.index += 1
         self.cond.notify_all()
-        return self.index
 
     # -- registration ------------------------------------------------------------------------
 
-    def register(self, req: _Request, _stopping: threading.Event) -> _Response:
+    def register(self, req: _Request) -> _Response:
         """PUT /v1/agent/service/register, validated in Consul's order."""
         try:
-            definition = _decode_service(_go_json_load(req.body))
+            d = _decode_service(_go_json_load(req.body))
         except _GoError as exc:
             return _text(400, f"Request decode failed: {exc}")
-        replace = req.query.get("replace-existing-checks")
-        replace_existing = bool(replace) and req.param("replace-existing-checks") in ("", "true")
-        return self.register_definition(definition, replace_existing)
-
-    def register_definition(self, d: dict[str, Any], replace_existing: bool) -> _Response:
         name = d.get("Name") or ""
         if not name:
             return _text(400, MSG_MISSING_NAME)
-        address = d.get("Address") or ""
-        if address in ("0.0.0.0", "::", "[::]"):
+        if d.get("Address") in ("0.0.0.0", "::", "[::]"):
             return _text(400, MSG_BAD_ADDRESS)
-        weights = d.get("Weights")
-        if weights is not None:
-            reason = _weights_error(weights)
-            if reason:
-                return _text(400, f"Invalid Weights: {reason}")
-        meta: dict[str, str] = d.get("Meta") or {}
-        reason = _meta_error(meta)
+        reason = _weights_error(d["Weights"]) if d.get("Weights") is not None else None
+        if reason:
+            return _text(400, f"Invalid Weights: {reason}")
+        reason = _meta_error(d.get("Meta") or {})
         if reason:
             return _text(400, f"Invalid Service Meta: {reason}")
-        checks: list[dict[str, Any]] = []
         single = d.get("Check")
-        if single is not None and not single["_empty"]:
-            checks.append(single)
+        checks = [single] if single is not None and not single["_empty"] else []
         checks.extend(d.get("Checks") or [])
         for check in checks:
             reason = _check_error(check)
             if reason:
                 return _text(400, f"Invalid check: {reason}")
-        for check in checks:
-            if check["Status"] and check["Status"] not in VALID_STATUSES:
-                return _text(400, MSG_BAD_CHECK_STATUS)
+        if any(c["Status"] and c["Status"] not in VALID_STATUSES for c in checks):
+            return _text(400, MSG_BAD_CHECK_STATUS)
         service_id = d.get("ID") or name
         with self.cond:
             previous = self.services.get(service_id)
@@ -1129,15 +797,10 @@ class _Agent:
                 denied = self.denied_response(owner)
                 if denied is not None:
                     return denied
-            tagged = d.get("TaggedAddresses") or {}
-            for tag, family in (("lan_ipv4", 4), ("wan_ipv4", 4), ("lan_ipv6", 6)):
-                if tag in tagged and _ip_family(tagged[tag].get("Address", "")) != family:
-                    kind = "ipv4" if family == 4 else "ipv6"
-                    return _text(
-                        500, f"Service tagged address {_go_q(tag)} must be a valid {kind} address"
-                    )
             if not self.enable_script_checks and any(c["ScriptArgs"] for c in checks):
                 return _text(500, MSG_SCRIPTS_DISABLED)
+            values = req.query.get("replace-existing-checks") or ["false"]
+            replace_existing = values[0] in ("", "true")
             self.apply_registration(service_id, d, checks, replace_existing)
         return _Response(200)
 
@@ -1149,50 +812,32 @@ class _Agent:
         replace_existing: bool,
     ) -> None:
         """Store the service and its checks as Consul's agent local state would (lock held)."""
-        name = d["Name"]
-        address = d.get("Address") or ""
-        port = d.get("Port", 0)
+        name, address, port = d["Name"], d.get("Address") or "", d.get("Port", 0)
         tags = list(d.get("Tags") or [])
-        tagged = {
-            k: {"Address": v.get("Address", ""), "Port": v.get("Port", 0)}
-            for k, v in (d.get("TaggedAddresses") or {}).items()
+        weights = d.get("Weights")
+        service: dict[str, Any] = {
+            "ID": service_id,
+            "Service": name,
+            "Tags": tags,
+            "Meta": dict(sorted((d.get("Meta") or {}).items())),
+            "Port": port,
+            "Address": address,
         }
         family = _ip_family(address)
-        if family:
-            for tag in (f"lan_ipv{family}", f"wan_ipv{family}"):
-                tagged.setdefault(tag, {"Address": address, "Port": port})
-        weights = d.get("Weights")
-        service: dict[str, Any] = {}
-        if d.get("Kind"):
-            service["Kind"] = d["Kind"]
-        service.update(
-            {
-                "ID": service_id,
-                "Service": name,
-                "Tags": tags,
-                "Meta": dict(sorted((d.get("Meta") or {}).items())),
-                "Port": port,
-                "Address": address,
+        if family:  # the agent tags an IP address as the LAN and WAN one of its family
+            service["TaggedAddresses"] = {
+                f"{net}_ipv{family}": {"Address": address, "Port": port} for net in ("lan", "wan")
             }
-        )
-        if d.get("SocketPath"):
-            service["SocketPath"] = d["SocketPath"]
-        if tagged:
-            service["TaggedAddresses"] = dict(sorted(tagged.items()))
         service["Weights"] = (
             {"Passing": weights.get("Passing", 0), "Warning": weights.get("Warning", 0)}
             if weights is not None
             else {"Passing": 1, "Warning": 1}
         )
         service["EnableTagOverride"] = bool(d.get("EnableTagOverride"))
-        for opaque in ("Proxy", "Connect"):
-            if d.get(opaque):
-                service[opaque] = d[opaque]
         service["Datacenter"] = DATACENTER
 
         before_service = self.services.get(service_id)
         before_checks = {k: v for k, v in self.checks.items() if v["ServiceID"] == service_id}
-        snapshot = self.checks
         new_checks: dict[str, dict[str, Any]] = {}
         probed: dict[str, dict[str, Any]] = {}  # check ID -> its definition
         for i, check in enumerate(checks):
@@ -1200,15 +845,13 @@ class _Agent:
             if not check["CheckID"] and len(checks) > 1:
                 check_id += f":{i + 1}"
             probed[check_id] = check
-            status, output = check["Status"] or "critical", ""
-            prev = snapshot.get(check_id)
-            if prev is not None:
-                status, output = prev["Status"], prev["Output"]
+            prev = self.checks.get(check_id)  # an existing check keeps its state
+            status, output = (prev["Status"], prev["Output"]) if prev else (check["Status"], "")
             new_checks[check_id] = {
-                "Node": self.node_name,
+                "Node": NODE_NAME,
                 "CheckID": check_id,
                 "Name": check["Name"] or f"Service '{name}' check",
-                "Status": status,
+                "Status": status or "critical",
                 "Notes": check["Notes"],
                 "Output": output,
                 "ServiceID": service_id,
@@ -1237,13 +880,11 @@ class _Agent:
                     ).start()
         after_checks = {k: v for k, v in self.checks.items() if v["ServiceID"] == service_id}
         if before_service != service or before_checks != after_checks:
-            index = self.bump()
-            created = self.service_index.get(service_id, (index, index))[0]
-            self.service_index[service_id] = (created if before_service else index, index)
+            self.bump()
 
-    # -- deregistration, reads ---------------------------------------------------------------
+    # -- deregistration, checks, reads -------------------------------------------------------
 
-    def deregister(self, req: _Request, _stopping: threading.Event) -> _Response:
+    def deregister(self, req: _Request) -> _Response:
         """PUT /v1/agent/service/deregister/<id>; unknown IDs answer per unknown_deregister."""
         service_id = req.path[len("/v1/agent/service/deregister/") :]
         with self.cond:
@@ -1262,7 +903,6 @@ class _Agent:
             if denied is not None:
                 return denied
             del self.services[service_id]
-            self.service_index.pop(service_id, None)
             for check_id in [k for k, v in self.checks.items() if v["ServiceID"] == service_id]:
                 del self.checks[check_id]
                 self.stop_runner(check_id)
@@ -1281,7 +921,7 @@ class _Agent:
             )
         return check, self.denied_response(check["ServiceName"])
 
-    def check_deregister(self, req: _Request, _stopping: threading.Event) -> _Response:
+    def check_deregister(self, req: _Request) -> _Response:
         """PUT /v1/agent/check/deregister/<id>: one check goes, its service stays."""
         check_id = req.path[len("/v1/agent/check/deregister/") :]
         with self.cond:
@@ -1293,13 +933,39 @@ class _Agent:
             self.bump()
         return _Response(200)
 
+    def check_update(self, req: _Request) -> _Response:
+        """PUT /v1/agent/check/update/<id> with {"Status", "Output"}: a TTL check's state."""
+        try:
+            raw = _go_json_load(req.body)
+            update = _decode_body(raw, _CHECK_UPDATE_SPEC, "checkUpdate", "agent.checkUpdate")
+        except _GoError as exc:
+            return _text(400, f"Request decode failed: {exc}")
+        status, output = update.get("Status", ""), update.get("Output", "")
+        if status not in VALID_STATUSES:
+            return _text(400, f"Invalid check status: '{status}'")
+        check_id = req.path[len("/v1/agent/check/update/") :]
+        with self.cond:
+            check, refused = self.writable_check(check_id)
+            if refused is not None:
+                return refused
+            if check["Type"] != "ttl":
+                return _text(500, f"CheckID {_go_q(check_id)} does not have associated TTL")
+            raw_output = output.encode("utf-8")
+            if len(raw_output) > CHECK_OUTPUT_MAX:
+                output = (
+                    raw_output[:CHECK_OUTPUT_MAX].decode("utf-8", "ignore")
+                    + f" ... (captured {CHECK_OUTPUT_MAX} of {len(raw_output)} bytes)"
+                )
+            self.probed(check_id, status, output)
+        return _Response(200)
+
     def stop_runner(self, check_id: str) -> None:
         runner = self.runners.pop(check_id, None)
         if runner is not None:
             runner.stop()
 
     def probed(self, check_id: str, status: str, output: str) -> None:
-        """A check runner's result, as the agent's local state records it."""
+        """A check's new result (a check runner's, or a TTL update), as local state records it."""
         with self.cond:
             check = self.checks.get(check_id)
             if check is not None and (check["Status"], check["Output"]) != (status, output):
@@ -1314,251 +980,42 @@ class _Agent:
         with self.cond:
             return copy.deepcopy(dict(sorted(self.checks.items())))
 
-    def agent_services(self, req: _Request, _stopping: threading.Event) -> _Response:
-        return _json_response(self.services_view(), req)
-
-    def agent_checks(self, req: _Request, _stopping: threading.Event) -> _Response:
-        return _json_response(self.checks_view(), req)
-
-    def content_hash(self, service_id: str) -> str | None:
-        service = self.services.get(service_id)
-        if service is None:
-            return None
-        encoded = json.dumps(service, sort_keys=True).encode()
-        return hashlib.sha256(encoded).hexdigest()[:16]
-
-    def agent_service(self, req: _Request, stopping: threading.Event) -> _Response:
-        """GET /v1/agent/service/<id>, with hash-based blocking (?hash=&wait=)."""
-        service_id = req.path[len("/v1/agent/service/") :]
-        wanted = req.param("hash")
-        if wanted:
-            resp = self.block(req, stopping, lambda: self.content_hash(service_id) != wanted)
-            if resp is not None:
-                return resp
+    def catalog_service(self, req: _Request) -> _Response:
+        """GET /v1/catalog/service/<name>?tag=...: this one-node cluster's catalog is the agent
+        state; every tag given must match (case-insensitively, as service names do)."""
+        name = req.path[len("/v1/catalog/service/") :]
+        if not name:
+            return _text(400, MSG_MISSING_NAME)
+        wanted = {tag.lower() for tag in req.query.get("tag", [])}
         with self.cond:
-            service = copy.deepcopy(self.services.get(service_id))
-            digest = self.content_hash(service_id)
-        if service is None or digest is None:
-            return _text(404, f"unknown service ID: {service_id}")
-        out: dict[str, Any] = {}
-        for key, value in service.items():
-            if key in ("Proxy", "Connect", "Datacenter"):
-                out.setdefault("ContentHash", digest)
-            out[key] = value
-        resp = _json_response(out, req)
-        resp.headers.append(("X-Consul-ContentHash", digest))
-        return resp
+            matching = [
+                service
+                for _sid, service in sorted(self.services.items())
+                if service["Service"].lower() == name.lower()
+                and wanted <= {tag.lower() for tag in service["Tags"]}
+            ]
+            entries = [self.catalog_entry(service) for service in matching]
+        return _json(entries)
 
-    def block(
-        self, req: _Request, stopping: threading.Event, changed: Callable[[], bool]
-    ) -> _Response | None:
-        """A blocking query: hold until changed() or ?wait= (default 5m, max 10m) runs out."""
-        wait_s = 300.0
-        raw = req.param("wait")
-        if raw:
-            try:
-                wait_s = min(parse_go_duration(raw) / 1e9, 600.0)
-            except GoDurationError:
-                return _text(400, "Invalid wait time")
-        deadline = time.monotonic() + wait_s
-        with self.cond:
-            while not changed() and not stopping.is_set():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self.cond.wait(remaining)
-        return None
-
-    # -- TTL check updates -------------------------------------------------------------------
-
-    def update_ttl(self, check_id: str, status: str, output: str) -> _Response:
-        with self.cond:
-            check, refused = self.writable_check(check_id)
-            if refused is not None:
-                return refused
-            if check["Type"] != "ttl":
-                return _text(500, f"CheckID {_go_q(check_id)} does not have associated TTL")
-            raw = output.encode("utf-8")
-            if len(raw) > CHECK_OUTPUT_MAX:
-                output = (
-                    raw[:CHECK_OUTPUT_MAX].decode("utf-8", "ignore")
-                    + f" ... (captured {CHECK_OUTPUT_MAX} of {len(raw)} bytes)"
-                )
-            if (check["Status"], check["Output"]) != (status, output):
-                check["Status"], check["Output"] = status, output
-                self.bump()
-        return _Response(200)
-
-    def check_pass(self, req: _Request, _stopping: threading.Event) -> _Response:
-        return self.update_ttl(
-            req.path[len("/v1/agent/check/pass/") :], "passing", req.param("note") or ""
-        )
-
-    def check_warn(self, req: _Request, _stopping: threading.Event) -> _Response:
-        return self.update_ttl(
-            req.path[len("/v1/agent/check/warn/") :], "warning", req.param("note") or ""
-        )
-
-    def check_fail(self, req: _Request, _stopping: threading.Event) -> _Response:
-        return self.update_ttl(
-            req.path[len("/v1/agent/check/fail/") :], "critical", req.param("note") or ""
-        )
-
-    def check_update(self, req: _Request, _stopping: threading.Event) -> _Response:
-        """PUT /v1/agent/check/update/<id> with {"Status", "Output"}."""
-        ctx = _Ctx()
-        try:
-            raw = _go_json_load(req.body)
-            if raw is not None and not isinstance(raw, _Obj):
-                raise _GoTypeError(_json_kind(raw), "agent.checkUpdate")
-            fields = _decode_struct(
-                raw, _CHECK_UPDATE_SPEC, "checkUpdate", "agent.checkUpdate", ctx
-            )
-            if ctx.saved is not None:
-                raise ctx.saved
-        except _GoError as exc:
-            return _text(400, f"Request decode failed: {exc}")
-        update: dict[str, Any] = {} if fields is _SKIP else fields
-        status = update.get("Status", "")
-        if status not in VALID_STATUSES:
-            return _text(400, f"Invalid check status: '{status}'")
-        return self.update_ttl(
-            req.path[len("/v1/agent/check/update/") :], status, update.get("Output", "")
-        )
-
-    # -- status, self, catalog ---------------------------------------------------------------
-
-    def status_leader(self, req: _Request, _stopping: threading.Event) -> _Response:
-        with self.cond:
-            leader = self.leader
-        return _json_response(leader, req)
-
-    def agent_self(self, req: _Request, _stopping: threading.Event) -> _Response:
-        with self.cond:
-            services, checks = len(self.services), len(self.checks)
-        return _json_response(
-            {
-                "Config": {
-                    "Datacenter": DATACENTER,
-                    "PrimaryDatacenter": DATACENTER,
-                    "NodeName": self.node_name,
-                    "NodeID": self.node_id,
-                    "Revision": "double",
-                    "Server": True,
-                    "Version": CONSUL_VERSION,
-                    "BuildDate": "2023-06-26T00:00:00Z",
-                },
-                "DebugConfig": {
-                    "ACLsEnabled": self.acl_token is not None,
-                    "EnableRemoteScriptChecks": self.enable_script_checks,
-                    "EnableLocalScriptChecks": self.enable_script_checks,
-                },
-                "Coord": {"Vec": [0.0] * 8, "Error": 1.5, "Adjustment": 0.0, "Height": 1e-05},
-                "Member": {
-                    "Name": self.node_name,
-                    "Addr": NODE_ADDRESS,
-                    "Port": 8301,
-                    "Tags": {
-                        "build": f"{CONSUL_VERSION}:double",
-                        "dc": DATACENTER,
-                        "id": self.node_id,
-                        "port": "8300",
-                        "role": "consul",
-                        "segment": "",
-                        "vsn": "2",
-                    },
-                    "Status": 1,
-                    "ProtocolMin": 1,
-                    "ProtocolMax": 5,
-                    "ProtocolCur": 2,
-                    "DelegateMin": 2,
-                    "DelegateMax": 5,
-                    "DelegateCur": 4,
-                },
-                "Stats": {
-                    "agent": {"services": str(services), "checks": str(checks)},
-                    "build": {"version": CONSUL_VERSION, "prerelease": "", "revision": "double"},
-                },
-                "Meta": {"consul-network-segment": ""},
-            },
-            req,
-        )
-
-    def catalog_entry(self, service: dict[str, Any]) -> dict[str, Any]:
-        create, modify = self.service_index.get(service["ID"], (self.index, self.index))
-        entry: dict[str, Any] = {
-            "ID": self.node_id,
-            "Node": self.node_name,
+    @staticmethod
+    def catalog_entry(service: dict[str, Any]) -> dict[str, Any]:
+        """A catalog entry: the node's and the service's fields consul-template reads."""
+        entry = {
+            "Node": NODE_NAME,
             "Address": NODE_ADDRESS,
             "Datacenter": DATACENTER,
-            "TaggedAddresses": {
-                "lan": NODE_ADDRESS,
-                "lan_ipv4": NODE_ADDRESS,
-                "wan": NODE_ADDRESS,
-                "wan_ipv4": NODE_ADDRESS,
-            },
-            "NodeMeta": {"consul-network-segment": ""},
-            "ServiceKind": service.get("Kind", ""),
             "ServiceID": service["ID"],
             "ServiceName": service["Service"],
             "ServiceTags": list(service["Tags"]),
             "ServiceAddress": service["Address"],
+            "ServiceWeights": dict(service["Weights"]),
+            "ServiceMeta": dict(service["Meta"]),
+            "ServicePort": service["Port"],
+            "ServiceEnableTagOverride": service["EnableTagOverride"],
         }
         if "TaggedAddresses" in service:
             entry["ServiceTaggedAddresses"] = copy.deepcopy(service["TaggedAddresses"])
-        entry.update(
-            {
-                "ServiceWeights": dict(service["Weights"]),
-                "ServiceMeta": dict(service["Meta"]),
-                "ServicePort": service["Port"],
-                "ServiceSocketPath": service.get("SocketPath", ""),
-                "ServiceEnableTagOverride": service["EnableTagOverride"],
-                "ServiceProxy": {"Mode": "", "MeshGateway": {}, "Expose": {}},
-                "ServiceConnect": {},
-                "ServiceLocality": None,
-                "CreateIndex": create,
-                "ModifyIndex": modify,
-            }
-        )
         return entry
-
-    def catalog_service(self, req: _Request, stopping: threading.Event) -> _Response:
-        """GET /v1/catalog/service/<name>: this one-node cluster's catalog is the agent state."""
-        name = req.path[len("/v1/catalog/service/") :]
-        if not name:
-            return _text(400, "Missing service name")
-        dc = req.param("dc")
-        if dc and dc != DATACENTER:
-            return _text(500, "No path to datacenter")
-        min_index = 0
-        raw_index = req.param("index")
-        if raw_index:
-            if not raw_index.isdigit():
-                return _text(400, "Invalid index")
-            min_index = int(raw_index)
-        with self.cond:
-            if not self.leader:
-                return _text(500, MSG_NO_LEADER)
-        if min_index > 0:
-            resp = self.block(req, stopping, lambda: self.index > min_index)
-            if resp is not None:
-                return resp
-        wanted = [tag.lower() for tag in req.query.get("tag", [])]
-        with self.cond:
-            entries = [
-                self.catalog_entry(service)
-                for _sid, service in sorted(self.services.items())
-                if service["Service"].lower() == name.lower()
-                and all(tag in {t.lower() for t in service["Tags"]} for tag in wanted)
-            ]
-            index = self.index
-        resp = _json_response(entries, req)
-        resp.headers += [
-            ("X-Consul-Index", str(index)),
-            ("X-Consul-KnownLeader", "true"),
-            ("X-Consul-LastContact", "0"),
-        ]
-        return resp
 
 
 # --------------------------------------------------------------------------------------------
@@ -1658,24 +1115,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the default per-request stderr logging."""
 
-    def _body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = self.headers.get("Content-Length")
-        return self.rfile.read(int(length)) if length and length.strip().isdigit() else b""
-
     def _dispatch(self) -> None:
+        length = (self.headers.get("Content-Length") or "").strip()
         try:
-            body = self._body()
-        except (OSError, ValueError):
+            body = self.rfile.read(int(length)) if length.isdigit() else b""
+        except OSError:
             self.close_connection = True
             return
         self.server.double._serve(self, body)
@@ -1700,15 +1144,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def drop(self, reset: bool) -> None:
         """Close the connection without answering; reset=True sends a TCP RST."""
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             if reset:
                 self.connection.setsockopt(
                     socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
                 )
             else:
                 self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.rfile.close()
         self.connection.close()
 
@@ -1733,13 +1175,15 @@ class ConsulDouble:
         acl_token: str | None = None,
         enable_script_checks: bool = False,
         unknown_deregister: str = "404",
-        node_name: str = "double-node",
         port: int = 0,
         denied_services: Iterable[str] = (),
         ssl_context: ssl.SSLContext | None = None,
         unix_socket: str = "",
         run_checks: bool = False,
     ) -> None:
+        """``unknown_deregister``: how deregistering an unknown ID answers, "404" (Consul
+        >= 1.11), "200" or "500" (older agents); ``denied_services``: the service names the
+        ACL token may not write; ``run_checks``: probe HTTP and TCP checks as the agent does."""
         if unknown_deregister not in DEREGISTER_MODES:
             raise ValueError(f"unknown_deregister must be one of {DEREGISTER_MODES}")
         self.port = port
@@ -1747,14 +1191,9 @@ class ConsulDouble:
         self.unix_socket = unix_socket  # serve on this Unix socket path instead of TCP
         self._cond = threading.Condition(threading.RLock())
         self._agent = _Agent(
-            self._cond,
-            acl_token=acl_token,
-            enable_script_checks=enable_script_checks,
-            unknown_deregister=unknown_deregister,
-            node_name=node_name,
-            denied_services=denied_services,
-            run_checks=run_checks,
-        )
+            self._cond, acl_token, enable_script_checks, unknown_deregister,
+            set(denied_services), run_checks,
+        )  # fmt: skip
         self._requests: list[RecordedRequest] = []
         self._in_flight = {"all": 0, "writes": 0}  # requests being served now
         self._in_flight_peak = {"all": 0, "writes": 0}  # the most at once since cleared
@@ -1772,10 +1211,6 @@ class ConsulDouble:
             return f"unix://{self.unix_socket}"
         scheme = "https" if self._ssl_context is not None else "http"
         return f"{scheme}://127.0.0.1:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
 
     def start(self) -> ConsulDouble:
         """Listen on 127.0.0.1:<port> (random when 0) and serve from a daemon thread."""
@@ -1796,7 +1231,8 @@ class ConsulDouble:
     def stop(self) -> None:
         """Close the listener (new clients get connection refused) and cut open connections.
 
-        Hung and blocking requests are released and dropped. Idempotent; returns promptly.
+        Hung requests are released and dropped; checks stop being run. Idempotent; returns
+        promptly.
         """
         with self._lifecycle:
             server, thread = self._server, self._thread
@@ -1818,7 +1254,6 @@ class ConsulDouble:
             with self._cond:
                 self._agent.services.clear()
                 self._agent.checks.clear()
-                self._agent.service_index.clear()
                 self._agent.bump()
         self.start()
 
@@ -1851,26 +1286,17 @@ class ConsulDouble:
 
         Raises ValueError with Consul's status and message when Consul would refuse it.
         """
-        req = _Request(
-            "PUT",
-            "/v1/agent/service/register",
-            {"replace-existing-checks": ["true"]} if replace_existing_checks else {},
-            json.dumps(definition),
-            self._agent.acl_token,
-        )
-        resp = self._agent.register(req, threading.Event())
+        query = {"replace-existing-checks": ["true"]} if replace_existing_checks else {}
+        body = json.dumps(definition)
+        req = _Request("PUT", "/v1/agent/service/register", query, body, self._agent.acl_token)
+        resp = self._agent.register(req)
         if resp.status != 200:
             raise ValueError(f"{resp.status} {resp.body.decode()}")
 
-    def set_check_status(self, check_id: str, status: str, output: str = "") -> None:
-        """Change any check's status, as if the agent had run it (HTTP/TCP/... included)."""
-        if status not in VALID_STATUSES:
-            raise ValueError(f"status must be one of {VALID_STATUSES}")
+    def set_denied_services(self, names: Iterable[str]) -> None:
+        """Service names the ACL token may not write (only meaningful with acl_token)."""
         with self._cond:
-            check = self._agent.checks[check_id]
-            if (check["Status"], check["Output"]) != (status, output):
-                check["Status"], check["Output"] = status, output
-                self._agent.bump()
+            self._agent.denied = set(names)
 
     def catalog_tags_changed(self, service_id: str, tags: list[str]) -> bool:
         """Someone changed the service's tags in the catalog; the agent's next anti-entropy
@@ -1884,43 +1310,36 @@ class ConsulDouble:
             self._agent.bump()
             return True
 
-    def set_leader(self, leader: str) -> None:
-        """What /v1/status/leader answers; "" means no leader (catalog reads then fail)."""
-        with self._cond:
-            self._agent.leader = leader
-
-    def set_denied_services(self, names: Iterable[str]) -> None:
-        """Service names the ACL token may not write (only meaningful with acl_token)."""
-        with self._cond:
-            self._agent.denied = set(names)
-
-    def set_unknown_deregister(self, mode: str) -> None:
-        """How deregistering an unknown ID answers: "404" (Consul >= 1.11), "200" or "500"."""
-        if mode not in DEREGISTER_MODES:
-            raise ValueError(f"mode must be one of {DEREGISTER_MODES}")
-        with self._cond:
-            self._agent.unknown_deregister = mode
-
-    def wait_for(
-        self, predicate: Callable[[dict[str, dict[str, Any]]], bool], timeout: float = 10.0
-    ) -> dict[str, dict[str, Any]]:
-        """Wait (woken on every change, no polling) until predicate(services) holds; return them.
-
-        Raises AssertionError showing the last state on timeout.
-        """
+    def _wait(
+        self, read: Callable[[], _T], predicate: Callable[[_T], bool], timeout: float
+    ) -> _T | None:
+        """read() once it satisfies predicate, woken on every change (no polling); None when
+        timeout runs out first."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                current = self.services()
+                current = read()
                 if predicate(current):
                     return current
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise AssertionError(
-                        f"condition not met within {timeout}s; agent services: "
-                        + json.dumps(current, indent=2, sort_keys=True)
-                    )
+                    return None
                 self._cond.wait(remaining)
+
+    def wait_for(
+        self, predicate: Callable[[dict[str, dict[str, Any]]], bool], timeout: float = 10.0
+    ) -> dict[str, dict[str, Any]]:
+        """Wait until predicate(services) holds; return them.
+
+        Raises AssertionError showing the last state on timeout.
+        """
+        services = self._wait(self.services, predicate, timeout)
+        if services is None:
+            raise AssertionError(
+                f"condition not met within {timeout}s; agent services: "
+                + json.dumps(self.services(), indent=2, sort_keys=True)
+            )
+        return services
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -1931,7 +1350,7 @@ class ConsulDouble:
 
     def writes(self) -> list[RecordedRequest]:
         """The recorded PUT/POST/DELETE requests."""
-        return [r for r in self.requests() if r.method in ("PUT", "POST", "DELETE")]
+        return [r for r in self.requests() if r.method in WRITE_METHODS]
 
     def clear_requests(self) -> None:
         """Forget the recorded requests and the in-flight peaks."""
@@ -1949,17 +1368,11 @@ class ConsulDouble:
         self, predicate: Callable[[list[RecordedRequest]], bool], timeout: float = 10.0
     ) -> list[RecordedRequest]:
         """Wait until predicate(requests()) holds (e.g. a hung request has arrived)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                current = list(self._requests)
-                if predicate(current):
-                    return current
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    lines = "\n".join(f"  {r.method} {r.path} -> {r.status}" for r in current)
-                    raise AssertionError(f"requests condition not met within {timeout}s:\n{lines}")
-                self._cond.wait(remaining)
+        recorded = self._wait(self.requests, predicate, timeout)
+        if recorded is None:
+            lines = "\n".join(f"  {r.method} {r.path} -> {r.status}" for r in self.requests())
+            raise AssertionError(f"requests condition not met within {timeout}s:\n{lines}")
+        return recorded
 
     # -- faults ------------------------------------------------------------------------------
 
@@ -1991,7 +1404,7 @@ class ConsulDouble:
             self._fault = (
                 None
                 if mode is None
-                else _Fault(mode, status, body, every, paths, self._hang_release, delay=delay)
+                else _Fault(mode, status, body, every, paths, self._hang_release, delay)
             )
 
     def _release_hung(self) -> None:
@@ -2018,31 +1431,22 @@ class ConsulDouble:
         path = unquote(split.path)
         query = parse_qs(split.query, keep_blank_values=True)
         token = _token_of(query, handler.headers)
-        body = raw_body.decode("utf-8", "replace")
+        req = _Request(handler.command, path, query, raw_body.decode("utf-8", "replace"), token)
         recorded_query = {
-            k: (["<redacted>"] * len(v) if k == "token" else list(v)) for k, v in query.items()
+            k: ["<redacted>"] * len(v) if k == "token" else v for k, v in query.items()
         }
+        arrived = time.monotonic()
         record = RecordedRequest(
-            handler.command,
+            req.method,
             path,
             recorded_query,
-            body,
+            req.body,
             0,
-            time.monotonic(),
+            arrived,
             token is not None,
-            wall_ns=time.time_ns(),
+            time.time_ns(),
         )
-        # In flight from arrival until the answer is about to be written (a client may send
-        # its next request as soon as it reads the answer) or the connection is dropped.
-        kinds = ("all", "writes") if handler.command in ("PUT", "POST", "DELETE") else ("all",)
-        landed = threading.Event()
-
-        def land() -> None:
-            if not landed.is_set():
-                landed.set()
-                for kind in kinds:
-                    self._in_flight[kind] -= 1
-
+        kinds = ("all", "writes") if req.method in WRITE_METHODS else ("all",)
         with self._cond:
             position = len(self._requests)
             self._requests.append(record)
@@ -2050,66 +1454,46 @@ class ConsulDouble:
                 self._in_flight[kind] += 1
                 self._in_flight_peak[kind] = max(self._in_flight_peak[kind], self._in_flight[kind])
             self._cond.notify_all()
-
-        def finish(status: int) -> None:
-            with self._cond:
-                if position < len(self._requests) and self._requests[position] is record:
-                    self._requests[position] = dataclasses.replace(
-                        record, status=status, finished=time.monotonic()
-                    )
-                land()
-                self._cond.notify_all()
-
-        def landed_now() -> None:
-            with self._cond:
-                land()
-
+        resp: _Response | None = None
+        reset = False
         try:
-            self._answer(handler, path, query, body, token, finish, landed_now)
+            resp, reset = self._answer(req, handler.server.stopping)
         finally:
+            # In flight from arrival until the answer is about to be written (a client may
+            # send its next request as soon as it reads the answer) or the connection dropped.
             with self._cond:
-                land()
+                for kind in kinds:
+                    self._in_flight[kind] -= 1
+                recorded = position < len(self._requests) and self._requests[position] is record
+                if resp is not None and recorded:
+                    self._requests[position] = dataclasses.replace(
+                        record, status=resp.status, finished=time.monotonic()
+                    )
+                self._cond.notify_all()
+        if resp is None:
+            handler.drop(reset)
+        else:
+            handler.write_response(resp)
 
-    def _answer(
-        self,
-        handler: _RequestHandler,
-        path: str,
-        query: dict[str, list[str]],
-        body: str,
-        token: str | None,
-        finish: Callable[[int], None],
-        land: Callable[[], None],
-    ) -> None:
-        """Answer as the agent (or the fault) would; ``finish`` records the status of an
-        answer, ``land`` ends the request's time in flight when it is dropped instead."""
-        req = _Request(handler.command, path, query, body, token)
-        fault = self._take_fault(path)
-        if fault is not None and fault.mode == "error":
-            finish(fault.status)
-            handler.write_response(_text(fault.status, fault.body))
-            return
-        if fault is not None and fault.mode == "hang":
+    def _answer(self, req: _Request, stopping: threading.Event) -> tuple[_Response | None, bool]:
+        """The agent's answer, or the fault's: None to drop the connection (True: with a RST)."""
+        fault = self._take_fault(req.path)
+        mode = fault.mode if fault is not None else ""
+        if fault is not None and mode == "error":
+            return _text(fault.status, fault.body), False
+        if fault is not None and mode == "hang":
             fault.release.wait()
-            land()
-            handler.drop(reset=False)
-            return
-        if fault is not None and fault.mode == "reset":
-            land()
-            handler.drop(reset=True)
-            return
-        if fault is not None and fault.mode == "slow":
+            return None, False
+        if mode == "reset":
+            return None, True
+        if fault is not None and mode == "slow":
             fault.release.wait(fault.delay)
         try:
-            resp = self._agent.dispatch(req, handler.server.stopping)
+            resp = self._agent.dispatch(req)
         except Exception as exc:  # a bug in the double must surface, not hang the client
             resp = _text(500, f"consul double internal error: {exc!r}")
-        if fault is not None and fault.mode == "reset_after":
-            land()
-            handler.drop(reset=True)
-            return
-        if handler.server.stopping.is_set():  # a stopped agent answers nothing in flight
-            land()
-            handler.drop(reset=False)
-            return
-        finish(resp.status)
-        handler.write_response(resp)
+        if mode == "reset_after":
+            return None, True
+        if stopping.is_set():  # a stopped agent answers nothing in flight
+            return None, False
+        return resp, False
