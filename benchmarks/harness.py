@@ -361,7 +361,7 @@ class BenchDouble(ConsulDouble):
                 self._service_times.append((wall, took))
                 self._changed.notify_all()
 
-    def _wait(self, holds: Callable[[], bool], timeout: float, what: str) -> None:
+    def _wait_served(self, holds: Callable[[], bool], timeout: float, what: str) -> None:
         """Until ``holds()``, checked whenever a request has been served."""
         deadline = time.monotonic() + timeout
         with self._changed:
@@ -376,14 +376,14 @@ class BenchDouble(ConsulDouble):
             with self._cond:
                 return predicate(set(self._agent.services))
 
-        self._wait(holds, timeout, "such service IDs")
+        self._wait_served(holds, timeout, "such service IDs")
 
     def wait_check(self, check_id: str, status: str, timeout: float) -> None:
         def holds() -> bool:
             with self._cond:
                 return bool(self._agent.checks.get(check_id, {}).get("Status") == status)
 
-        self._wait(holds, timeout, f"{status} {check_id}")
+        self._wait_served(holds, timeout, f"{status} {check_id}")
 
     def service_times_ns(self, since_ns: int = 0, until_ns: int | None = None) -> list[int]:
         """Durations of the requests that began within [since_ns, until_ns]."""
