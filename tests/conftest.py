@@ -84,9 +84,11 @@ def ours(service_ids: Iterable[str], names: Collection[str]) -> set[str]:
 
 
 def foreign(service_id: str, names: Collection[str]) -> bool:
-    """An ID of this host's form whose container the test did not create."""
+    """Not the test's: an ID of this host's form whose container is not in ``names``, or an ID
+    of any other form (another container's ``SERVICE_ID``, another tool's) that ``names`` does
+    not list itself. A test lists the custom and hand-made IDs it watches with its names."""
     container = _container_of(service_id)
-    return container is not None and container not in names
+    return service_id not in names if container is None else container not in names
 
 
 REGISTER_PATH = "/v1/agent/service/register"
@@ -109,8 +111,8 @@ def service_id_of(request: RecordedRequest) -> str | None:
 def ours_requests(
     requests: Iterable[RecordedRequest], names: Collection[str]
 ) -> list[RecordedRequest]:
-    """The requests, without those about another container's service. What is not about a
-    service of this host's form (reads, checks, hand-made IDs) is kept."""
+    """The requests, without those about a service that is not the test's (``foreign``).
+    What is about no service (reads, checks) is kept."""
     return [r for r in requests if not foreign(service_id_of(r) or "", names)]
 
 

@@ -237,8 +237,12 @@ class Seeded:
         return {*self.running, self.dead, *self.foreign}
 
 
-# The containers seed_go_registrator creates: what these tests judge (tests/conftest.py)
-MINE = ["adopt-web.0", "adopt-dns.0", "adopt-gone.0", "adopt-custom.0"]
+# What these tests judge (tests/conftest.py): the containers seed_go_registrator creates, and
+# the IDs of other forms it seeds and watches (a custom SERVICE_ID, a hand-made service).
+MINE = [
+    *("adopt-web.0", "adopt-dns.0", "adopt-gone.0", "adopt-custom.0"),
+    *("custom-api-1", "hand-made-db"),
+]
 
 
 def seed_go_registrator(consul: ConsulDouble, containers: Any, docker_client: Any) -> Seeded:
