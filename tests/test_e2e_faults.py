@@ -302,7 +302,13 @@ def test_the_daemon_waits_for_its_agent_by_default(registrator, consul, containe
     proc.wait_log(r"INFO Consul agent at \S+ answers after \d+ retries; registering", timeout=30)
     consul.wait_for(lambda s: sid("late.0") in s, timeout=30)
     proc.wait_log("synced: ")
-    assert proc.logs().count("WARNING") == 1, proc.logs()
+    # one warning while waiting; others' containers on the engine may have their own
+    warnings = [
+        line
+        for line in proc.logs().splitlines()
+        if " WARNING " in line and not re.search(r" WARNING container (?!late\.0 )", line)
+    ]
+    assert len(warnings) == 1, proc.logs()
     delays = re.findall(r"next try in ([\d.]+)s", proc.logs())
     assert delays[:3] == ["0.2", "0.4", "0.8"], delays
 
