@@ -154,3 +154,13 @@ def test_health_events_drive_health_sync(registrator, consul, podman: PodmanCont
     _probe_until(podman, "hs.0", lambda: status() == "critical", "the check critical")
     assert sid("hs.0") in consul.services()
     assert re.search(rf"check {re.escape(health)} critical", proc.logs())
+
+
+def test_a_rename_moves_the_services_to_the_new_name(registrator, consul, podman: PodmanContainers):
+    """Podman sends ``rename`` too; the service IDs carry the container's name."""
+    start(registrator, consul, podman.service)
+    podman.run("before.0", "-p", "127.0.0.1::80")
+    consul.wait_for(lambda s: sid("before.0") in s)
+    podman("rename", "before.0", "after.0")
+    podman.names.append("after.0")
+    consul.wait_for(lambda s: sid("after.0") in s and sid("before.0") not in s, timeout=10)
