@@ -64,6 +64,23 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = 
         delay = min(delay * 2, 0.1)
 
 
+def engine_answers(
+    name: str, proc: subprocess.Popen[bytes] | None, host: str, log_tail: Callable[[], str]
+) -> bool:
+    """Whether the engine ``name`` (a private dockerd, a Podman service) started as ``proc``
+    answers ``/_ping`` on ``host``; one that exited fails the wait at once, with its log."""
+    if proc is not None and proc.poll() is not None:
+        raise AssertionError(f"{name} exited: {log_tail()}")
+    try:
+        client = docker.APIClient(base_url=host, version="1.41", timeout=5)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
 def owned(services: dict[str, Any]) -> set[str]:
     """The IDs of the services registrator of this host owns (its mark in ``Meta``)."""
     return {sid for sid, svc in services.items() if svc["Meta"].get("registrator") == HOSTNAME}

@@ -22,7 +22,7 @@ from typing import Any
 import docker
 import pytest
 
-from tests.conftest import TEST_IMAGE, wait_until
+from tests.conftest import TEST_IMAGE, engine_answers, wait_until
 
 PODMAN = shutil.which("podman")
 # The name Podman gives the test image it loads from Docker.
@@ -94,16 +94,7 @@ class PodmanService:
         wait_until(self.answers, timeout=30, what="podman system service to answer /_ping")
 
     def answers(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"podman system service exited: {self.log_tail()}")
-        try:
-            client = docker.APIClient(base_url=self.host, version="1.41", timeout=5)
-            try:
-                return bool(client.ping())
-            finally:
-                client.close()
-        except Exception:
-            return False
+        return engine_answers("podman system service", self.proc, self.host, self.log_tail)
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

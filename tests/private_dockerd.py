@@ -18,7 +18,7 @@ from typing import Any
 
 import docker
 
-from tests.conftest import TEST_IMAGE, wait_until
+from tests.conftest import TEST_IMAGE, engine_answers, wait_until
 
 
 class PrivateDockerd:
@@ -42,16 +42,7 @@ class PrivateDockerd:
         wait_until(self.answers, timeout=60, what="private dockerd to answer")
 
     def answers(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"private dockerd exited: {self.log_tail()}")
-        try:
-            client = docker.DockerClient(base_url=self.host, timeout=5)
-            try:
-                return bool(client.ping())
-            finally:
-                client.close()
-        except Exception:
-            return False
+        return engine_answers("private dockerd", self.proc, self.host, self.log_tail)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None or self.proc.poll() is not None:
