@@ -114,6 +114,7 @@ class ConsulAgent:
         self._token = token
         self._policy = write_policy or WritePolicy()
         self._last_listing: tuple[bytes, dict[str, Service]] | None = None
+        self._last_checks: tuple[bytes, dict[str, tuple[str, str]]] | None = None
 
     @functools.cached_property
     def _service_api(self) -> Any:
@@ -164,12 +165,18 @@ class ConsulAgent:
         return dict(services)
 
     def checks(self) -> dict[str, tuple[str, str]]:
-        """Every check on the agent: its ID -> (its service's ID, its status)."""
+        """Every check on the agent: its ID -> (its service's ID, its status). Read with the
+        services at every comparison; an answer identical to the last is not decoded again."""
         content = self._call("listing checks", self._http.get, _body, CHECKS_PATH)
-        return {
+        last = self._last_checks
+        if last is not None and last[0] == content:
+            return dict(last[1])
+        checks = {
             cid: (str(value.get("ServiceID", "")), str(value.get("Status", "")))
             for cid, value in _objects("listing checks", content).items()
         }
+        self._last_checks = (content, checks)
+        return dict(checks)
 
     def deregister_check(self, check_id: str) -> bool:
         """Remove one check; False when the agent had no such check."""

@@ -149,7 +149,7 @@ FLAGS = (
     Flag("allow-script-checks", "allow SERVICE_CHECK_SCRIPT/CMD (the agent then runs commands on this host)"),
     Flag("deregister-on-shutdown", "deregister this process's services when it stops (default: leave them)",
          daemon_only=True),
-    Flag("agent-poll", "how often the agent is compared with Docker's state (one read)",
+    Flag("agent-poll", "how often the agent is compared with Docker's state (its services and checks)",
          "SECONDS", daemon_only=True, check=_number(float, 0.001, SECONDS)),
     Flag("consul-timeout", "timeout of one request to the agent", "SECONDS",
          check=_number(float, 0.001, SECONDS)),

@@ -105,7 +105,8 @@ class Service(NamedTuple):
 
     Equality compares what ``/v1/agent/services`` gives back (``COMPARED_FIELDS``): not the
     checks, whose every setting is also kept in ``meta`` (as the original registrator does),
-    so equal meta, address and port mean equal checks. With ``enable_tag_override`` the
+    so equal meta, address and port mean equal settings; which checks the agent holds is
+    compared by ID (``plan.same_registration``). With ``enable_tag_override`` the
     catalog may change the tags, which the agent then adopts: tags are not compared, and
     are written only when the service is registered for another reason.
     """

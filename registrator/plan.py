@@ -1,8 +1,9 @@
 """What differs between the services Docker wants and those the agent holds: pure rules.
 
 A service is in step when the agent gives back what registrator would register (``Service``
-equality: what ``/v1/agent/services`` returns) and, for a service whose Docker health is kept
-as a TTL check, when that check's status is the container's.
+equality: what ``/v1/agent/services`` returns), holds exactly the checks registrator gives it
+(by ID, from ``/v1/agent/checks``; their settings are in the service's Meta) and, for a service
+whose Docker health is kept as a TTL check, when that check's status is the container's.
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ from typing import NamedTuple
 from registrator.model import Service
 
 
+def same_registration(actual: Service, desired: Service) -> bool:
+    """Registering ``desired`` would change nothing the agent gives back: the service's
+    fields, and which of registrator's checks it has (another's check on it is not counted)."""
+    return actual == desired and set(actual.check_ids()) == set(desired.check_ids())
+
+
 def in_step(actual: Service | None, desired: Service) -> bool:
     return (
         actual is not None
-        and actual == desired
+        and same_registration(actual, desired)
         and (desired.health is None or actual.health_status == desired.health_status)
     )
 

@@ -25,7 +25,7 @@ from typing import Any
 from registrator.consul_agent import ConsulRejected, ConsulUnavailable
 from registrator.logs import fields
 from registrator.metrics import Metrics
-from registrator.model import Check, Service, health_check_id
+from registrator.model import Check, Service
 from registrator.plan import Outcome, Plan, in_step, make_plan
 from registrator.writes import Agent, Ticket, Write, describe, send_register, who
 
@@ -223,21 +223,20 @@ class Reconciler:
             return make_plan(self.desired(), actual, self._removable(actual, remove_stale)), actual
 
     def _read_actual(self) -> dict[str, Service]:
-        """The owned services on the agent, with the status of their health checks when any
-        desired service has one (one more read)."""
+        """The owned services on the agent, each with the checks it holds of those
+        registrator gives it (their IDs and statuses): a second read, so that a check left
+        over or lost is seen as a difference like any other."""
         if self.agent is None:
             with self._lock:
                 return dict(self._known)
         actual = self.agent.owned_services(self.owner)
-        with self._lock:
-            health = any(svc.health is not None for svc in self.desired().values())
-        if health:
-            checks = self.agent.checks()
-            for sid, svc in actual.items():
-                check_id = health_check_id(sid)
-                if check_id in checks:
-                    check = Check(check_id=check_id, status=checks[check_id][1])
-                    actual[sid] = svc._replace(checks=(check,))
+        held: dict[str, list[Check]] = {}
+        for check_id, (sid, status) in self.agent.checks().items():
+            svc = actual.get(sid)
+            if svc is not None and svc.owns_check(check_id):
+                held.setdefault(sid, []).append(Check(check_id=check_id, status=status))
+        for sid, checks in held.items():
+            actual[sid] = actual[sid]._replace(checks=tuple(checks))
         return actual
 
     def _health_due(self, desired: Mapping[str, Service]) -> set[str]:

@@ -7,7 +7,7 @@ from typing import Protocol
 from registrator.container import display_name
 from registrator.model import Service
 from registrator.networks import join_host_port
-from registrator.plan import Outcome
+from registrator.plan import Outcome, same_registration
 
 
 class Agent(Protocol):
@@ -70,7 +70,7 @@ def send_register(agent: Agent, service: Service, write: Write) -> tuple[bool, b
     """Register the service unless the agent holds it already, then write its health
     status when it differs, is due, or the check is new. (registered, status written)"""
     known = write.known
-    registered = known is None or known != service
+    registered = known is None or not same_registration(known, service)
     if registered:
         agent.register(service)
         if known is not None:  # checks it no longer defines stay unless removed

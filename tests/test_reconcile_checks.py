@@ -141,3 +141,34 @@ def test_a_one_shot_comparison_writes_no_status_that_is_in_step():
         once.set_container("c" * 64, [service(checks=(health("passing"),))], write=False)
         outcome = once.sync(remove_stale=True)
         assert (outcome.health, outcome.unchanged, writes(double)) == ([], [SID], [])
+
+
+def test_a_check_it_gave_the_service_and_no_longer_defines_goes_at_the_next_comparison():
+    """A container recreated under the same name without its HEALTHCHECK while registrator
+    was down: the service is otherwise the same, yet the health check it had must not stay
+    on the agent (its 24-hour TTL would turn the service critical a day later)."""
+    tcp = Check(check_id=f"service:{SID}:1", tcp="127.0.0.1:80", interval="5s")
+    with ConsulDouble() as double:
+        first = Reconciler(agent_for(double), owner=OWNER)
+        first.set_container("c" * 64, [service(checks=(tcp, health("passing")))])
+        double.clear_requests()
+        second = Reconciler(agent_for(double), owner=OWNER)
+        second.set_container("d" * 64, [service(checks=(tcp,))], write=False)
+        assert [s.id for s in second.sync(remove_stale=True).registered] == [SID]
+        ids = {c for c, v in double.checks().items() if v["ServiceID"] == SID}
+        assert ids == {f"service:{SID}:1"}
+        assert f"/v1/agent/check/deregister/{HEALTH}" in writes(double)
+        double.clear_requests()
+        assert second.sync(remove_stale=True).registered == [] and writes(double) == []
+
+
+def test_a_check_the_agent_lost_comes_back_at_the_next_comparison():
+    tcp = Check(check_id=f"service:{SID}:1", tcp="127.0.0.1:80", interval="5s")
+    ttl = Check(check_id=f"service:{SID}:2", ttl="1m")
+    with ConsulDouble() as double:
+        reconciler = Reconciler(agent_for(double), owner=OWNER)
+        reconciler.set_container("c" * 64, [service(checks=(tcp, ttl))])
+        assert agent_for(double).deregister_check(f"service:{SID}:2")  # by hand, say
+        assert [s.id for s in reconciler.sync(remove_stale=True).registered] == [SID]
+        ids = {c for c, v in double.checks().items() if v["ServiceID"] == SID}
+        assert ids == {f"service:{SID}:1", f"service:{SID}:2"}
