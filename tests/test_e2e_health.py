@@ -5,6 +5,7 @@ real engine and the double (which probes HTTP checks as the agent does)."""
 from __future__ import annotations
 
 import datetime
+import json
 import socket
 import threading
 import time
@@ -111,6 +112,41 @@ def test_a_restart_of_registrator_never_flaps_a_healthy_check(registrator, consu
     assert seen and set(seen) == {"passing"}, seen
 
 
+def test_a_container_recreated_without_its_healthcheck_loses_the_health_check(
+    registrator, consul, containers
+):
+    """Recreated under the same name and port while registrator was down, the service is the
+    same but for its checks: the Docker health check must go (its 24-hour TTL would turn the
+    service critical a day later), and nothing else is written once it has."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    published = ("-p", f"127.0.0.1:{port}:80")
+    first = start(registrator, consul, "-health-sync")
+    containers.run(
+        "recreated.0", *published, *HEALTH, command=["sh", "-c", "touch /tmp/ok; sleep 600"]
+    )
+    health = health_check_id(sid("recreated.0"))
+    wait_until(lambda: status(consul, health) == "passing", 20, "the health check passing")
+    first.stop()
+    containers.rm("recreated.0")
+    containers.run("recreated.0", *published)
+    second = start(registrator, consul, "-health-sync")
+    wait_until(lambda: not check(consul, health), 15, "the Docker health check removed")
+    assert sid("recreated.0") in consul.services()
+    second.wait_log(r"registered recreated\.0 ")
+    consul.clear_requests()
+    after = time.time_ns()
+    wait_until(
+        lambda: (
+            sum(r.path == "/v1/agent/checks" and r.wall_ns > after for r in consul.requests()) >= 2
+        ),
+        20,
+        "two comparisons by the daemon",
+    )
+    assert [r for r in consul.writes() if sid("recreated.0") in r.path + r.body] == []
+
+
 def test_an_http_check_reaches_the_service_with_its_method_header_and_body(
     registrator, consul, containers, probed
 ):
@@ -152,6 +188,16 @@ def test_two_indexed_checks_weights_and_tag_override(registrator, consul, contai
     assert consul.catalog_tags_changed(service_id, ["master"])
     resync = run_cli("resync", "-ip", "127.0.0.1", f"consul://127.0.0.1:{consul.port}")
     assert resync.returncode == 0, resync.stderr
+    # ... and the daemon's own comparisons after it (-agent-poll 2) write nothing either.
+    after = time.time_ns()
+    wait_until(
+        lambda: (
+            sum(r.path == "/v1/agent/services" and r.wall_ns > after for r in consul.requests())
+            >= 2
+        ),
+        20,
+        "two comparisons by the daemon",
+    )
     assert [r for r in consul.writes() if service_id in r.path or service_id in r.body] == []
     assert consul.services()[service_id]["Tags"] == ["master"]
 
@@ -189,13 +235,21 @@ def test_bad_check_values_are_refused_with_a_warning_and_the_rest_registered(
         "badcheck.0", "-p", "127.0.0.1::80",
         "-e", "SERVICE_CHECK_TTL=30s", "-e", "SERVICE_CHECK_SUCCESS_BEFORE_PASSING=-2",
         "-e", "SERVICE_CHECK_1_TTL=1m", "-e", "SERVICE_CHECK_1_FAILURES_BEFORE_CRITICAL=x",
-        "-e", "SERVICE_WEIGHT_PASSING=0",
+        "-e", "SERVICE_CHECK_2_HTTP=/ready", "-e", "SERVICE_CHECK_2_HEADER_X_PROBE=a\nb",
+        "-e", "SERVICE_CHECK_2_HEADER_X_GOOD=yes",
+        "-e", "SERVICE_WEIGHT_PASSING=0", "-e", "SERVICE_WEIGHT_WARNING=-1",
     )  # fmt: skip
     service_id = sid("badcheck.0")
-    consul.wait_for(lambda s: service_id in s)
+    services = consul.wait_for(lambda s: service_id in s)
     prefix = r"container badcheck\.0 \([0-9a-f]{12}\): "
     proc.wait_log(prefix + r"SERVICE_CHECK_SUCCESS_BEFORE_PASSING: '-2' is not a whole number")
     proc.wait_log(prefix + r"SERVICE_CHECK_1_FAILURES_BEFORE_CRITICAL: 'x' is not a whole number")
+    proc.wait_log(prefix + r"SERVICE_CHECK_2_HEADER_X_PROBE: a header value with a line break")
     proc.wait_log(prefix + r"SERVICE_WEIGHT_PASSING: '0' is not a whole number >= 1")
-    checks = {c for c, v in consul.checks().items() if v["ServiceID"] == service_id}
-    assert checks == {f"service:{service_id}", f"service:{service_id}:1"}
+    proc.wait_log(prefix + r"SERVICE_WEIGHT_WARNING: '-1' is not a whole number >= 1")
+    checks = {c: v for c, v in consul.checks().items() if v["ServiceID"] == service_id}
+    assert set(checks) == {f"service:{service_id}", *(f"service:{service_id}:{n}" for n in (1, 2))}
+    register = [r for r in consul.writes() if service_id in r.body][-1]
+    sent = {c["CheckID"]: c for c in json.loads(register.body)["Checks"]}
+    assert sent[f"service:{service_id}:2"]["Header"] == {"X-Good": ["yes"]}
+    assert services[service_id]["Weights"] == {"Passing": 1, "Warning": 1}
