@@ -158,3 +158,18 @@ def test_the_flag_table_says_which_commands_take_each_flag():
         if rows.get(flag.name) != ("daemon" if flag.daemon_only else "all")
     }
     assert wrong == {}, "docs/flags.md's commands column (daemon or all) is wrong for these"
+
+
+def test_every_role_variable_is_documented():
+    """docs/deploy.md's table lists every variable the role's argument specs declare."""
+    import yaml  # type: ignore[import-untyped]
+
+    specs = REPO / "ansible/roles/registrator/meta/argument_specs.yml"
+    declared = {
+        name
+        for entry in yaml.safe_load(specs.read_text(encoding="utf-8"))["argument_specs"].values()
+        for name in entry["options"]
+    }
+    documented = (DOCS / "deploy.md").read_text(encoding="utf-8")
+    missing = sorted(name for name in declared if f"`{name}`" not in documented)
+    assert declared and missing == [], "add these to docs/deploy.md#role-variables: " + str(missing)
