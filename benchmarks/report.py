@@ -48,6 +48,8 @@ ROWS = (
         "writes"),
     Row("health sync: registrator CPU per health change (agent polls included)",
         "health_sync.cpu_ms_per_change", "ms"),
+    Row("health sync, idle: registrator CPU (% of one core; its agent polls)",
+        "health_sync.idle.cpu_percent_of_one_core", "%"),
     Row("start-up with 0 containers: Popen -> `synced` log line",
         "startup_empty.synced_log_line_s", "s"),
     Row("resync (-resync 1), nothing changed: Consul writes", "resync.writes", "writes", 0),

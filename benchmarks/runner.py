@@ -177,7 +177,9 @@ def run(
             )
         if sizes.health_containers:
             step(f"health sync with {sizes.health_containers} containers", "health_sync")
-            results["health_sync"] = scenarios.health_sync(bench, sizes.health_containers)
+            results["health_sync"] = scenarios.health_sync(
+                bench, sizes.health_containers, sizes.idle
+            )
         step(f"starting {sizes.containers} background containers")
         results["populate"] = scenarios.populate(bench, sizes.containers)
         step(f"start-up sync x{sizes.startup_runs}", "startup_sync")

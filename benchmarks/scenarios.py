@@ -243,11 +243,12 @@ def ecs_startup(bench: Bench, tasks: int, runs: int, per_task: int = 5) -> dict[
     }
 
 
-def health_sync(bench: Bench, count: int, changes: int = 20) -> dict[str, Any]:
+def health_sync(bench: Bench, count: int, idle_seconds: float, changes: int = 20) -> dict[str, Any]:
     """``-health-sync`` with ``count`` containers that have a HEALTHCHECK and two TTL checks
     each, on an otherwise empty dockerd (removed afterwards): the writes of a ``registrator
-    resync`` run beside the daemon when nothing changed (target 0), and the daemon's CPU and
-    writes per health change of one more container, whose probe is failed and mended in turn."""
+    resync`` run beside the daemon when nothing changed (target 0), the daemon's cost while
+    nothing happens (its agent polls, which read the checks too), and its CPU and writes per
+    health change of one more container, whose probe is failed and mended in turn."""
     fleet = bench.fleet
     starting = {"test": ["CMD", "true"], "interval": HOUR_NS, "start_period": HOUR_NS}
     specs = [(f"hs.{n}", HEALTH_PORT + n) for n in range(count)]
@@ -273,6 +274,7 @@ def health_sync(bench: Bench, count: int, changes: int = 20) -> dict[str, Any]:
             resync_exit = once.popen.wait(300)
             once.stop()
             resync_writes = _writes(double.requests())
+            quiet = idle(bench, proc, double, idle_seconds)
             double.clear_requests()
             window = bench.window(proc)
             for n in range(changes):
@@ -294,8 +296,12 @@ def health_sync(bench: Bench, count: int, changes: int = 20) -> dict[str, Any]:
         "cpu_ms_per_change": round(1000 * cpu["registrator_cpu_s"] / changes, 2),
         "writes_per_change": round(_writes(requests) / changes, 2),
         "requests_by_kind": _kinds(requests),
+        "idle": {key: quiet[key] for key in IDLE_FIGURES},
         **cpu,
     }
+
+
+IDLE_FIGURES = ("seconds", "cpu_percent_of_one_core", "requests_per_minute", "writes")
 
 
 def populate(bench: Bench, count: int) -> dict[str, Any]:
