@@ -189,6 +189,12 @@ def _with_options(check: Check, attrs: Mapping[str, str], report: ReportProblem)
             value = ""
         texts.append(value)
     http = bool(check.http)
+    if not http:
+        for key in sorted(k for k in attrs if k.startswith("check_header_") or k == "check_body"):
+            report(
+                f"SERVICE_{key.upper()}",
+                f"applies to HTTP(S) checks only, not {check.kind}; ignored",
+            )
     return check._replace(
         success_before_passing=counts[0],
         failures_before_critical=counts[1],

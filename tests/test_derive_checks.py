@@ -88,6 +88,23 @@ def test_bad_check_options_are_dropped_with_a_problem_and_the_rest_kept():
     assert (second.tcp, second.failures_before_critical) == ("10.0.0.7:32768", 0)
 
 
+def test_a_header_or_body_on_a_check_that_sends_none_is_refused_with_a_problem():
+    service, problems = derive({
+        "SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_HEADER_X_PROBE": "yes",
+        "SERVICE_CHECK_1_TTL": "30s", "SERVICE_CHECK_1_BODY": "ping",
+    })  # fmt: skip
+    assert problems == [
+        "container web.0 (0123456789ab): SERVICE_CHECK_HEADER_X_PROBE: applies to HTTP(S) "
+        "checks only, not tcp; ignored",
+        "container web.0 (0123456789ab): SERVICE_CHECK_1_BODY: applies to HTTP(S) checks only, "
+        "not ttl; ignored",
+    ]
+    assert [(c.tcp, c.ttl, c.header, c.body) for c in service.checks] == [
+        ("10.0.0.7:32768", "", (), ""),
+        ("", "30s", (), ""),
+    ]
+
+
 def test_weights_and_tag_override_are_fields_not_meta():
     service, problems = derive({
         "SERVICE_WEIGHT_PASSING": "10", "SERVICE_WEIGHT_WARNING": "2",
