@@ -68,6 +68,22 @@ def test_service_read_back_from_the_agent_equals_the_derived_one():
         assert agent.owned_services(OWNER) == {"x": service}
 
 
+def test_listings_read_again_show_every_change_on_the_agent():
+    """The adapter decodes an identical answer once; any change is seen at the next read."""
+    with ConsulDouble() as double:
+        agent = agent_for(double)
+        ttl = Service(id="x", name="web", port=80, checks=(Check(ttl="1m"),))
+        agent.register(ttl)
+        assert agent.checks() == agent.checks() == {"service:x": ("x", "critical")}
+        assert agent.update_check("service:x", "passing", "ok")
+        assert agent.checks() == {"service:x": ("x", "passing")}
+        assert agent.services()["x"].port == 80
+        agent.register(ttl._replace(port=81))
+        assert agent.services()["x"].port == 81
+        assert agent.deregister("x")
+        assert agent.services() == {} and agent.checks() == {}
+
+
 def test_services_compare_by_what_the_agent_gives_back():
     derived = Service(
         id="x", name="web", port=80, meta=freeze_meta({OWNER_META_KEY: OWNER}),
