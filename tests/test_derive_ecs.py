@@ -177,3 +177,17 @@ def test_without_ecs_todays_behaviour():
     assert derive_services(WEB, off, PAUSE, WEB_NETWORK).services == ()  # no Docker ports
     [svc] = derive_services(BRIDGE, off).services
     assert svc.meta_dict == {OWNER_META_KEY: "host1"}
+
+
+def test_an_awsvpc_container_with_a_healthcheck_gets_the_docker_health_check():
+    """ECS task definitions' health checks are Docker HEALTHCHECKs: with -health-sync each
+    service at the ENI address carries the container's health."""
+    web = recorded("web")
+    web["State"]["Health"] = {"Status": "unhealthy", "Log": [{"ExitCode": 1, "Output": "503\n"}]}
+    got = services(web, ECS._replace(health_sync=True))
+    assert {sid: (s.address, s.health_status) for sid, s in got.items()} == {
+        "host1:ecs-shop-12-web-capture:80": ("10.0.12.34", "critical"),
+        "host1:ecs-shop-12-web-capture:8125:udp": ("10.0.12.34", "critical"),
+    }
+    health = got["host1:ecs-shop-12-web-capture:80"].health
+    assert health is not None and (health.ttl, health.output) == ("24h", "503")

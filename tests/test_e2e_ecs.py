@@ -92,10 +92,12 @@ def awsvpc_task(
     apps: dict[str, list[tuple[int, str]]],
     ipv4: list[str],
     start: bool = True,
+    app_args: tuple[str, ...] = (),
 ) -> tuple[str, dict[str, str]]:
     """An awsvpc task as the ECS agent makes one: the pause container in ``none``, then the
-    app containers in its network; the agent double knows the task with their Docker IDs.
-    Returns the task ARN and the app containers' names by their ECS container names."""
+    app containers (each also given ``app_args``) in its network; the agent double knows the
+    task with their Docker IDs. Returns the task ARN and the app containers' names by their
+    ECS container names."""
     arn = new_task_arn()
     pause_name = f"{prefix}-pause"
     pause_id = containers.run(pause_name, "--network", "none", *ecs_labels(arn, PAUSE))
@@ -109,6 +111,7 @@ def awsvpc_task(
             "--network",
             f"container:{pause_name}",
             *ecs_labels(arn, ecs_name),
+            *app_args,
         )
         task.append(DoubleContainer(app_id, ecs_name, ports))
     ecs_agent.add_task(arn, task, family="shop", version="3", ipv4=ipv4)
@@ -181,6 +184,32 @@ def test_awsvpc_task_registers_at_its_eni_address_and_goes_on_stop(
     docker("stop", "-t", "1", web)
     consul.wait_for(lambda s: not ({sid(web, 80), sid(web, 8125, True)} & set(s)))
     assert sid(worker, 9000) in consul.services()
+
+
+def test_health_sync_follows_an_awsvpc_app_container(registrator, consul, containers, ecs_agent):
+    """An ECS task definition's health check is the app container's HEALTHCHECK: with
+    -health-sync its service at the ENI address carries it, following Docker's events."""
+    start(registrator, consul, ecs_agent, "-health-sync")
+    probe = ("--health-cmd", "[ -f /tmp/ok ]", "--health-interval", "500ms")
+    _, names = awsvpc_task(
+        containers, ecs_agent, "shop-hs", {"web": [(80, "tcp")]}, ["10.0.40.5"],
+        app_args=(*probe, "--health-retries", "1"),
+    )  # fmt: skip
+    service_id = sid(names["web"], 80)
+    health = f"service:{service_id}:docker-health"
+
+    def status() -> str:
+        return str(consul.checks().get(health, {}).get("Status", ""))
+
+    services = consul.wait_for(lambda s: service_id in s)
+    assert services[service_id]["Address"] == "10.0.40.5"
+    wait_until(lambda: status() == "critical", 20, "critical while /tmp/ok is missing")
+    for script, want in (("touch /tmp/ok", "passing"), ("rm /tmp/ok", "critical")):
+        containers.exec(names["web"], script)
+        wait_until(lambda: status() == want, 15, want)  # noqa: B023
+    assert service_id in consul.services()  # visible as critical, not removed
+    # each health change re-reads the container, not the task: the ECS agent was asked once
+    assert len(task_requests_about(ecs_agent, names["web"], "shop-hs-pause")) == 1
 
 
 def test_bridge_task_uses_dockers_ports_and_a_pending_task_waits_for_its_eni(
