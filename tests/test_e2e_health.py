@@ -55,6 +55,19 @@ def docker_time_ns(text: str) -> int:
     return int(whole.timestamp()) * 1_000_000_000 + int((digits + "0" * 9)[:9])
 
 
+def wait_for_two_comparisons(consul: ConsulDouble) -> None:
+    """Until the daemon has compared the agent with Docker twice more (-agent-poll 2)."""
+    after = time.time_ns()
+    wait_until(
+        lambda: (
+            sum(r.path == "/v1/agent/services" and r.wall_ns > after for r in consul.requests())
+            >= 2
+        ),
+        20,
+        "two comparisons by the daemon",
+    )
+
+
 HEALTH = ("--health-cmd", "[ -f /tmp/ok ]", "--health-interval", "500ms", "--health-retries", "1")
 
 
@@ -136,14 +149,7 @@ def test_a_container_recreated_without_its_healthcheck_loses_the_health_check(
     assert sid("recreated.0") in consul.services()
     second.wait_log(r"registered recreated\.0 ")
     consul.clear_requests()
-    after = time.time_ns()
-    wait_until(
-        lambda: (
-            sum(r.path == "/v1/agent/checks" and r.wall_ns > after for r in consul.requests()) >= 2
-        ),
-        20,
-        "two comparisons by the daemon",
-    )
+    wait_for_two_comparisons(consul)
     assert [r for r in consul.writes() if sid("recreated.0") in r.path + r.body] == []
 
 
@@ -189,15 +195,7 @@ def test_two_indexed_checks_weights_and_tag_override(registrator, consul, contai
     resync = run_cli("resync", "-ip", "127.0.0.1", f"consul://127.0.0.1:{consul.port}")
     assert resync.returncode == 0, resync.stderr
     # ... and the daemon's own comparisons after it (-agent-poll 2) write nothing either.
-    after = time.time_ns()
-    wait_until(
-        lambda: (
-            sum(r.path == "/v1/agent/services" and r.wall_ns > after for r in consul.requests())
-            >= 2
-        ),
-        20,
-        "two comparisons by the daemon",
-    )
+    wait_for_two_comparisons(consul)
     assert [r for r in consul.writes() if service_id in r.path or service_id in r.body] == []
     assert consul.services()[service_id]["Tags"] == ["master"]
 
