@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from registrator.container import ContainerView, display_name, service_metadata, short_id
+from registrator.core.container import ContainerView, display_name, service_metadata, short_id
 from tests.inspect_data import inspect
 
 

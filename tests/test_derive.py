@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from registrator.config import Config
-from registrator.consul_limits import valid_duration
-from registrator.container import service_metadata
-from registrator.derive import (
+from registrator.core.config import Config
+from registrator.core.consul_limits import valid_duration
+from registrator.core.container import service_metadata
+from registrator.core.derive import (
     DeriveOptions,
     default_service_name,
     derive_services,
     split_tags,
 )
-from registrator.lifecycle import retained_after_exit
-from registrator.model import OWNER_META_KEY
+from registrator.core.lifecycle import retained_after_exit
+from registrator.core.model import OWNER_META_KEY
 from tests.inspect_data import inspect
 
 OPTS = DeriveOptions(hostname="host1", host_ip="10.0.0.7")
@@ -504,7 +504,7 @@ def test_derive_options_are_configs_fields_plus_the_resolved_host_ip() -> None:
 
 def test_the_cli_builds_the_options_from_the_config() -> None:
     """cli.derive_options resolves the hostname and leaves the rest to from_config."""
-    from registrator.cli import derive_options
+    from registrator.app.cli import derive_options
 
     config = Config(
         hostname="localhost",

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from registrator.container import ContainerView
-from registrator.derive import Derivation, DeriveOptions, derive_services
-from registrator.ecs_agent import EcsAgent, EcsBadAnswer, parse_task
-from registrator.ecs_rules import AwsvpcNetwork
-from registrator.networks import join_host_port
+from registrator.adapters.ecs_agent import EcsAgent, EcsBadAnswer, parse_task
+from registrator.core.container import ContainerView
+from registrator.core.derive import Derivation, DeriveOptions, derive_services
+from registrator.core.ecs_rules import AwsvpcNetwork
+from registrator.core.networks import join_host_port
 from tests.ecs_agent_double import DoubleContainer, EcsAgentDouble
 from tests.inspect_data import inspect
 from tests.test_derive_ecs import ECS, PAUSE, WEB

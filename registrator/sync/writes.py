@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from registrator.container import display_name
-from registrator.model import Service
-from registrator.networks import join_host_port
-from registrator.plan import Outcome, same_registration
+from registrator.core.container import display_name
+from registrator.core.model import Service
+from registrator.core.networks import join_host_port
+from registrator.core.plan import Outcome, same_registration
 
 
 class Agent(Protocol):

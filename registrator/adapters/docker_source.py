@@ -21,7 +21,7 @@ import requests
 import urllib3.exceptions
 from docker.transport import UnixHTTPAdapter
 
-from registrator.logs import brief
+from registrator.adapters.logs import brief
 
 log = logging.getLogger(__name__)
 

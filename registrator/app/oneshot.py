@@ -11,18 +11,18 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from registrator.config import Config
-from registrator.consul_agent import ConsulAgent, ConsulError, agent_trouble
-from registrator.container import display_name, short_id
-from registrator.derive import DeriveOptions
-from registrator.docker_source import DockerSource, DockerUnavailable
-from registrator.ecs_placement import EcsPlacement
-from registrator.legacy import AdoptingAgent, adopting
-from registrator.model import OWNER_META_KEY, Service
-from registrator.networks import join_host_port
-from registrator.plan import Outcome, Plan
-from registrator.processing import WAITING, WITHHELD, ContainerProcessor
-from registrator.reconcile import Reconciler
+from registrator.adapters.consul_agent import ConsulAgent, ConsulError, agent_trouble
+from registrator.adapters.docker_source import DockerSource, DockerUnavailable
+from registrator.adapters.legacy import AdoptingAgent, adopting
+from registrator.core.config import Config
+from registrator.core.container import display_name, short_id
+from registrator.core.derive import DeriveOptions
+from registrator.core.model import OWNER_META_KEY, Service
+from registrator.core.networks import join_host_port
+from registrator.core.plan import Outcome, Plan
+from registrator.sync.ecs_placement import EcsPlacement
+from registrator.sync.processing import WAITING, WITHHELD, ContainerProcessor
+from registrator.sync.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from http.client import HTTPConnection, HTTPException
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
-from registrator.config import parse_ecs_agent_uri
-from registrator.ecs_rules import AwsvpcNetwork
+from registrator.core.config import parse_ecs_agent_uri
+from registrator.core.ecs_rules import AwsvpcNetwork
 
 TASKS_PATH = "/v1/tasks"
 DEFAULT_TIMEOUT = 2.0

@@ -1,5 +1,5 @@
 """Command line: ``registrator [flags] URI``, ``registrator plan|resync [flags] URI`` and
-``registrator help [plan|resync]``. The flags themselves are in registrator/flags.py.
+``registrator help [plan|resync]``. The flags themselves are in registrator/core/flags.py.
 
 Bad usage prints the cause and one line saying where the usage is, and exits 2 for every
 command; nothing below this module calls ``sys.exit``.
@@ -20,7 +20,16 @@ from collections.abc import Mapping, Sequence
 from types import FrameType
 
 from registrator import __version__
-from registrator.config import (
+from registrator.adapters.consul_agent import (
+    ConsulAgent,
+    ConsulError,
+    ConsulRejected,
+    agent_trouble,
+)
+from registrator.adapters.legacy import adopting
+from registrator.adapters.logs import setup_logging
+from registrator.adapters.systemd import Notifier
+from registrator.core.config import (
     RETRY_WAIT,
     Config,
     ConfigError,
@@ -28,18 +37,14 @@ from registrator.config import (
     docker_host,
     parse_registry_uri,
 )
-from registrator.consul_agent import ConsulAgent, ConsulError, ConsulRejected, agent_trouble
-from registrator.derive import DeriveOptions
-from registrator.flags import (
+from registrator.core.derive import DeriveOptions
+from registrator.core.flags import (
     COMMANDS,
     UsageError,
     help_text,
     metrics_address,
     parse_args,
 )
-from registrator.legacy import adopting
-from registrator.logs import setup_logging
-from registrator.systemd import Notifier
 
 # The daemon's and the one-shot commands' modules (the Docker SDK among them) are imported
 # when the command runs, after the agent answered: a fifth of the start-up comes sooner.
@@ -193,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(config.log_level, config.log_format)
     if command == "run":
         return run_daemon(config)
-    from registrator.oneshot import run_plan, run_resync
+    from registrator.app.oneshot import run_plan, run_resync
 
     agent = _make_agent(config)
     if command == "plan":
@@ -242,12 +247,12 @@ def run_daemon(config: Config) -> int:
     # everything is frozen, so no collection walks it again: a full one in a process of this
     # size cost 40-50 ms (measured), and a start-up sync of 300 containers triggered one.
     gc.disable()
-    from registrator.daemon import Daemon
-    from registrator.docker_source import DockerSource
-    from registrator.ecs_placement import EcsPlacement
-    from registrator.metrics import Metrics, MetricsServer, PrometheusMetrics
-    from registrator.processing import ContainerProcessor
-    from registrator.reconcile import Reconciler
+    from registrator.adapters.docker_source import DockerSource
+    from registrator.adapters.metrics import Metrics, MetricsServer, PrometheusMetrics
+    from registrator.app.daemon import Daemon
+    from registrator.sync.ecs_placement import EcsPlacement
+    from registrator.sync.processing import ContainerProcessor
+    from registrator.sync.reconcile import Reconciler
 
     gc.freeze()
     gc.enable()

@@ -8,14 +8,14 @@ import logging
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from registrator.container import ContainerView
-from registrator.derive import DeriveOptions, derive_services
-from registrator.docker_source import ContainerEvent, DockerSource
-from registrator.ecs_agent import EcsAgentError
-from registrator.ecs_placement import EcsPlacement
-from registrator.ecs_rules import awsvpc_task_arn
-from registrator.lifecycle import keeps_services, retained_after_exit, withheld_reason
-from registrator.model import Service
+from registrator.adapters.docker_source import ContainerEvent, DockerSource
+from registrator.adapters.ecs_agent import EcsAgentError
+from registrator.core.container import ContainerView
+from registrator.core.derive import DeriveOptions, derive_services
+from registrator.core.ecs_rules import awsvpc_task_arn
+from registrator.core.lifecycle import keeps_services, retained_after_exit, withheld_reason
+from registrator.core.model import Service
+from registrator.sync.ecs_placement import EcsPlacement
 
 log = logging.getLogger(__name__)
 

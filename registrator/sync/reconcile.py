@@ -22,12 +22,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from registrator.consul_agent import ConsulRejected, ConsulUnavailable
-from registrator.logs import fields
-from registrator.metrics import Metrics
-from registrator.model import Check, Service
-from registrator.plan import Outcome, Plan, in_step, make_plan
-from registrator.writes import Agent, Ticket, Write, describe, send_register, who
+from registrator.adapters.consul_agent import ConsulRejected, ConsulUnavailable
+from registrator.adapters.logs import fields
+from registrator.adapters.metrics import Metrics
+from registrator.core.model import Check, Service
+from registrator.core.plan import Outcome, Plan, in_step, make_plan
+from registrator.sync.writes import Agent, Ticket, Write, describe, send_register, who
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import NamedTuple
 
-from registrator.docker_source import ContainerEvent
+from registrator.adapters.docker_source import ContainerEvent
 
 
 class ContainerRecord:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from registrator.container import DEFAULT_BRIDGE, ContainerView, NetworkAttachment
+from registrator.core.container import DEFAULT_BRIDGE, ContainerView, NetworkAttachment
 
 NETWORK_KEY = "network"  # SERVICE_NETWORK, in the metadata's lower-cased form
 NO_NETWORK_MODE = "none"  # --network none: no address, by the operator's choice

@@ -19,10 +19,10 @@ import logging
 import re
 import threading
 
-from registrator.consul_agent import ConsulAgent
-from registrator.container import display_name
-from registrator.logs import fields
-from registrator.model import OWNER_META_KEY, Service
+from registrator.adapters.consul_agent import ConsulAgent
+from registrator.adapters.logs import fields
+from registrator.core.container import display_name
+from registrator.core.model import OWNER_META_KEY, Service
 
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from registrator.checks import TRUE_WORDS, health_sync_applies
-from registrator.container import ContainerView
+from registrator.core.checks import TRUE_WORDS, health_sync_applies
+from registrator.core.container import ContainerView
 
 if TYPE_CHECKING:
-    from registrator.derive import DeriveOptions
+    from registrator.core.derive import DeriveOptions
 
 
 def is_running(container: Mapping[str, Any]) -> bool:

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Generic, TypeVar
 
-from registrator.backoff import Backoff
+from registrator.core.backoff import Backoff
 
 K = TypeVar("K", bound=Hashable)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from registrator.model import Service
+from registrator.core.model import Service
 
 
 def same_registration(actual: Service, desired: Service) -> bool:

@@ -13,11 +13,11 @@ import threading
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from registrator.container import ContainerView
-from registrator.ecs_agent import EcsAgent, EcsAgentError
-from registrator.ecs_rules import ECS_CONTAINER_NAME_LABEL, AwsvpcNetwork
-from registrator.metrics import Metrics
-from registrator.model import Service
+from registrator.adapters.ecs_agent import EcsAgent, EcsAgentError
+from registrator.adapters.metrics import Metrics
+from registrator.core.container import ContainerView
+from registrator.core.ecs_rules import ECS_CONTAINER_NAME_LABEL, AwsvpcNetwork
+from registrator.core.model import Service
 
 
 class _Awsvpc(NamedTuple):

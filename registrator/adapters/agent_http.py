@@ -23,7 +23,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from registrator.config import ConsulEndpoint
+from registrator.core.config import ConsulEndpoint
 
 MAX_IDLE = 16
 # A kept-alive connection failing like this before any answer was closed by the agent in

@@ -17,10 +17,10 @@ import re
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from registrator.consul_limits import ReportProblem, valid_duration
-from registrator.container import ContainerView, split_tags
-from registrator.model import HEALTH_TTL, Check, health_check_id
-from registrator.networks import join_host_port
+from registrator.core.consul_limits import ReportProblem, valid_duration
+from registrator.core.container import ContainerView, split_tags
+from registrator.core.model import HEALTH_TTL, Check, health_check_id
+from registrator.core.networks import join_host_port
 
 DEFAULT_CHECK_INTERVAL = "10s"
 SCRIPT_CHECK_KEYS = ("check_script", "check_cmd")  # in this order: the first present wins

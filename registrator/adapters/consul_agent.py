@@ -20,10 +20,10 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, NamedTuple, TypeVar
 
-from registrator.agent_http import AgentHTTP, Answer
-from registrator.config import ConsulEndpoint
-from registrator.logs import brief
-from registrator.model import OWNER_META_KEY, Service
+from registrator.adapters.agent_http import AgentHTTP, Answer
+from registrator.adapters.logs import brief
+from registrator.core.config import ConsulEndpoint
+from registrator.core.model import OWNER_META_KEY, Service
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from registrator.container import ContainerView
-from registrator.ecs_rules import AwsvpcNetwork
+from registrator.core.container import ContainerView
+from registrator.core.ecs_rules import AwsvpcNetwork
 
 ANY_ADDRESS = "0.0.0.0"
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from registrator.checks import (
+from registrator.core.checks import (
     SCRIPT_CHECK_KEYS,
     TRUE_WORDS,
     CheckTarget,
@@ -24,22 +24,22 @@ from registrator.checks import (
     docker_health_check,
     health_sync_applies,
 )
-from registrator.consul_limits import (
+from registrator.core.consul_limits import (
     DNS_LABEL_RE,
     dns_label,
     valid_meta,
     valid_service_id,
     valid_tags,
 )
-from registrator.container import ContainerView
-from registrator.container import split_tags as split_tags
-from registrator.ecs_rules import AwsvpcNetwork, awsvpc_task_arn, ecs_meta, is_ecs_pause
-from registrator.model import OWNER_META_KEY, Service, freeze_meta
-from registrator.networks import NETWORK_KEY, network_address, uses_own_address
-from registrator.ports import PortCandidate, awsvpc_candidates, port_candidates
+from registrator.core.container import ContainerView
+from registrator.core.container import split_tags as split_tags
+from registrator.core.ecs_rules import AwsvpcNetwork, awsvpc_task_arn, ecs_meta, is_ecs_pause
+from registrator.core.model import OWNER_META_KEY, Service, freeze_meta
+from registrator.core.networks import NETWORK_KEY, network_address, uses_own_address
+from registrator.core.ports import PortCandidate, awsvpc_candidates, port_candidates
 
 if TYPE_CHECKING:
-    from registrator.config import Config
+    from registrator.core.config import Config
 
 UNSPECIFIED_ADDRESSES = frozenset({"0.0.0.0", "::", ""})
 
@@ -296,7 +296,7 @@ class _ContainerServices:
     def container_address(
         self, port: PortCandidate, metadata: Mapping[str, str], from_port: set[str]
     ) -> str | None:
-        """With ``-internal`` the container's own address (``registrator.networks``); else
+        """With ``-internal`` the container's own address (``registrator.core.networks``); else
         ``-ip``; else on a user-defined network the container's own address; else the
         binding's host IP (``0.0.0.0``: the hostname's IP). Host networking has no address
         of its own: the binding's rule applies."""

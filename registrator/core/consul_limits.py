@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Mapping
 
-from registrator.model import OWNER_META_KEY
+from registrator.core.model import OWNER_META_KEY
 
 # How a bad value is reported: (the SERVICE_* key, what is wrong and what was done).
 ReportProblem = Callable[[str, str], None]

@@ -166,7 +166,7 @@ class ContainerView:
     def ip_address(self) -> str:
         """The original's pick of the container's address: Docker's top-level one (the default
         bridge's, before API 1.52), else the last network's that has one. Services take
-        their address from ``networks`` by the rule in ``registrator.networks`` instead."""
+        their address from ``networks`` by the rule in ``registrator.core.networks`` instead."""
         address = str(self._settings.get("IPAddress") or "")
         if address:
             return address

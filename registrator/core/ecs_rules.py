@@ -1,6 +1,6 @@
 """Which containers the ECS agent runs, read from the Docker labels it puts on them.
 
-Pure: the caller asks the ECS agent (registrator.ecs_agent) for what labels cannot say.
+Pure: the caller asks the ECS agent (registrator.adapters.ecs_agent) for what labels cannot say.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from registrator.container import ContainerView
+from registrator.core.container import ContainerView
 
 # Docker labels the ECS agent puts on every container of a task.
 ECS_TASK_ARN_LABEL = "com.amazonaws.ecs.task-arn"

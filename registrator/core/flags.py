@@ -16,8 +16,8 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from registrator.config import DEFAULT_ECS_AGENT_URI, Config, ConfigError, parse_ecs_agent_uri
-from registrator.container import split_tags
+from registrator.core.config import DEFAULT_ECS_AGENT_URI, Config, ConfigError, parse_ecs_agent_uri
+from registrator.core.container import split_tags
 
 COMMANDS = ("run", "resync", "plan")
 Value = str | int | float | bool | tuple[str, ...]

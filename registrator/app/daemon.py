@@ -23,18 +23,19 @@ import threading
 import time
 from collections.abc import Callable
 
-from registrator.backoff import Backoff
-from registrator.config import Config
-from registrator.docker_source import (
+from registrator.adapters.docker_source import (
     WATCHED_ACTIONS,
     ContainerEvent,
     DockerSource,
     DockerUnavailable,
     EventStream,
 )
-from registrator.ecs_placement import EcsPlacement
-from registrator.plan import Outcome
-from registrator.processing import (
+from registrator.adapters.systemd import Notifier
+from registrator.core.backoff import Backoff
+from registrator.core.config import Config
+from registrator.core.plan import Outcome
+from registrator.sync.ecs_placement import EcsPlacement
+from registrator.sync.processing import (
     GONE,
     KEPT,
     NOT_FOUND,
@@ -44,10 +45,9 @@ from registrator.processing import (
     ContainerProcessor,
     Verdict,
 )
-from registrator.reconcile import Reconciler
-from registrator.records import Pending, Records
-from registrator.systemd import Notifier
-from registrator.workqueue import Batch, WorkQueue
+from registrator.sync.reconcile import Reconciler
+from registrator.sync.records import Pending, Records
+from registrator.sync.workqueue import Batch, WorkQueue
 
 log = logging.getLogger(__name__)
 
