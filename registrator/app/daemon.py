@@ -305,7 +305,8 @@ class Daemon:
                     log.warning("%s", problem)
                 problems = verdict.problems
             if not verdict.services and not tracked:
-                log.debug("ignored %s: %s", label, "; ".join(verdict.notes))
+                reasons = verdict.derivation.reasons() if verdict.derivation else ()
+                log.debug("ignored %s: %s", label, "; ".join(map(str, reasons)))
         self._records.logged(container_id, withheld, problems)
         self.reconciler.set_container(container_id, verdict.services)
 

@@ -11,10 +11,11 @@ from typing import Any, NamedTuple
 from registrator.adapters.docker_source import ContainerEvent, DockerSource
 from registrator.adapters.ecs_agent import EcsAgentError
 from registrator.core.container import ContainerView
-from registrator.core.derive import DeriveOptions, derive_services
+from registrator.core.derive import Derivation, DeriveOptions, derive_services
 from registrator.core.ecs_rules import awsvpc_task_arn
 from registrator.core.lifecycle import keeps_services, retained_after_exit, withheld_reason
 from registrator.core.model import Service
+from registrator.core.reasons import Reason, Why
 from registrator.sync.ecs_placement import EcsPlacement
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,8 @@ class Verdict(NamedTuple):
     services: tuple[Service, ...] = ()
     reason: str = ""  # why withheld or waiting; a kept container's exit code
     problems: tuple[str, ...] = ()  # refused metadata, one line each
-    notes: tuple[str, ...] = ()  # why nothing is registered, when nothing is
+    why: Why | None = None  # the container's reason code: not running, withheld, waiting
+    derivation: Derivation | None = None  # what its ports give, each, when it wants services
     error: EcsAgentError | None = None  # the ECS agent's, when waiting
     was_waiting: bool = False  # it waited for the ECS agent before this
 
@@ -77,12 +79,14 @@ class ContainerProcessor:
         view = ContainerView(container)
         label = view.display
         if not view.running:
+            stopped = Why(Reason.NOT_RUNNING, f"{view.status}, exit code {view.exit_code}")
             if retained_after_exit(container, self.deregister):
-                return Verdict(KEPT, label, reason=str(view.exit_code))
-            return Verdict(GONE, label)
-        withheld = DRAINING if draining else withheld_reason(container, self.options)
-        if withheld:
-            return Verdict(WITHHELD, label, reason=withheld)
+                return Verdict(KEPT, label, reason=str(view.exit_code), why=stopped)
+            return Verdict(GONE, label, why=stopped)
+        drain = Why(Reason.DRAINING, DRAINING) if draining else None
+        withheld = drain or withheld_reason(container, self.options)
+        if withheld is not None:
+            return Verdict(WITHHELD, label, reason=withheld.detail, why=withheld)
         peer = self._network_peer(docker, view)
         awsvpc = None
         was_waiting = False
@@ -94,6 +98,7 @@ class ContainerProcessor:
                 return Verdict(
                     WAITING, label, reason=str(placed.error), error=placed.error,
                     was_waiting=placed.was_waiting,
+                    why=Why(Reason.ECS_WAITING, f"the ECS agent: {placed.error}"),
                 )  # fmt: skip
             awsvpc, was_waiting = placed.network, placed.was_waiting
         derivation = derive_services(container, self.options, peer, awsvpc)
@@ -102,7 +107,7 @@ class ContainerProcessor:
             label,
             tuple(derivation.services),
             problems=tuple(map(str, derivation.problems)),
-            notes=tuple(derivation.notes),
+            derivation=derivation,
             was_waiting=was_waiting,
         )
 
