@@ -3,8 +3,12 @@ coded reason, lifecycle a coded withholding; refused keys carry their value."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from registrator.core.derive import DeriveOptions, derive_services
 from registrator.core.lifecycle import withheld_reason
+from registrator.core.model import Check, Service, health_check_id
+from registrator.core.plan import differences, in_step
 from registrator.core.reasons import HINTS, PortOutcome, Reason, Why
 from tests.inspect_data import inspect
 
@@ -119,3 +123,26 @@ def test_unhealthy_is_a_coded_withholding():
     assert withheld_reason(container, OPTS._replace(require_healthy=True)) == Why(
         Reason.UNHEALTHY, "Docker health is unhealthy"
     )
+
+
+def test_differences_name_what_in_step_compares():
+    base = Service(id="a", name="web", address="10.0.0.1", port=80, tags=("x",), meta=(("k", "v"),))
+    assert differences(base, base) == () and in_step(base, base)
+    changes: list[tuple[dict[str, Any], tuple[str, ...]]] = [
+        ({"port": 81}, ("port",)),
+        ({"address": "10.0.0.2", "tags": ()}, ("address", "tags")),
+        ({"meta": ()}, ("meta",)),
+        ({"weights": (2, 1)}, ("weights",)),
+        ({"checks": (Check(ttl="5s"),)}, ("checks",)),
+    ]
+    for change, fields in changes:
+        other = base._replace(**change)
+        assert (differences(other, base), in_step(other, base)) == (fields, False)
+    override = base._replace(enable_tag_override=True)
+    assert differences(override._replace(tags=("z",)), override) == ()  # as in_step
+    assert in_step(override._replace(tags=("z",)), override)
+    assert differences(base, override) == ("enable_tag_override",)
+    health = Check(ttl="24h", status="passing", check_id=health_check_id("a"))
+    synced = base._replace(checks=(health,))
+    held = synced._replace(checks=(health._replace(status="critical"),))
+    assert (differences(held, synced), in_step(held, synced)) == (("health",), False)

@@ -79,7 +79,8 @@ class ContainerProcessor:
         view = ContainerView(container)
         label = view.display
         if not view.running:
-            stopped = Why(Reason.NOT_RUNNING, f"{view.status}, exit code {view.exit_code}")
+            exited = f", exit code {view.exit_code}" if view.status == "exited" else ""
+            stopped = Why(Reason.NOT_RUNNING, view.status + exited)
             if retained_after_exit(container, self.deregister):
                 return Verdict(KEPT, label, reason=str(view.exit_code), why=stopped)
             return Verdict(GONE, label, why=stopped)
