@@ -9,8 +9,11 @@ import uuid
 from typing import Any
 
 import pytest
+import requests
 
 from tests.conftest import HOSTNAME, run_cli, wait_until
+from tests.consul_double import ConsulDouble
+from tests.test_e2e_operable import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -187,3 +190,63 @@ def test_plan_ends_with_the_containers_that_register_nothing(consul, containers)
         return bool(body["unregistered"] == {"not_published": 1})
 
     wait_until(quiet_in_json, what="explain to agree with plan")
+
+
+def test_the_daemons_view_shows_an_agents_refusal_and_no_secret(registrator, containers):
+    token = "tok-" + uuid.uuid4().hex
+    n = names("scripted", "sick")
+    port = free_port()
+    with ConsulDouble(acl_token=token) as consul:  # without enable_script_checks
+        proc = registrator(
+            "-ip", "127.0.0.1", "-allow-script-checks", "-require-healthy",
+            "-metrics-addr", f"127.0.0.1:{port}", uri(consul),
+            env={"CONSUL_HTTP_TOKEN": token},
+        )  # fmt: skip
+        proc.wait_log("synced: ", timeout=30)
+        containers.run(
+            n["scripted"], "-p", "127.0.0.1::80", "-e", "SERVICE_CHECK_SCRIPT=true",
+            "-e", "SERVICE_CHECK_INTERVAL=10s", "-e", "SERVICE_CHECK_HEADER_AUTHORIZATION=Bearer x1",
+        )  # fmt: skip
+        containers.run(n["sick"], "-p", "127.0.0.1::80", "--health-cmd", "false")
+
+        def ours() -> dict[str, dict[str, Any]] | None:
+            answer = requests.get(f"http://127.0.0.1:{port}/containers", timeout=5)
+            assert answer.status_code == 200
+            assert answer.headers["Content-Type"] == "application/json"
+            assert token not in answer.text and "Bearer x1" not in answer.text
+            found = {c["name"]: c for c in answer.json()["containers"] if c["name"] in n.values()}
+            refused = n["scripted"] in found and found[n["scripted"]]["ports"][0]["write"]
+            return found if len(found) == 2 and refused and refused["result"] == "refused" else None
+
+        view = wait_until(ours, timeout=20, what="both containers, one refused, in /containers")
+        [scripted] = view[n["scripted"]]["ports"]
+        assert scripted["write"]["error"].endswith(
+            "500 Scripts are disabled on this agent from remote calls; "
+            "to enable, configure 'enable_script_checks' to true"
+        )
+        assert scripted["service"]["meta"]["check_header_authorization"] == "(hidden)"
+        assert view[n["scripted"]]["verdict"] == "wants"
+        sick = view[n["sick"]]
+        assert (sick["verdict"], sick["codes"]) == ("withheld", ["unhealthy"])
+        assert sick["ports"][0]["reason"]["code"] == "unhealthy"
+
+        flags = ("-allow-script-checks", "-require-healthy", "-daemon", f"127.0.0.1:{port}")
+        result = run_cli(
+            "explain", "-json", "-ip", "127.0.0.1", *flags, uri(consul), n["scripted"],
+            env={"CONSUL_HTTP_TOKEN": token},
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr  # the refused service is missing
+        [explained] = json.loads(result.stdout)["containers"]
+        assert explained["ports"][0]["agent"]["state"] == "missing"
+        assert explained["daemon"]["ports"][0]["write"]["result"] == "refused"
+        text = run_cli(
+            "explain", "-ip", "127.0.0.1", *flags, uri(consul), n["scripted"],
+            env={"CONSUL_HTTP_TOKEN": token},
+        )  # fmt: skip
+        assert "  daemon    wants" in text.stdout
+        assert "refused: registering" in text.stdout and "Scripts are disabled" in text.stdout
+        proc.stop()
+        down = run_cli("explain", "-daemon", f"127.0.0.1:{port}", uri(consul), n["scripted"],
+                       env={"CONSUL_HTTP_TOKEN": token})  # fmt: skip
+        assert down.returncode == 1
+        assert down.stderr.startswith(f"registrator explain: the daemon at 127.0.0.1:{port}")

@@ -291,6 +291,8 @@ def run_daemon(config: Config) -> int:
         lambda: DockerSource(os.environ, config.docker_host),
         notifier,
     )
+    if server is not None:
+        server.containers = daemon.containers_view
     daemon.start()
     stop.wait()
     daemon.stop()

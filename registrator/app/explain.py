@@ -28,7 +28,6 @@ from registrator.core.explanation import (
     AgentState,
     Explained,
     agent_view,
-    explain,
     to_json,
     unregistered_counts,
 )
@@ -114,11 +113,7 @@ def resolve(docker: DockerSource, refs: Sequence[str]) -> list[str]:
 
 def explain_one(docker: DockerSource, processor: ContainerProcessor, cid: str) -> Explained | None:
     """One container as the processor decides it now (None: it went away meanwhile)."""
-    container = docker.inspect(cid)
-    if container is None:
-        return None
-    verdict = processor.assess(docker, cid)
-    return explain(ContainerView(container), verdict.why, verdict.derivation)
+    return processor.assess(docker, cid).explained
 
 
 def daemon_view(address: str) -> dict[str, Any]:
@@ -143,7 +138,7 @@ def report(
     for one in explained:
         body = to_json(one, actual)
         if daemon is not None:
-            body["daemon"] = daemon.get(one.view.id)
+            body["daemon"] = daemon.get(one.id)
         containers.append(body)
     return {
         "in_step": in_step,
@@ -155,9 +150,8 @@ def report(
 def print_container(
     one: Explained, actual: Mapping[str, Service], daemon: Mapping[str, Any] | None
 ) -> None:
-    view = one.view
-    health = f", {view.health_status or 'health unknown'}" if view.health_status is not None else ""
-    print(f"{view.display}: {view.status}{health}")
+    health = f", {one.health or 'health unknown'}" if one.health is not None else ""
+    print(f"{one.display}: {one.state}{health}")
     if one.why is not None:
         print(f"  {one.why.code.value}: {one.why.detail}")
         print(f"    {one.why.code.hint}")
@@ -172,7 +166,7 @@ def print_container(
         shown = f"{problem.key}={problem.value!r}" if problem.key else "(no key)"
         print(f"  refused   {shown}: {problem.message}")
     if daemon is not None:
-        print_daemon(daemon.get(view.id))
+        print_daemon(daemon.get(one.id))
 
 
 def print_service(port: str, svc: Service, actual: Mapping[str, Service]) -> None:
@@ -190,18 +184,17 @@ def print_service(port: str, svc: Service, actual: Mapping[str, Service]) -> Non
 
 
 def print_daemon(entry: Mapping[str, Any] | None) -> None:
-    """The daemon's view of the container: its services' last writes, its reason codes."""
+    """The daemon's view of the container: what it wants of it, where its writes stand."""
     if entry is None:
         print("  daemon    holds no record of it")
         return
-    reasons = [r["code"] for r in entry.get("reasons", [])]
-    print(
-        f"  daemon    {entry.get('verdict', '?')}" + (f" ({', '.join(reasons)})" if reasons else "")
-    )
-    for svc in entry.get("services", []):
-        write = svc.get("write", {})
-        error = f": {write['error']}" if write.get("error") else ""
-        print(f"  {'':<10}{svc['id']}: {write.get('result', '?')}{error}")
+    codes = entry.get("codes") or []
+    print(f"  daemon    {entry.get('verdict', '?')}" + (f" ({', '.join(codes)})" if codes else ""))
+    for port in entry.get("ports", []):
+        write = port.get("write")
+        if write:
+            error = f": {write['error']}" if write.get("error") else ""
+            print(f"  {'':<10}{port['service']['id']}: {write['result']}{error}")
 
 
 def summary_line(explained: list[Explained], states: list[AgentState]) -> str:

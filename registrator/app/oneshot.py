@@ -17,7 +17,7 @@ from registrator.adapters.legacy import AdoptingAgent, adopting
 from registrator.core.config import Config
 from registrator.core.container import display_name, short_id
 from registrator.core.derive import DeriveOptions
-from registrator.core.explanation import count_codes, unregistered_codes
+from registrator.core.explanation import count_codes
 from registrator.core.model import OWNER_META_KEY, Service
 from registrator.core.networks import join_host_port
 from registrator.core.plan import Outcome, Plan
@@ -73,7 +73,7 @@ def load_desired(
             log.info("%s: services withheld: %s", verdict.label, verdict.reason)
         for problem in verdict.problems:
             log.warning("%s", problem)
-        codes = unregistered_codes(verdict.why, verdict.derivation)
+        codes = verdict.explained.codes() if verdict.explained else ()
         if codes and unregistered is not None:
             unregistered[container_id] = codes
         reconciler.set_container(container_id, verdict.services, write=False)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any, NamedTuple
 
-from registrator.core.container import ContainerView
+from registrator.core.container import ContainerView, display_name
 from registrator.core.derive import Derivation
 from registrator.core.model import Check, Service
 from registrator.core.plan import differences
@@ -40,6 +40,14 @@ class AgentView(NamedTuple):
         return {"state": self.state.value, "fields": list(self.fields)}
 
 
+class WriteResult(Enum):
+    """Where the daemon's writes of one service stand (its ``/containers``)."""
+
+    IN_STEP = "in_step"  # the agent holds it as wanted (written, or found so)
+    REFUSED = "refused"  # the agent refused its last write: not retried until it changes
+    PENDING = "pending"  # a write is due or in flight (or waits for Consul to answer)
+
+
 def agent_view(actual: Service | None, desired: Service) -> AgentView:
     if actual is None:
         return AgentView(AgentState.MISSING)
@@ -49,46 +57,49 @@ def agent_view(actual: Service | None, desired: Service) -> AgentView:
 
 class Explained(NamedTuple):
     """One container: the container's reason (nothing to look at port by port: not running,
-    withheld, no ports), each port's outcome, the refused keys."""
+    withheld, no ports), each port's outcome, the refused keys. Small: the daemon keeps one
+    per container."""
 
-    view: ContainerView
+    id: str
+    name: str
+    state: str  # Docker's: running, exited, created, paused, ...
+    health: str | None  # Docker's health status; None without a HEALTHCHECK
     why: Why | None
     ports: tuple[PortOutcome, ...]
     refused: tuple[Problem, ...]
 
     @property
+    def display(self) -> str:
+        return display_name(self.name, self.id)
+
+    @property
     def services(self) -> tuple[Service, ...]:
         return tuple(o.service for o in self.ports if o.service is not None)
+
+    def reasons(self) -> tuple[Why, ...]:
+        """Why services are missing: the container's reason, else its ports'."""
+        if self.why is not None:
+            return (self.why,)
+        return tuple(o.why for o in self.ports if o.why is not None)
 
     def codes(self) -> tuple[Reason, ...]:
         """Why it registers nothing, each code once; () when it registers something."""
         if self.services:
             return ()
-        return codes_of([self.why] if self.why else [o.why for o in self.ports if o.why])
-
-
-def codes_of(reasons: Iterable[Why]) -> tuple[Reason, ...]:
-    return tuple(dict.fromkeys(why.code for why in reasons))
-
-
-def unregistered_codes(why: Why | None, derivation: Derivation | None) -> tuple[Reason, ...]:
-    """Why a container the deciding code saw registers nothing (() when it registers a
-    service): its own reason, else its ports'."""
-    if derivation is not None and derivation.services:
-        return ()
-    return codes_of([why] if why else derivation.reasons() if derivation else [])
+        return tuple(dict.fromkeys(why.code for why in self.reasons()))
 
 
 def explain(view: ContainerView, why: Why | None, derivation: Derivation | None) -> Explained:
     """The container as the deciding code left it: ``why`` is its own reason (from
     lifecycle or processing), ``derivation`` what derive made of it (None when it was not
     asked: the container's reason then applies to each of its ports)."""
+    seen = (view.id, view.name, view.status, view.health_status)
     if derivation is None:
         ports = tuple(
             PortOutcome(f"{c.exposed_port}/{c.protocol}", None, why) for c in port_candidates(view)
         )
-        return Explained(view, why, ports, ())
-    return Explained(view, why or derivation.skipped, derivation.ports, derivation.problems)
+        return Explained(*seen, why, ports, ())
+    return Explained(*seen, why or derivation.skipped, derivation.ports, derivation.problems)
 
 
 def to_json(
@@ -96,12 +107,11 @@ def to_json(
 ) -> dict[str, Any]:
     """The documented JSON of one container; ``actual`` (the agent's services) adds the
     agent's view of each service; ``secrets=False`` hides check headers and bodies."""
-    view = explained.view
     return {
-        "id": view.id,
-        "name": view.name,
-        "state": view.status,
-        "health": view.health_status,
+        "id": explained.id,
+        "name": explained.name,
+        "state": explained.state,
+        "health": explained.health,
         "reason": explained.why.to_json() if explained.why else None,
         "ports": [_port_json(o, actual, secrets) for o in explained.ports],
         "refused": [_refused_json(p, secrets) for p in explained.refused],
@@ -165,6 +175,29 @@ def _check_json(check_id: str, check: Check, secrets: bool) -> dict[str, Any]:
             body["Header"] = {name: [HIDDEN] for name in body["Header"]}
         if "Body" in body:
             body["Body"] = HIDDEN
+    return body
+
+
+def daemon_json(
+    kind: str,
+    explained: Explained,
+    refusals: Mapping[str, str],
+    results: Mapping[str, WriteResult],
+) -> dict[str, Any]:
+    """One container in the daemon's ``/containers``: the explanation (check headers and
+    bodies hidden), what the daemon wants of it (``verdict``), its reason codes, and for each
+    service where its writes stand (a refusal with the agent's message)."""
+    body = to_json(explained, None, secrets=False)
+    body["verdict"] = kind
+    body["codes"] = list(dict.fromkeys(why.code.value for why in explained.reasons()))
+    for port, outcome in zip(body["ports"], explained.ports, strict=True):
+        service = outcome.service
+        if service is None:
+            port["write"] = None
+            continue
+        result = results.get(service.id, WriteResult.PENDING)
+        error = refusals.get(service.id, "") if result == WriteResult.REFUSED else ""
+        port["write"] = {"result": result.value, "error": error}
     return body
 
 

@@ -162,7 +162,7 @@ FLAGS = (
          daemon_only=True),
     Flag("drain-grace", "a container still running this long after the signal is registered again", "SECONDS",
          daemon_only=True, check=_number(float, 0.001, SECONDS)),
-    Flag("metrics-addr", "serve Prometheus /metrics and /healthz here (e.g. 127.0.0.1:9102)",
+    Flag("metrics-addr", "serve Prometheus /metrics, /healthz and /containers here (e.g. 127.0.0.1:9102)",
          "HOST:PORT", daemon_only=True, check=_metrics, shown_default="off"),
     Flag("healthz-threshold", "/healthz fails once Docker, Consul or the ECS agent is unreachable this long",
          "SECONDS", "health_threshold", daemon_only=True, check=_number(float, 0.001, SECONDS)),

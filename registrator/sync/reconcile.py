@@ -25,6 +25,7 @@ from typing import Any
 from registrator.adapters.consul_agent import ConsulRejected, ConsulUnavailable
 from registrator.adapters.logs import fields
 from registrator.adapters.metrics import Metrics
+from registrator.core.explanation import WriteResult
 from registrator.core.model import Check, Service
 from registrator.core.plan import Outcome, Plan, in_step, make_plan
 from registrator.sync.writes import Agent, Ticket, Write, describe, send_register, who
@@ -101,6 +102,14 @@ class Reconciler:
     def tracks(self, container_id: str) -> bool:
         with self._lock:
             return container_id in self._by_container
+
+    def last_write(self, service: Service) -> WriteResult:
+        """Where the writes of ``service`` stand, by what this process knows of the agent."""
+        with self._lock:
+            if self._rejected.get(service.id) == service:
+                return WriteResult.REFUSED
+            known = in_step(self._known.get(service.id), service)
+            return WriteResult.IN_STEP if known else WriteResult.PENDING
 
     # --- changing it -------------------------------------------------------------------
 
