@@ -3,9 +3,12 @@ coded reason, lifecycle a coded withholding; refused keys carry their value."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from registrator.core.container import ContainerView
 from registrator.core.derive import DeriveOptions, derive_services
+from registrator.core.explanation import WriteResult, daemon_json, explain, to_json
 from registrator.core.lifecycle import withheld_reason
 from registrator.core.model import Check, Service, health_check_id
 from registrator.core.plan import differences, in_step
@@ -146,3 +149,28 @@ def test_differences_name_what_in_step_compares():
     synced = base._replace(checks=(health,))
     held = synced._replace(checks=(health._replace(status="critical"),))
     assert (differences(held, synced), in_step(held, synced)) == (("health",), False)
+
+
+def test_the_daemons_view_hides_check_headers_and_bodies_and_says_the_refusal():
+    env = {
+        "SERVICE_CHECK_HTTP": "/health",
+        "SERVICE_CHECK_HEADER_AUTHORIZATION": "Bearer s3cr3t",
+        "SERVICE_CHECK_BODY": "password=s3cr3t",
+        "SERVICE_CHECK_HEADER_X_BAD_": "line\nbreak s3cr3t",
+    }
+    container = inspect(published={"80/tcp": "8080"}, env=env)
+    explained = explain(ContainerView(container), None, derive_services(container, OPTS))
+    [service] = explained.services
+    refused = {service.id: "500 Scripts are disabled"}
+    body = daemon_json("wants", explained, refused, {service.id: WriteResult.REFUSED})
+    assert "s3cr3t" not in json.dumps(body)
+    [port] = body["ports"]
+    assert port["write"] == {"result": "refused", "error": "500 Scripts are disabled"}
+    assert port["service"]["checks"][0]["Header"] == {"Authorization": ["(hidden)"]}
+    assert port["service"]["meta"]["check_body"] == "(hidden)"
+    assert (body["verdict"], body["codes"]) == ("wants", [])
+    pending = daemon_json("wants", explained, refused, {service.id: WriteResult.PENDING})
+    assert pending["ports"][0]["write"] == {"result": "pending", "error": ""}
+    shown = to_json(explained, {})  # explain, for the operator: as the container sets them
+    assert "Bearer s3cr3t" in json.dumps(shown)
+    assert shown["ports"][0]["agent"] == {"state": "missing", "fields": []}
