@@ -20,7 +20,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "registrator"
 LAYERS: tuple[tuple[str, ...], ...] = (
     (  # the pure core
         "model", "config", "container", "consul_limits", "ecs_rules", "ports", "checks",
-        "networks", "derive", "lifecycle", "plan", "backoff", "flags",
+        "networks", "gofmt", "gotemplate_parse", "gotemplate", "gotemplate_builtins",
+        "godocker_data", "tag_template", "derive", "lifecycle", "plan", "backoff", "flags",
     ),
     (  # adapters
         "logs", "metrics", "systemd", "agent_http", "consul_agent", "docker_source",
