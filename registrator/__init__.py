@@ -1,7 +1,7 @@
 """registrator: keeps the local Consul agent in step with the Docker containers on a host.
 
 A Python reimplementation of gliderlabs/registrator, run as a host daemon; the command line
-is ``registrator.cli``. The version is written once, in pyproject.toml, and read from the
+is ``registrator.app.cli``. The version is written once, in pyproject.toml, and read from the
 installed distribution's metadata.
 """
 

@@ -1,5 +1,5 @@
 import sys
 
-from registrator.cli import main
+from registrator.app.cli import main
 
 sys.exit(main())

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from registrator.config import ConsulEndpoint
-from registrator.consul_agent import ConsulAgent, WritePolicy
-from registrator.legacy import AdoptingAgent, is_legacy_service
-from registrator.model import OWNER_META_KEY, Check, Service, freeze_meta
-from registrator.reconcile import Reconciler
+from registrator.adapters.consul_agent import ConsulAgent, WritePolicy
+from registrator.adapters.legacy import AdoptingAgent, is_legacy_service
+from registrator.core.config import ConsulEndpoint
+from registrator.core.model import OWNER_META_KEY, Check, Service, freeze_meta
+from registrator.sync.reconcile import Reconciler
 from tests.conftest import HOSTNAME, foreign, ours_requests, ours_summary, run_cli
 from tests.consul_double import ConsulDouble, RecordedRequest
 from tests.go_registrator import go_registrations, go_split_tags
@@ -148,7 +148,7 @@ def test_adopting_agent_lists_legacy_services_marks_and_removes_them(
         assert set(agent_for(double).owned_services("host1")) == {"host1:mine.0:80"}
 
         double.clear_requests()
-        with caplog.at_level(logging.INFO, logger="registrator.legacy"):
+        with caplog.at_level(logging.INFO, logger="registrator.adapters.legacy"):
             agent.register(marked("host1:web.0:80"))
             assert agent.deregister("host1:gone.0:80") is True
             agent.register(marked("host1:web.0:80"))  # marked now: an ordinary write

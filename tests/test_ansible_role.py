@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from registrator.model import OWNER_META_KEY
+from registrator.core.model import OWNER_META_KEY
 from tests.conftest import (
     HOSTNAME,
     REPO,

@@ -48,7 +48,7 @@ def tracked_files() -> list[str]:
 
 
 def package_modules() -> set[str]:
-    return {name for name in tracked_files() if re.fullmatch(r"registrator/[^/]+\.py", name)}
+    return {name for name in tracked_files() if re.fullmatch(r"registrator/.+\.py", name)}
 
 
 def test_the_version_is_written_only_in_pyproject_toml() -> None:
@@ -99,7 +99,7 @@ def test_python_m_build_works_right_after_pip_install_in_the_same_checkout(tmp_p
         capture_output=True, text=True, cwd=checkout, env=env, timeout=600,
     )  # fmt: skip
     assert installed.returncode == 0, installed.stdout + installed.stderr
-    assert (tmp_path / "site/registrator/cli.py").is_file()
+    assert (tmp_path / "site/registrator/app/cli.py").is_file()
     left = sorted(path.name for path in checkout.iterdir() if path.is_dir())
     assert "build" not in left, left
 
@@ -143,7 +143,7 @@ def test_the_wheel_holds_the_package_licence_and_metadata(dist: Dist) -> None:
     )
     assert (headers["Name"], headers["Version"]) == ("registrator", dist.version)
     assert (headers["License-Expression"], headers["License-File"]) == ("MIT", "LICENSE")
-    assert "registrator = registrator.cli:main" in entry_points
+    assert "registrator = registrator.app.cli:main" in entry_points
 
 
 @pytest.mark.slow  # builds the sdist and the wheel (the dist fixture)
@@ -154,7 +154,7 @@ def test_the_sdist_holds_what_the_wheel_is_built_from(dist: Dist) -> None:
         licence = sdist.extractfile(f"{top}/LICENSE")
         assert licence is not None and licence.read() == (REPO / "LICENSE").read_bytes()
     assert {"pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md"} <= names
-    assert {n for n in names if re.fullmatch(r"registrator/[^/]+\.py", n)} == package_modules()
+    assert {n for n in names if re.fullmatch(r"registrator/.+\.py", n)} == package_modules()
     assert not [n for n in names if n.startswith("tests/")]
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from registrator.checks import CheckTarget, build_check
-from registrator.model import Check
+from registrator.core.checks import CheckTarget, build_check
+from registrator.core.model import Check
 
 TARGET = CheckTarget(
     address="10.0.0.7", port=8080, container_short_id="0123456789ab", exposed_port="80"

@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from registrator.cli import parse_config
-from registrator.config import RETRY_WAIT, ConsulEndpoint, acl_token, parse_registry_uri
-from registrator.flags import BY_NAME, FLAGS, UsageError
-from registrator.flags import DAEMON_ONLY as DAEMON_ONLY_FLAGS
+from registrator.app.cli import parse_config
+from registrator.core.config import RETRY_WAIT, ConsulEndpoint, acl_token, parse_registry_uri
+from registrator.core.flags import BY_NAME, FLAGS, UsageError
+from registrator.core.flags import DAEMON_ONLY as DAEMON_ONLY_FLAGS
 from tests.conftest import REPO, run_cli
 
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from registrator.config import Config
-from registrator.consul_limits import valid_duration
-from registrator.container import service_metadata
-from registrator.derive import (
+from registrator.core.config import Config
+from registrator.core.consul_limits import valid_duration
+from registrator.core.container import service_metadata
+from registrator.core.derive import (
     DeriveOptions,
     default_service_name,
     derive_services,
     split_tags,
 )
-from registrator.lifecycle import retained_after_exit
-from registrator.model import OWNER_META_KEY
+from registrator.core.lifecycle import retained_after_exit
+from registrator.core.model import OWNER_META_KEY
 from tests.inspect_data import inspect
 
 OPTS = DeriveOptions(hostname="host1", host_ip="10.0.0.7")
@@ -224,9 +224,12 @@ def test_use_ip_from_label_strips_prefix_length():
     assert got["host1:app.0:80"].address == "10.9.8.7"
 
 
-def test_user_defined_network_takes_that_networks_ip():
-    got = services(inspect(published={"80/tcp": "8080"}, network_mode="backend", ip="10.20.0.3"))
-    assert got["host1:app.0:80"].address == "10.20.0.3"
+def test_user_defined_network_publishes_at_the_hosts_address_and_internal_takes_its_ip():
+    container = inspect(published={"80/tcp": "8080"}, network_mode="backend", ip="10.20.0.3")
+    published = services(container)["host1:app.0:80"]
+    assert (published.address, published.port) == ("10.0.0.7", 8080)
+    internal = services(container, OPTS._replace(internal=True))["host1:app.0:80"]
+    assert (internal.address, internal.port) == ("10.20.0.3", 80)
 
 
 def test_network_mode_container_takes_the_other_containers_ip():
@@ -504,7 +507,7 @@ def test_derive_options_are_configs_fields_plus_the_resolved_host_ip() -> None:
 
 def test_the_cli_builds_the_options_from_the_config() -> None:
     """cli.derive_options resolves the hostname and leaves the rest to from_config."""
-    from registrator.cli import derive_options
+    from registrator.app.cli import derive_options
 
     config = Config(
         hostname="localhost",

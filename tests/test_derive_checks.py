@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from registrator.derive import DeriveOptions, derive_services
-from registrator.lifecycle import withheld_reason
-from registrator.model import HEALTH_TTL, Check, health_check_id
+from registrator.core.derive import DeriveOptions, derive_services
+from registrator.core.lifecycle import withheld_reason
+from registrator.core.model import HEALTH_TTL, Check, health_check_id
 from tests.inspect_data import inspect
 
 OPTS = DeriveOptions(hostname="host1", host_ip="10.0.0.7")

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from registrator.derive import DeriveOptions, derive_services
-from registrator.ecs_agent import parse_task
-from registrator.ecs_rules import AwsvpcNetwork, awsvpc_task_arn
-from registrator.model import OWNER_META_KEY
+from registrator.adapters.ecs_agent import parse_task
+from registrator.core.derive import DeriveOptions, derive_services
+from registrator.core.ecs_rules import AwsvpcNetwork, awsvpc_task_arn
+from registrator.core.model import OWNER_META_KEY
 from tests.inspect_data import inspect
 
 DATA = Path(__file__).parent / "data"

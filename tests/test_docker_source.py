@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from registrator.config import docker_host
-from registrator.docker_source import DockerSource, DockerUnavailable
+from registrator.adapters.docker_source import DockerSource, DockerUnavailable
+from registrator.core.config import docker_host
 from tests.conftest import Containers
 
 ENGINE = docker_host(os.environ)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from registrator.model import health_check_id
+from registrator.core.model import health_check_id
 from tests.conftest import HOSTNAME, Probed, run_cli, wait_until
 from tests.consul_double import ConsulDouble
 

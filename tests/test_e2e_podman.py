@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from registrator.model import health_check_id
+from registrator.core.model import health_check_id
 from tests.conftest import HOSTNAME, Registrator, wait_until
 from tests.consul_double import ConsulDouble
 from tests.podman_support import PodmanContainers, PodmanService, needs_podman

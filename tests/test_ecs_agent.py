@@ -9,8 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from registrator.config import ConfigError, parse_ecs_agent_uri
-from registrator.ecs_agent import (
+from registrator.adapters.ecs_agent import (
     EcsAgent,
     EcsAgentError,
     EcsAgentTimeout,
@@ -20,7 +19,8 @@ from registrator.ecs_agent import (
     EcsTaskNotFound,
     parse_task,
 )
-from registrator.ecs_rules import AwsvpcNetwork
+from registrator.core.config import ConfigError, parse_ecs_agent_uri
+from registrator.core.ecs_rules import AwsvpcNetwork
 from tests.ecs_agent_double import DoubleContainer, EcsAgentDouble
 
 ARN = "arn:aws:ecs:eu-west-1:123456789012:task/test-cluster/0f0e0d0c0b0a"

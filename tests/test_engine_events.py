@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from registrator.daemon import asks_to_stop
-from registrator.docker_source import ContainerEvent, EventStream, engine_of, parse_event
-from registrator.records import Records
+from registrator.adapters.docker_source import ContainerEvent, EventStream, engine_of, parse_event
+from registrator.app.daemon import asks_to_stop
+from registrator.sync.records import Records
 
 CID = "e2eb6398867afd5accbebc451a0f3d28525f69362f540bed094d48f213b596e3"
 

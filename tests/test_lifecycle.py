@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from registrator.derive import DeriveOptions
-from registrator.lifecycle import is_running, retained_after_exit, withheld_reason
+from registrator.core.derive import DeriveOptions
+from registrator.core.lifecycle import is_running, retained_after_exit, withheld_reason
 from tests.inspect_data import inspect
 
 OPTS = DeriveOptions(hostname="host1")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from registrator.derive import DeriveOptions
-from registrator.docker_source import ContainerEvent, DockerSource
-from registrator.processing import (
+from registrator.adapters.docker_source import ContainerEvent, DockerSource
+from registrator.core.derive import DeriveOptions
+from registrator.sync.processing import (
     DRAINING,
     GONE,
     KEPT,

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registrator.config import ConsulEndpoint
-from registrator.consul_agent import ConsulAgent, WritePolicy
-from registrator.consul_limits import DNS_LABEL_RE, META_MAX_PAIRS
-from registrator.derive import DeriveOptions, derive_services
-from registrator.docker_source import parse_event
+from registrator.adapters.consul_agent import ConsulAgent, WritePolicy
+from registrator.adapters.docker_source import parse_event
+from registrator.core.config import ConsulEndpoint
+from registrator.core.consul_limits import DNS_LABEL_RE, META_MAX_PAIRS
+from registrator.core.derive import DeriveOptions, derive_services
 from tests.consul_double import ConsulDouble
 from tests.inspect_data import inspect
 

@@ -8,11 +8,16 @@ import threading
 
 import pytest
 
-from registrator.config import ConsulEndpoint
-from registrator.consul_agent import ConsulAgent, ConsulRejected, ConsulUnavailable, WritePolicy
-from registrator.model import OWNER_META_KEY, Check, Service, freeze_meta
-from registrator.plan import make_plan
-from registrator.reconcile import Reconciler
+from registrator.adapters.consul_agent import (
+    ConsulAgent,
+    ConsulRejected,
+    ConsulUnavailable,
+    WritePolicy,
+)
+from registrator.core.config import ConsulEndpoint
+from registrator.core.model import OWNER_META_KEY, Check, Service, freeze_meta
+from registrator.core.plan import make_plan
+from registrator.sync.reconcile import Reconciler
 from tests.conftest import wait_until
 from tests.consul_double import ConsulDouble, RecordedRequest
 

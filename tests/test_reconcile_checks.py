@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from registrator.model import OWNER_META_KEY, Check, Service, freeze_meta, health_check_id
-from registrator.reconcile import Reconciler
+from registrator.core.model import OWNER_META_KEY, Check, Service, freeze_meta, health_check_id
+from registrator.sync.reconcile import Reconciler
 from tests.consul_double import ConsulDouble
 from tests.test_reconcile import OWNER, agent_for
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from registrator.config import parse_registry_uri
-from registrator.consul_agent import ConsulAgent, ConsulUnavailable
+from registrator.adapters.consul_agent import ConsulAgent, ConsulUnavailable
+from registrator.core.config import parse_registry_uri
 from tests.conftest import HOSTNAME, run_cli
 from tests.consul_double import ConsulDouble
 

@@ -1,10 +1,16 @@
-"""The package's shape: layers that import only downwards, no cycle, modules of a readable size.
+"""The package's shape: layers as sub-packages that import only downwards, no cycle, modules of
+a readable size.
 
-The layers, bottom up: the pure core (plain data in, plain data out: what a container wants,
-the flag table, the plan), the adapters (Docker, Consul, the ECS agent, logs, metrics,
-systemd), the state and the reconciling (records, the work queue, the writes, the reconciler,
-processing one container), the commands (the daemon, plan and resync), and the entry point.
-A module may import its own layer or one below, never one above.
+The layers, bottom up (docs/development.md#architecture says what each one does):
+
+- ``core``: the pure core, plain data in and plain data out;
+- ``adapters``: Docker, Consul, the ECS agent, logs, metrics, systemd;
+- ``sync``: state and its owners (records, the work queue, the reconciling, the writes);
+- ``app``: the daemon, the one-shot commands and the command line;
+- the package itself: ``__main__``; its face ``__init__`` (the version) imports nothing of
+  ours and may be read from every layer.
+
+A module may import its own package or one below, never one above.
 """
 
 from __future__ import annotations
@@ -16,24 +22,25 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "registrator"
-
-LAYERS: tuple[tuple[str, ...], ...] = (
-    (  # the pure core
-        "model", "config", "container", "consul_limits", "ecs_rules", "ports", "checks",
-        "networks", "gofmt", "gotemplate_parse", "gotemplate", "gotemplate_builtins",
-        "godocker_data", "tag_template", "derive", "lifecycle", "plan", "backoff", "flags",
-    ),
-    (  # adapters
-        "logs", "metrics", "systemd", "agent_http", "consul_agent", "docker_source",
-        "ecs_agent", "legacy",
-    ),
-    ("workqueue", "writes", "records", "reconcile", "ecs_placement", "processing"),
-    ("daemon", "oneshot"),
-    ("cli", "__main__", "__init__"),
-)  # fmt: skip
-LAYER_OF = {module: depth for depth, modules in enumerate(LAYERS) for module in modules}
+PACKAGES = ("core", "adapters", "sync", "app", "")  # bottom up; "" is registrator/ itself
 # What the pure core may not import: anything that talks to the world or starts threads.
 IO_MODULES = {"docker", "consul", "requests", "urllib3", "socket", "threading", "subprocess"}
+MAX_MODULE_LINES = 500
+
+
+def module_name(path: Path) -> str:
+    """``core.derive`` for registrator/core/derive.py; ``__main__`` for registrator/__main__.py."""
+    return ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+
+
+def package_of(module: str) -> str:
+    return module.rpartition(".")[0]
+
+
+def layer(module: str) -> int:
+    """The package's place bottom up; the package's face (``__init__``: the version, read from
+    the installed metadata, importing nothing of ours) is read from every layer."""
+    return 0 if module == "__init__" else PACKAGES.index(package_of(module))
 
 
 def imports_of(path: Path) -> tuple[set[str], set[str]]:
@@ -41,38 +48,49 @@ def imports_of(path: Path) -> tuple[set[str], set[str]]:
     ours: set[str] = set()
     others: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names: list[str] = []
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            parts = node.module.split(".")
-            if parts[0] != "registrator":
-                others.add(parts[0])
-            elif len(parts) > 1:
-                ours.add(parts[1])
-            else:  # from registrator import x: a module, or a name of __init__
-                ours |= {a.name if (PACKAGE / f"{a.name}.py").exists() else "__init__"
-                         for a in node.names}  # fmt: skip
+            names = [node.module]
+            if node.module == "registrator":  # from registrator import __version__
+                names = ["registrator.__init__"]
         elif isinstance(node, ast.Import):
-            for alias in node.names:
-                parts = alias.name.split(".")
-                if parts[0] == "registrator" and len(parts) > 1:
-                    ours.add(parts[1])
-                elif parts[0] != "registrator":
-                    others.add(parts[0])
-    ours.discard(path.stem)
+            names = [alias.name for alias in node.names]
+        for name in names:
+            top, _, rest = name.partition(".")
+            if top != "registrator":
+                others.add(top)
+            elif rest:
+                ours.add(rest)
+    ours.discard(module_name(path))
     return ours, others
 
 
-MODULES = {path.stem: imports_of(path) for path in sorted(PACKAGE.glob("*.py"))}
+MODULES = {
+    module_name(path): imports_of(path)
+    for path in sorted(PACKAGE.rglob("*.py"))
+    if path.name != "__init__.py" or path.parent == PACKAGE
+}
 
 
-def test_every_module_has_a_layer():
-    assert sorted(set(MODULES) - set(LAYER_OF)) == []
-    assert sorted(set(LAYER_OF) - set(MODULES)) == []
+def test_every_module_is_in_a_layer():
+    assert sorted(m for m in MODULES if package_of(m) not in PACKAGES) == []
+    assert sorted(p for p in PACKAGES if p and not (PACKAGE / p / "__init__.py").is_file()) == []
+
+
+def test_the_sub_packages_init_files_hold_no_code():
+    for package in filter(None, PACKAGES):
+        tree = ast.parse((PACKAGE / package / "__init__.py").read_text(encoding="utf-8"))
+        code = [n for n in tree.body if not (isinstance(n, ast.Expr) and
+                                             isinstance(n.value, ast.Constant))]  # fmt: skip
+        assert code == [], f"{package}/__init__.py holds code"
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_a_module_imports_only_its_layer_or_below(module: str):
-    above = sorted(dep for dep in MODULES[module][0] if LAYER_OF[dep] > LAYER_OF[module])
-    assert above == [], f"{module} (layer {LAYER_OF[module]}) imports from above: {above}"
+    above = sorted(dep for dep in MODULES[module][0] if layer(dep) > layer(module))
+    assert above == [], (
+        f"{module} (package {package_of(module) or 'registrator'}) imports from above: {above}"
+    )
 
 
 def test_no_import_cycle():
@@ -81,13 +99,14 @@ def test_no_import_cycle():
 
 
 def test_the_core_does_no_io():
-    core = [module for module in LAYERS[0]]
+    core = [module for module in MODULES if package_of(module) == "core"]
     talking = {module: sorted(MODULES[module][1] & IO_MODULES) for module in core}
     assert {module: found for module, found in talking.items() if found} == {}
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_modules_stay_readable(module: str):
-    lines = len((PACKAGE / f"{module}.py").read_text(encoding="utf-8").splitlines())
-    limit = 400 if module == "daemon" else 500
+    path = PACKAGE / Path(*module.split(".")).with_suffix(".py")
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    limit = 400 if module == "app.daemon" else MAX_MODULE_LINES
     assert lines <= limit, f"{module}.py has {lines} lines (at most {limit})"

@@ -18,11 +18,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from registrator.gofmt import sprintf
-from registrator.gotemplate import Template
-from registrator.gotemplate_builtins import BUILTINS
-from registrator.gotemplate_parse import TemplateError
-from registrator.tag_template import (
+from registrator.core.gofmt import sprintf
+from registrator.core.gotemplate import Template
+from registrator.core.gotemplate_builtins import BUILTINS
+from registrator.core.gotemplate_parse import TemplateError
+from registrator.core.tag_template import (
     TagTemplate,
     is_template,
     json_parse,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from registrator.workqueue import WorkQueue
+from registrator.sync.workqueue import WorkQueue
 from tests.conftest import wait_until
 
 

@@ -1,0 +1,387 @@
+"""Pure core: an inspected container (plain dict) plus options -> the services it should have.
+
+No I/O here: whatever needs Docker or DNS (the hostname's IP, the inspect of the container
+whose network a container shares) is looked up by the caller and passed in. That keeps the
+original registrator's many rules cheap to test exhaustively.
+
+This module holds the service rules: which ports, and each one's name, ID, tags, address
+and Meta. The rest of the pure core: ``container`` reads the inspect data, ``ports`` lists
+the candidate ports, ``checks`` builds checks, ``consul_limits`` keeps what Consul refuses
+out, ``ecs_rules`` reads the ECS agent's labels, ``lifecycle`` says when services belong in
+Consul at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from registrator.core.checks import (
+    SCRIPT_CHECK_KEYS,
+    TRUE_WORDS,
+    CheckTarget,
+    build_checks,
+    docker_health_check,
+    health_sync_applies,
+)
+from registrator.core.consul_limits import (
+    DNS_LABEL_RE,
+    dns_label,
+    valid_meta,
+    valid_service_id,
+    valid_tags,
+)
+from registrator.core.container import ContainerView
+from registrator.core.container import split_tags as split_tags
+from registrator.core.ecs_rules import AwsvpcNetwork, awsvpc_task_arn, ecs_meta, is_ecs_pause
+from registrator.core.model import OWNER_META_KEY, Service, freeze_meta
+from registrator.core.networks import (
+    HOST_NETWORK_MODE,
+    NETWORK_KEY,
+    NO_NETWORK_MODE,
+    join_host_port,
+    network_address,
+)
+from registrator.core.ports import (
+    UNSPECIFIED_ADDRESSES,
+    PortCandidate,
+    awsvpc_candidates,
+    binding_for,
+    family,
+    port_candidates,
+)
+
+if TYPE_CHECKING:
+    from registrator.core.config import Config
+
+# Keys that steer registrator and are not passed on as Meta.
+CONTROL_KEYS = frozenset(
+    {"id", "tags", "name", "require_healthy", "enable_tag_override", "weight_passing",
+     "weight_warning", NETWORK_KEY}
+)  # fmt: skip
+
+
+class DeriveOptions(NamedTuple):
+    """The settings that change which services a container produces. Each field but
+    ``host_ip`` is the ``Config`` field of the same name (``from_config`` copies them by
+    name; a test keeps the names and defaults in step)."""
+
+    hostname: str
+    host_ip: str = ""  # the hostname's resolved IP, used for ports published on 0.0.0.0
+    ip: str = ""  # -ip: forces the address of every service
+    internal: bool = False
+    explicit: bool = False
+    force_tags: tuple[str, ...] = ()
+    use_ip_from_label: str = ""
+    allow_script_checks: bool = False
+    require_healthy: bool = False  # -require-healthy: wait for Docker's HEALTHCHECK
+    health_sync: bool = False  # -health-sync: Docker's health as a TTL check
+    ecs: bool = False  # -ecs: awsvpc tasks from the ECS agent, ecs_* Meta from the labels
+
+    @classmethod
+    def from_config(cls, config: Config, host_ip: str) -> DeriveOptions:
+        """The derivation's settings from ``config``, plus the hostname's IP, which only the
+        caller can resolve (DNS is I/O)."""
+        copied = {name: getattr(config, name) for name in cls._fields if name != "host_ip"}
+        return cls(host_ip=host_ip, **copied)
+
+
+class Problem(NamedTuple):
+    """Something wrong with a container's metadata, said so an operator can fix it."""
+
+    container: str
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"container {self.container}"
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class Derivation(NamedTuple):
+    services: tuple[Service, ...] = ()
+    problems: tuple[Problem, ...] = ()
+    notes: tuple[str, ...] = ()  # why ports were skipped: informational, not errors
+
+
+def default_service_name(image: str) -> str:
+    """Base of the image name without tag or digest: ``example/redis:7`` -> ``redis``."""
+    base = image.rstrip("/").rsplit("/", 1)[-1]
+    return base.split("@", 1)[0].split(":", 1)[0]
+
+
+def derive_services(
+    container: Mapping[str, Any],
+    options: DeriveOptions,
+    network_peer: Mapping[str, Any] | None = None,
+    awsvpc: AwsvpcNetwork | None = None,
+) -> Derivation:
+    """The services a container should have, whether or not it is running now.
+
+    ``network_peer`` is the inspect of the container named by ``NetworkMode: container:<id>``
+    (its IP is the service address), when there is one. ``awsvpc`` is what the ECS agent said
+    of the container when it is in an awsvpc task (see ``awsvpc_task_arn``; with ``-ecs``).
+    """
+    if options.ecs and is_ecs_pause(container):
+        return Derivation(notes=("the pause container of an ECS task",))
+    view = ContainerView(container)
+    if options.ecs and awsvpc_task_arn(container, network_peer):
+        if awsvpc is None:
+            return Derivation(notes=("awsvpc ECS task, and no answer from the ECS agent",))
+        if not awsvpc.ipv4_addresses and not awsvpc.ipv6_addresses:
+            return Derivation(notes=("the ECS task has no ENI address (network mode none)",))
+        candidates = awsvpc_candidates(awsvpc)
+        if not candidates:
+            return Derivation(notes=("no port mappings in the ECS task definition",))
+    else:
+        candidates = port_candidates(view)
+    if not candidates:
+        return Derivation(notes=("no published ports",))
+    peer = None if network_peer is None else ContainerView(network_peer)
+    return _ContainerServices(view, peer, options).derive(candidates)
+
+
+class _ContainerServices:
+    """One container's services being derived, with the problems and notes found on the way."""
+
+    def __init__(
+        self, container: ContainerView, peer: ContainerView | None, options: DeriveOptions
+    ) -> None:
+        self.container = container
+        self.peer = peer  # the container whose network this one shares, if any
+        self.options = options
+        self.problems: list[Problem] = []
+        self.notes: list[str] = []
+
+    def problem(self, key: str, message: str) -> None:
+        """Report one problem; the same one found for several ports is reported once."""
+        problem = Problem(self.container.display, key, message)
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+    def derive(self, candidates: list[PortCandidate]) -> Derivation:
+        published = []
+        for candidate in candidates:
+            if not self.options.internal and not candidate.bindings:
+                self.notes.append(f"port {candidate.exposed_port} not published on host")
+                continue
+            published.append(candidate)
+        is_group = len(published) > 1
+
+        services: list[Service] = []
+        for candidate in published:
+            service = self.service_for_port(candidate, is_group)
+            if service is None:
+                continue
+            if any(s.id == service.id for s in services):
+                self.problem(
+                    "SERVICE_ID",
+                    f"{service.id!r} is used by several ports; port {candidate.exposed_port} not "
+                    "registered (use SERVICE_<port>_ID)",
+                )
+                continue
+            services.append(service)
+        return Derivation(tuple(services), tuple(self.problems), tuple(self.notes))
+
+    def service_for_port(self, port: PortCandidate, is_group: bool) -> Service | None:
+        options, container = self.options, self.container
+        metadata, from_port = container.service_keys(port.exposed_port)
+        if metadata.get("ignore", ""):
+            self.notes.append(f"service on port {port.exposed_port} ignored (SERVICE_IGNORE)")
+            return None
+
+        name = self.service_name(metadata, from_port, port, is_group)
+        if name is None:
+            return None
+        located = self.address(port, metadata, from_port)
+        if located is None:
+            return None
+        address, port_number = located
+        default_id = f"{options.hostname}:{container.name}:{port.exposed_port}"
+        if port.protocol == "udp":
+            default_id += ":udp"
+        service_id = valid_service_id(metadata.get("id", ""), default_id, self.problem)
+        tags = valid_tags(split_tags(metadata.get("tags", "")), self.problem)
+        tags += options.force_tags
+        if port.protocol == "udp":
+            tags.append("udp")
+
+        attrs = {k: v for k, v in metadata.items() if k not in CONTROL_KEYS}
+        if options.ecs:  # the container's own SERVICE_ECS_* keys win
+            attrs = {**ecs_meta(container.labels), **attrs}
+        health_sync = health_sync_applies(attrs, options.health_sync, self.problem)
+        if health_sync:
+            attrs["check_docker_health"] = "true"  # in Meta, so that turning it on re-registers
+        target = CheckTarget(
+            address, port_number, container.short_id, port.exposed_port, service_id
+        )
+        health = docker_health_check(container, service_id, health_sync)
+        checks = build_checks(attrs, target, options.allow_script_checks, health, self.problem)
+        refused = () if options.allow_script_checks else SCRIPT_CHECK_KEYS
+        meta = valid_meta(attrs, refused, self.problem)
+        meta[OWNER_META_KEY] = options.hostname
+
+        return Service(
+            id=service_id,
+            name=name,
+            address=address,
+            port=port_number,
+            tags=tuple(tags),
+            meta=freeze_meta(meta),
+            weights=self.weights(metadata),
+            enable_tag_override=metadata.get("enable_tag_override", "").strip().lower()
+            in TRUE_WORDS,
+            checks=checks,
+            container_id=container.id,
+            container_name=container.name,
+        )
+
+    def weights(self, metadata: Mapping[str, str]) -> tuple[int, int]:
+        """``SERVICE_WEIGHT_PASSING`` and ``SERVICE_WEIGHT_WARNING``: whole numbers >= 1
+        (Consul's defaults, 1 and 1, otherwise)."""
+        weights = []
+        for key in ("weight_passing", "weight_warning"):
+            value = metadata.get(key, "").strip()
+            if value and (not value.isdigit() or int(value) < 1):
+                self.problem(
+                    f"SERVICE_{key.upper()}", f"{value!r} is not a whole number >= 1; using 1"
+                )
+                value = ""
+            weights.append(int(value) if value else 1)
+        return weights[0], weights[1]
+
+    def service_name(
+        self, metadata: Mapping[str, str], from_port: set[str], port: PortCandidate, is_group: bool
+    ) -> str | None:
+        """The service name, or None to skip the service. Names must be usable as a DNS label
+        (Consul DNS and the ``<name>.example.com`` vhosts): a bad SERVICE_NAME skips the
+        service; a default taken from an image name is made into one."""
+        key = f"SERVICE_{port.exposed_port}_NAME" if "name" in from_port else "SERVICE_NAME"
+        name = metadata.get("name", "").strip()
+        if name:
+            if is_group and "name" not in from_port:
+                name = f"{name}-{port.exposed_port}"
+            if not DNS_LABEL_RE.match(name):
+                self.problem(
+                    key,
+                    f"{name[:80]!r} is not usable as a DNS label (1-63 letters, digits and '-', "
+                    "not starting or ending with '-'); service not registered",
+                )
+                return None
+            return name
+        if self.options.explicit:
+            self.notes.append(f"port {port.exposed_port} has no SERVICE_NAME (-explicit)")
+            return None
+        name = dns_label(default_service_name(self.container.image))
+        if is_group:
+            name = dns_label(f"{name}-{port.exposed_port}" if name else "")
+        if not name:
+            self.problem("SERVICE_NAME", "no name set and none can be made from the image name")
+            return None
+        return name
+
+    def address(
+        self, port: PortCandidate, metadata: Mapping[str, str], from_port: set[str]
+    ) -> tuple[str, int] | None:
+        """Where the service answers; None when it has no address (said why)."""
+        located = self.locate(port, metadata, from_port)
+        if located is None:
+            return None
+        address, number = located
+        if address in UNSPECIFIED_ADDRESSES - {""}:
+            self.problem("", f"address {address} cannot be registered; left empty (the agent's)")
+            address = ""
+        try:
+            return address, int(number)
+        except ValueError:
+            return address, 0
+
+    def locate(
+        self, port: PortCandidate, metadata: Mapping[str, str], from_port: set[str]
+    ) -> tuple[str, str] | None:
+        """(address, port) by the original's precedence: an awsvpc task's ENI address, which
+        only ``-useIpFromLabel`` overrides; with ``--network container:<id>`` the other
+        container's address, over everything; else ``-useIpFromLabel``; else with
+        ``-internal`` the container's own address (``registrator.core.networks``) and port;
+        else the address where the port is published (``published_address``). Host networking
+        has no address of its own: the published rule applies there, ``-internal`` or not."""
+        if port.awsvpc:
+            binding = port.bindings[0]
+            return self.label_address() or binding.host_ip, binding.host_port
+        if self.container.shares_network:
+            address = self.peer_address(port, metadata, from_port)
+        else:
+            label, internal = self.label_address(), self.options.internal
+            mode = self.container.network_mode
+            own = (internal and (label or mode != HOST_NETWORK_MODE)) or (
+                mode == NO_NETWORK_MODE and not label  # no address, and said so
+            )
+            if not own:
+                return self.published_address(port, label, port.exposed_port if internal else "")
+            address = label or self.own_address(self.container, port, metadata, from_port)
+        return None if address is None else (address, port.exposed_port)
+
+    def published_address(
+        self, port: PortCandidate, label: str, number: str = ""
+    ) -> tuple[str, str] | None:
+        """A published port at the address where it is published: the label's address; else
+        the binding's own host IP when it is specific; else ``-ip``; else the hostname's IP.
+        The binding is one of that address's family; with none, nothing is registered. This
+        holds on every network: the container's own address with the host's port is reachable
+        from nowhere (the original's pair on user-defined networks). ``number`` (the container
+        port, with ``-internal``) replaces the binding's port."""
+        options = self.options
+        fallback = label or options.ip or options.host_ip
+        binding = binding_for(port.bindings, fallback, strict=bool(label or options.ip))
+        if binding is None:
+            published = ", ".join(join_host_port(b.host_ip, b.host_port) for b in port.bindings)
+            self.problem(
+                "-ip" if options.ip and not label else "",
+                f"port {port.exposed_port}/{port.protocol} is published only on {published}, "
+                f"none for an IPv{family(fallback)} address ({fallback}); not registered",
+            )
+            return None
+        if label or binding.host_ip not in UNSPECIFIED_ADDRESSES:
+            address = label or binding.host_ip
+        else:
+            address = fallback or binding.host_ip or "0.0.0.0"
+        return address, number or binding.host_port
+
+    def peer_address(
+        self, port: PortCandidate, metadata: Mapping[str, str], from_port: set[str]
+    ) -> str | None:
+        """``--network container:<id>``: the other container's address."""
+        if self.peer is None:
+            self.notes.append(f"port {port.exposed_port}: its network container is unknown")
+            return None
+        return self.own_address(self.peer, port, metadata, from_port)
+
+    def label_address(self) -> str:
+        """``-useIpFromLabel``: the address in that container label ("" when none)."""
+        label = self.options.use_ip_from_label
+        if not label:
+            return ""
+        from_label = self.container.labels.get(label, "")
+        if not from_label:
+            self.notes.append(f"label {label!r} not found")
+        return from_label.rsplit("/", 1)[0] if "/" in from_label else from_label
+
+    def own_address(
+        self,
+        view: ContainerView,
+        port: PortCandidate,
+        metadata: Mapping[str, str],
+        from_port: set[str],
+    ) -> str | None:
+        """The address of ``view`` (this container, or the one whose network it shares) on
+        the network ``SERVICE_NETWORK`` names, else on its default network; None when it has
+        none there (said why)."""
+        per_port = NETWORK_KEY in from_port
+        key = f"SERVICE_{port.exposed_port}_NETWORK" if per_port else "SERVICE_NETWORK"
+        found = network_address(view, metadata.get(NETWORK_KEY, "").strip(), key)
+        whose = "" if view is self.container else f"network container {view.display}: "
+        for problem_key, message in found.problems:
+            self.problem(problem_key, whose + message)
+        if found.note:
+            self.notes.append(f"port {port.exposed_port}: {whose}{found.note}")
+        return found.address or None

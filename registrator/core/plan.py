@@ -1,0 +1,79 @@
+"""What differs between the services Docker wants and those the agent holds: pure rules.
+
+A service is in step when the agent gives back what registrator would register (``Service``
+equality: what ``/v1/agent/services`` returns), holds exactly the checks registrator gives it
+(by ID, from ``/v1/agent/checks``; their settings are in the service's Meta) and, for a service
+whose Docker health is kept as a TTL check, when that check's status is the container's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
+
+from registrator.core.model import Service
+
+
+def same_registration(actual: Service, desired: Service) -> bool:
+    """Registering ``desired`` would change nothing the agent gives back: the service's
+    fields, and which of registrator's checks it has (another's check on it is not counted)."""
+    return actual == desired and set(actual.check_ids()) == set(desired.check_ids())
+
+
+def in_step(actual: Service | None, desired: Service) -> bool:
+    return (
+        actual is not None
+        and same_registration(actual, desired)
+        and (desired.health is None or actual.health_status == desired.health_status)
+    )
+
+
+class Plan(NamedTuple):
+    """The writes that make ``actual`` match ``desired``."""
+
+    register: tuple[Service, ...] = ()
+    deregister: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.register and not self.deregister
+
+
+def make_plan(
+    desired: Mapping[str, Service],
+    actual: Mapping[str, Service],
+    removable: Iterable[str] | None = None,
+    refresh: Iterable[str] = (),
+) -> Plan:
+    """Register what is missing or different (and what is in ``refresh``: health checks whose
+    status is due to be written again); deregister what is no longer desired, limited to
+    ``removable`` when given (services registrator owns but may not remove stay)."""
+    again = set(refresh)
+    register: list[Service] = []
+    unchanged: list[str] = []
+    for sid, svc in sorted(desired.items()):
+        if sid in again or not in_step(actual.get(sid), svc):
+            register.append(svc)
+        else:
+            unchanged.append(sid)
+    stale = set(actual) - set(desired)
+    if removable is not None:
+        stale &= set(removable)
+    return Plan(tuple(register), tuple(sorted(stale)), tuple(unchanged))
+
+
+class Outcome:
+    """What one application of a plan did, for logs and the ``resync`` command."""
+
+    def __init__(self, unavailable: str = "") -> None:
+        self.registered: list[Service] = []
+        self.deregistered: list[str] = []
+        self.unchanged: list[str] = []
+        self.rejected: list[tuple[str, str]] = []
+        self.health: list[Service] = []  # health checks whose status was written
+        self.unavailable = unavailable
+
+    @property
+    def complete(self) -> bool:
+        return not self.unavailable and not self.rejected

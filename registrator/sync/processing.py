@@ -1,0 +1,116 @@
+"""Processing one container: inspect it (and its network peer), ask the ECS agent where an
+awsvpc container answers, derive its services, and say what it wants now. The daemon and
+the one-shot commands both use it; it writes nothing and keeps no state of its own."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from registrator.adapters.docker_source import ContainerEvent, DockerSource
+from registrator.adapters.ecs_agent import EcsAgentError
+from registrator.core.container import ContainerView
+from registrator.core.derive import DeriveOptions, derive_services
+from registrator.core.ecs_rules import awsvpc_task_arn
+from registrator.core.lifecycle import keeps_services, retained_after_exit, withheld_reason
+from registrator.core.model import Service
+from registrator.sync.ecs_placement import EcsPlacement
+
+log = logging.getLogger(__name__)
+
+# What a container wants now (Verdict.kind).
+WANTS = "wants"  # these services (none: it has nothing to register)
+GONE = "gone"  # removed, or exited for good: none of its services
+KEPT = "kept"  # exited with a failure under -deregister on-success: its services stay
+WITHHELD = "withheld"  # running, but not in Consul now (draining, not healthy)
+WAITING = "waiting"  # an awsvpc container the ECS agent cannot place yet: nothing changes
+
+DRAINING = "draining after a stop signal"
+NOT_FOUND = "no such container"
+
+
+class Verdict(NamedTuple):
+    kind: str
+    label: str = ""  # "name (short id)", for log lines ("" when it could not be inspected)
+    services: tuple[Service, ...] = ()
+    reason: str = ""  # why withheld or waiting; a kept container's exit code
+    problems: tuple[str, ...] = ()  # refused metadata, one line each
+    notes: tuple[str, ...] = ()  # why nothing is registered, when nothing is
+    error: EcsAgentError | None = None  # the ECS agent's, when waiting
+    was_waiting: bool = False  # it waited for the ECS agent before this
+
+
+def exited_for_good(event: ContainerEvent, deregister: str) -> bool:
+    """A ``destroy``, or a ``die`` whose services go: no inspect needed (a dying container
+    answers inspect slowly, and a later start would be its newest event instead)."""
+    if event.base_action == "destroy":
+        return True
+    if event.base_action != "die":
+        return False
+    code = event.attributes.get("exitCode", "")
+    return not keeps_services(int(code) if code.isdigit() else 1, deregister)
+
+
+class ContainerProcessor:
+    def __init__(
+        self, options: DeriveOptions, deregister: str, placement: EcsPlacement | None = None
+    ) -> None:
+        self.options = options
+        self.deregister = deregister
+        self.placement = placement
+
+    def assess(
+        self,
+        docker: DockerSource,
+        container_id: str,
+        last_event: ContainerEvent | None = None,
+        draining: bool = False,
+    ) -> Verdict:
+        """What the container wants now, given its newest unprocessed event and whether a
+        stop signal's grace period runs. Raises DockerUnavailable."""
+        if last_event is not None and exited_for_good(last_event, self.deregister):
+            return Verdict(GONE)
+        container = docker.inspect(container_id)
+        if container is None:
+            return Verdict(GONE, reason=NOT_FOUND)
+        view = ContainerView(container)
+        label = view.display
+        if not view.running:
+            if retained_after_exit(container, self.deregister):
+                return Verdict(KEPT, label, reason=str(view.exit_code))
+            return Verdict(GONE, label)
+        withheld = DRAINING if draining else withheld_reason(container, self.options)
+        if withheld:
+            return Verdict(WITHHELD, label, reason=withheld)
+        peer = self._network_peer(docker, view)
+        awsvpc = None
+        was_waiting = False
+        task_arn = awsvpc_task_arn(container, peer) if self.placement is not None else ""
+        if task_arn:
+            assert self.placement is not None
+            placed = self.placement.network(container_id, container, task_arn)
+            if placed.error is not None:
+                return Verdict(
+                    WAITING, label, reason=str(placed.error), error=placed.error,
+                    was_waiting=placed.was_waiting,
+                )  # fmt: skip
+            awsvpc, was_waiting = placed.network, placed.was_waiting
+        derivation = derive_services(container, self.options, peer, awsvpc)
+        return Verdict(
+            WANTS,
+            label,
+            tuple(derivation.services),
+            problems=tuple(map(str, derivation.problems)),
+            notes=tuple(derivation.notes),
+            was_waiting=was_waiting,
+        )
+
+    def _network_peer(self, docker: DockerSource, view: ContainerView) -> Mapping[str, Any] | None:
+        """The container whose network this one shares (``--net container:X``), if any."""
+        if not view.network_peer_id:
+            return None
+        peer = docker.inspect(view.network_peer_id)
+        if peer is None:
+            log.warning("%s: network container %s not found", view.display, view.network_mode)
+        return peer
