@@ -126,7 +126,8 @@ FLAGS = (
          check=_ip),
     Flag("internal", "use the container IP and exposed ports instead of published ones"),
     Flag("explicit", "only register containers that set SERVICE_NAME"),
-    Flag("tags", "comma-separated tags appended to every service", "TAGS", "force_tags",
+    Flag("tags", "comma-separated tags appended to every service; with {{ }} a Go template "
+         "evaluated per container (docs/flags.md)", "TAGS", "force_tags",
          check=_tags),
     Flag("useIpFromLabel", "use the IP in this container label as the service address",
          "LABEL", "use_ip_from_label"),
