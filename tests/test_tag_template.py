@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from registrator.core.gofmt import sprintf
 from registrator.core.gotemplate import Template
 from registrator.core.gotemplate_builtins import BUILTINS
-from registrator.core.gotemplate_parse import TemplateError
+from registrator.core.gotemplate_lex import TemplateError
 from registrator.core.tag_template import (
     TagTemplate,
     is_template,

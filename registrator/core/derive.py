@@ -34,7 +34,7 @@ from registrator.core.consul_limits import (
 from registrator.core.container import ContainerView
 from registrator.core.container import split_tags as split_tags
 from registrator.core.ecs_rules import AwsvpcNetwork, awsvpc_task_arn, ecs_meta, is_ecs_pause
-from registrator.core.gotemplate_parse import TemplateError
+from registrator.core.gotemplate_lex import TemplateError
 from registrator.core.model import OWNER_META_KEY, Service, freeze_meta
 from registrator.core.networks import (
     HOST_NETWORK_MODE,

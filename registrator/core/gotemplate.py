@@ -12,21 +12,18 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from registrator.core.gofmt import NO_VALUE, GoMap, GoNil, GoStruct, format_value, truth, type_name
+from registrator.core.gotemplate_lex import Const, TemplateError, Text, line_col
 from registrator.core.gotemplate_parse import (
     Action,
     Branch,
     Chain,
     Command,
-    Const,
     Dot,
     Field,
     Ident,
     Loop,
     Pipe,
-    TemplateError,
-    Text,
     Variable,
-    line_col,
     parse,
 )
 
