@@ -67,7 +67,8 @@ class Outcome:
     """What one application of a plan did, for logs and the ``resync`` command."""
 
     def __init__(self, unavailable: str = "") -> None:
-        self.registered: list[Service] = []
+        self.registered: list[Service] = []  # added or updated, in the order written
+        self.held: set[str] = set()  # IDs of those the agent held before the write: updates
         self.deregistered: list[str] = []
         self.unchanged: list[str] = []
         self.rejected: list[tuple[str, str]] = []
@@ -77,3 +78,20 @@ class Outcome:
     @property
     def complete(self) -> bool:
         return not self.unavailable and not self.rejected
+
+    def note_registered(self, service: Service, held: bool) -> None:
+        """A registration was written; ``held``: the agent held the service's ID before (an
+        update, not an addition)."""
+        self.registered.append(service)
+        if held:
+            self.held.add(service.id)
+
+    @property
+    def added(self) -> list[Service]:
+        """Registered where the agent held no service of that ID (missing, or new)."""
+        return [service for service in self.registered if service.id not in self.held]
+
+    @property
+    def updated(self) -> list[Service]:
+        """Registered again because the service the agent held differed."""
+        return [service for service in self.registered if service.id in self.held]

@@ -209,10 +209,15 @@ class Reconciler:
                     len(outcome.deregistered),
                     len(outcome.unchanged),
                 )
-            elif outcome.registered:
-                log.info(
-                    "agent was missing %d service(s); registered again", len(outcome.registered)
-                )
+            else:
+                if outcome.added:
+                    log.info(
+                        "agent was missing %d service(s); registered again", len(outcome.added)
+                    )
+                if outcome.updated:
+                    log.info(
+                        "agent held %d service(s) that differed; updated", len(outcome.updated)
+                    )
             return outcome
 
     def preview(self, remove_stale: bool = True) -> tuple[Plan, dict[str, Service]]:
@@ -447,7 +452,7 @@ class Reconciler:
             self._known[sid] = service
             dry = "dry-run: would " if self.agent is None else ""
             if registered:
-                outcome.registered.append(service)
+                outcome.note_registered(service, held=write.known is not None)
                 if self.agent is not None:
                     self.metrics.registrations.inc()
                 log.info(
