@@ -7,7 +7,7 @@ from typing import Any
 
 from registrator.core.derive import DeriveOptions, derive_services
 from registrator.core.lifecycle import withheld_reason
-from registrator.core.model import HEALTH_TTL, Check, health_check_id
+from registrator.core.model import HEALTH_TTL, OWNER_META_KEY, Check, health_check_id
 from tests.inspect_data import inspect
 
 OPTS = DeriveOptions(hostname="host1", host_ip="10.0.0.7")
@@ -129,7 +129,7 @@ def test_health_sync_adds_a_ttl_check_with_dockers_status():
         status="passing", output="ok",
     )  # fmt: skip
     assert service.checks[0].check_id == f"service:{SID}"
-    assert service.meta_dict["check_docker_health"] == "true"
+    assert "check_docker_health" not in service.meta_dict  # the check itself is compared
     for docker, consul in (("unhealthy", "critical"), ("starting", "critical")):
         service, _ = derive({}, synced, {"Status": docker})
         assert (service.health_status, service.checks[0].output) == (
@@ -143,6 +143,20 @@ def test_health_sync_adds_a_ttl_check_with_dockers_status():
     assert (
         derive({"SERVICE_CHECK_DOCKER_HEALTH": "true"}, OPTS, HEALTHY)[0].health_status == "passing"
     )
+
+
+def test_health_sync_leaves_no_trace_on_a_container_without_a_healthcheck():
+    """The flag or the container's key, on or off, changes nothing of a service whose
+    container has no HEALTHCHECK (turning it on must not rewrite every service on a host),
+    and the key never reaches Meta."""
+    plain = derive({}, OPTS)[0]
+    for env in ({}, {"SERVICE_CHECK_DOCKER_HEALTH": "true"}, {"SERVICE_CHECK_DOCKER_HEALTH": "0"}):
+        for flag in (False, True):
+            service, problems = derive(env, OPTS._replace(health_sync=flag))
+            assert (service, service.checks, problems) == (plain, (), [])
+            assert set(service.meta_dict) == {OWNER_META_KEY}
+    synced = derive({"SERVICE_CHECK_DOCKER_HEALTH": "yes"}, OPTS, HEALTHY)[0]
+    assert set(synced.meta_dict) == {OWNER_META_KEY} and synced.health is not None
 
 
 def test_health_sync_and_require_healthy():

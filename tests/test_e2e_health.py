@@ -125,6 +125,50 @@ def test_a_restart_of_registrator_never_flaps_a_healthy_check(registrator, consu
     assert seen and set(seen) == {"passing"}, seen
 
 
+def test_turning_health_sync_on_rewrites_only_containers_with_a_healthcheck(
+    registrator, consul, containers
+):
+    """No Meta key stands for health sync: the check comparison alone decides, so a container
+    without a HEALTHCHECK (even one whose key asks for health sync) is not rewritten when the
+    flag changes, and SERVICE_CHECK_DOCKER_HEALTH never reaches Meta."""
+    uri = f"consul://127.0.0.1:{consul.port}"
+    containers.run("plain.0", "-p", "127.0.0.1::80")
+    containers.run("keyed.0", "-p", "127.0.0.1::80", "-e", "SERVICE_CHECK_DOCKER_HEALTH=true")
+    containers.run(
+        "hc.0", "-p", "127.0.0.1::80", *HEALTH, command=["sh", "-c", "touch /tmp/ok; sleep 600"]
+    )
+    wait_until(
+        lambda: (
+            containers.client.containers.get("hc.0").attrs["State"]["Health"]["Status"] == "healthy"
+        ),
+        20,
+        "hc.0 healthy",
+    )
+    first = run_cli("resync", "-ip", "127.0.0.1", uri)  # without health sync
+    assert first.returncode == 0, first.stderr
+    untouched = {sid("plain.0"), sid("keyed.0")}
+    assert untouched | {sid("hc.0")} <= set(consul.services())
+
+    consul.clear_requests()
+    start(registrator, consul, "-health-sync")
+    health = health_check_id(sid("hc.0"))
+    wait_until(lambda: status(consul, health) == "passing", 20, "hc.0's health check passing")
+    wait_for_two_comparisons(consul)
+    assert [r for r in consul.writes() if any(s in r.path + r.body for s in untouched)] == []
+    for service_id in (*untouched, sid("hc.0")):
+        assert "check_docker_health" not in consul.services()[service_id]["Meta"], service_id
+    assert {c["ServiceID"] for c in consul.checks().values()} & untouched == set()
+
+    # Turned off again: plan would update hc.0 alone (its check goes).
+    plan = run_cli("plan", "-ip", "127.0.0.1", uri)
+    rows = {line.split()[1]: line.split()[0] for line in plan.stdout.splitlines()[1:-1]}
+    assert {s: rows.get(s) for s in (*untouched, sid("hc.0"))} == {
+        sid("plain.0"): "unchanged",
+        sid("keyed.0"): "unchanged",
+        sid("hc.0"): "update",
+    }, plan.stdout
+
+
 def test_a_container_recreated_without_its_healthcheck_loses_the_health_check(
     registrator, consul, containers
 ):
