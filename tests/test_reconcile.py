@@ -80,9 +80,11 @@ def test_listings_read_again_show_every_change_on_the_agent():
         agent = agent_for(double)
         ttl = Service(id="x", name="web", port=80, checks=(Check(ttl="1m"),))
         agent.register(ttl)
-        assert agent.checks() == agent.checks() == {"service:x": ("x", "critical")}
+        assert agent.checks() == agent.checks() == {"service:x": ("x", "critical", "")}
         assert agent.update_check("service:x", "passing", "ok")
-        assert agent.checks() == {"service:x": ("x", "passing")}
+        assert agent.checks() == {"service:x": ("x", "passing", "ok")}
+        assert agent.update_check("service:x", "passing", "ok again")
+        assert agent.checks()["service:x"].output == "ok again"
         assert agent.services()["x"].port == 80
         agent.register(ttl._replace(port=81))
         assert agent.services()["x"].port == 81

@@ -99,11 +99,14 @@ def print_outcome(outcome: Outcome, legacy: AdoptingAgent | None = None) -> None
     adopted = set(legacy.adopted) if legacy else set()
     removed = set(legacy.removed) if legacy else set()
     n_added = n_adopted = 0
-    for service in outcome.registered:
+    registered = {service.id for service in outcome.registered}
+    # A service whose Docker health check alone differed (plan: update) had only that written.
+    health_only = [service for service in outcome.health if service.id not in registered]
+    for service in [*outcome.registered, *health_only]:
         if service.id in adopted:
             verb = "adopted"
             n_added, n_adopted = n_added + 1, n_adopted + 1
-        elif service.id in outcome.held:
+        elif service.id in outcome.held or service.id not in registered:
             verb = "updated"
         else:
             verb = "added"
@@ -117,7 +120,7 @@ def print_outcome(outcome: Outcome, legacy: AdoptingAgent | None = None) -> None
         print(f"unchanged  {service_id}")
     for service_id, reason in outcome.rejected:
         print(f"failed     {service_id}: {reason}")
-    n_updated = len(outcome.registered) - n_added
+    n_updated = len(outcome.registered) + len(health_only) - n_added
     n_removed = sum(sid in removed for sid in outcome.deregistered)
     print(
         f"{n_added} added" + (f" ({n_adopted} adopted)" if n_adopted else "")

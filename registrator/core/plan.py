@@ -3,7 +3,8 @@
 A service is in step when the agent gives back what registrator would register (``Service``
 equality: what ``/v1/agent/services`` returns), holds exactly the checks registrator gives it
 (by ID, from ``/v1/agent/checks``; their settings are in the service's Meta) and, for a service
-whose Docker health is kept as a TTL check, when that check's status is the container's.
+whose Docker health is kept as a TTL check, when that check's status and output are the
+container's.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def in_step(actual: Service | None, desired: Service) -> bool:
     return (
         actual is not None
         and same_registration(actual, desired)
-        and (desired.health is None or actual.health_status == desired.health_status)
+        and (desired.health is None or actual.health_state == desired.health_state)
     )
 
 

@@ -236,10 +236,12 @@ class Reconciler:
                 return dict(self._known)
         actual = self.agent.owned_services(self.owner)
         held: dict[str, list[Check]] = {}
-        for check_id, (sid, status) in self.agent.checks().items():
+        for check_id, (sid, status, output) in self.agent.checks().items():
             svc = actual.get(sid)
             if svc is not None and svc.owns_check(check_id):
-                held.setdefault(sid, []).append(Check(check_id=check_id, status=status))
+                held.setdefault(sid, []).append(
+                    Check(check_id=check_id, status=status, output=output)
+                )
         for sid, checks in held.items():
             actual[sid] = actual[sid]._replace(checks=tuple(checks))
         return actual
