@@ -34,6 +34,7 @@ from registrator.core.consul_limits import (
 from registrator.core.container import ContainerView
 from registrator.core.container import split_tags as split_tags
 from registrator.core.ecs_rules import AwsvpcNetwork, awsvpc_task_arn, ecs_meta, is_ecs_pause
+from registrator.core.gotemplate_lex import TemplateError
 from registrator.core.model import OWNER_META_KEY, Service, freeze_meta
 from registrator.core.networks import (
     HOST_NETWORK_MODE,
@@ -50,6 +51,7 @@ from registrator.core.ports import (
     family,
     port_candidates,
 )
+from registrator.core.tag_template import Fetch, TagTemplate
 
 if TYPE_CHECKING:
     from registrator.core.config import Config
@@ -73,6 +75,7 @@ class DeriveOptions(NamedTuple):
     internal: bool = False
     explicit: bool = False
     force_tags: tuple[str, ...] = ()
+    tags_template: TagTemplate | None = None  # -tags with {{ }}: evaluated per container
     use_ip_from_label: str = ""
     allow_script_checks: bool = False
     require_healthy: bool = False  # -require-healthy: wait for Docker's HEALTHCHECK
@@ -116,12 +119,14 @@ def derive_services(
     options: DeriveOptions,
     network_peer: Mapping[str, Any] | None = None,
     awsvpc: AwsvpcNetwork | None = None,
+    fetch: Fetch | None = None,
 ) -> Derivation:
     """The services a container should have, whether or not it is running now.
 
     ``network_peer`` is the inspect of the container named by ``NetworkMode: container:<id>``
     (its IP is the service address), when there is one. ``awsvpc`` is what the ECS agent said
     of the container when it is in an awsvpc task (see ``awsvpc_task_arn``; with ``-ecs``).
+    ``fetch`` is how a ``-tags`` template's ``httpGet`` reads a URL (none: an empty body).
     """
     if options.ecs and is_ecs_pause(container):
         return Derivation(notes=("the pause container of an ECS task",))
@@ -139,20 +144,44 @@ def derive_services(
     if not candidates:
         return Derivation(notes=("no published ports",))
     peer = None if network_peer is None else ContainerView(network_peer)
-    return _ContainerServices(view, peer, options).derive(candidates)
+    return _ContainerServices(view, peer, options, fetch).derive(candidates)
 
 
 class _ContainerServices:
     """One container's services being derived, with the problems and notes found on the way."""
 
     def __init__(
-        self, container: ContainerView, peer: ContainerView | None, options: DeriveOptions
+        self,
+        container: ContainerView,
+        peer: ContainerView | None,
+        options: DeriveOptions,
+        fetch: Fetch | None = None,
     ) -> None:
         self.container = container
         self.peer = peer  # the container whose network this one shares, if any
         self.options = options
+        self.fetch = fetch
         self.problems: list[Problem] = []
         self.notes: list[str] = []
+        self._templated: list[str] | None = None  # the -tags template's, once per container
+
+    def templated_tags(self) -> list[str]:
+        """The ``-tags`` template's tags for this container, evaluated once (so each URL
+        ``httpGet`` names is fetched once, not once per port). A template that fails here
+        costs only this container its templated tags, with a problem saying why."""
+        template = self.options.tags_template
+        if template is None:
+            return []
+        if self._templated is None:
+            try:
+                text = template.render(self.container.inspect, self.fetch)
+            except TemplateError as exc:
+                self.problem("-tags", f"{exc}; registered without the template's tags")
+                text = ""
+            self._templated = valid_tags(
+                split_tags(text), lambda key, message: self.problem("-tags", message)
+            )
+        return self._templated
 
     def problem(self, key: str, message: str) -> None:
         """Report one problem; the same one found for several ports is reported once."""
@@ -204,6 +233,7 @@ class _ContainerServices:
         service_id = valid_service_id(metadata.get("id", ""), default_id, self.problem)
         tags = valid_tags(split_tags(metadata.get("tags", "")), self.problem)
         tags += options.force_tags
+        tags += self.templated_tags()
         if port.protocol == "udp":
             tags.append("udp")
 
