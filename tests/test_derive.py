@@ -184,8 +184,8 @@ def test_explicit_requires_a_name():
 def test_unpublished_exposed_port_is_skipped_without_internal():
     derivation = derive_services(inspect(published={"80/tcp": "8080", "9000/tcp": None}), OPTS)
     assert [s.id for s in derivation.services] == ["host1:app.0:80"]
-    assert derivation.reasons() == (
-        Why(Reason.NOT_PUBLISHED, "port 9000/tcp is exposed, not published"),
+    assert derivation.ports[1].why == (
+        Why(Reason.NOT_PUBLISHED, "port 9000/tcp is exposed, not published")
     )
     # only one service counts for the group suffix
     assert derivation.services[0].name == "app"
@@ -247,7 +247,7 @@ def test_network_mode_container_takes_the_other_containers_ip():
 def test_no_ports_no_services():
     derivation = derive_services(inspect(), OPTS)
     assert derivation.services == ()
-    assert derivation.reasons() == (Why(Reason.NO_PORTS, "no exposed or published ports"),)
+    assert derivation.skipped == Why(Reason.NO_PORTS, "no exposed or published ports")
 
 
 def test_other_keys_become_meta_and_id_name_tags_do_not():

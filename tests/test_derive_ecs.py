@@ -128,8 +128,8 @@ def test_which_containers_are_awsvpc():
 def test_awsvpc_without_an_answer_from_the_agent_registers_nothing():
     derivation = derive_services(WEB, ECS, PAUSE, None)
     assert derivation.services == ()
-    assert derivation.reasons() == (
-        Why(Reason.ECS_WAITING, "awsvpc ECS task, and no answer from the ECS agent"),
+    assert derivation.skipped == (
+        Why(Reason.ECS_WAITING, "awsvpc ECS task, and no answer from the ECS agent")
     )
     no_ports = derive_services(WEB, ECS, PAUSE, AwsvpcNetwork(("10.0.12.34",)))
     assert no_ports.services == () and no_ports.skipped
@@ -195,4 +195,7 @@ def test_an_awsvpc_container_with_a_healthcheck_gets_the_docker_health_check():
         "host1:ecs-shop-12-web-capture:8125:udp": ("10.0.12.34", "critical"),
     }
     health = got["host1:ecs-shop-12-web-capture:80"].health
-    assert health is not None and (health.ttl, health.output) == ("24h", "503")
+    assert health is not None and (health.ttl, health.output) == (
+        "24h",
+        "Docker health is unhealthy; last probe output: 503",
+    )

@@ -205,13 +205,15 @@ def test_network_mode_none_and_a_missing_peer_register_nothing_quietly():
     none = inspect(exposed=["80/tcp"], network_mode="none", networks={"none": ""})
     derivation = derive_services(none, OPTS)
     assert (derivation.services, derivation.problems) == ((), ())
-    assert derivation.reasons() == (Why(Reason.NO_ADDRESS, "network mode none: no address"),)
+    assert [o.why for o in derivation.ports] == [
+        Why(Reason.NO_ADDRESS, "network mode none: no address")
+    ]
     orphan = inspect(exposed=["80/tcp"], network_mode="container:gone", networks={})
     derivation = derive_services(orphan, OPTS, None)
     assert (derivation.services, derivation.problems) == ((), ())
-    assert derivation.reasons() == (
-        Why(Reason.NO_ADDRESS, "its network container (container:gone) is unknown"),
-    )
+    assert [o.why for o in derivation.ports] == [
+        Why(Reason.NO_ADDRESS, "its network container (container:gone) is unknown")
+    ]
 
 
 def test_host_networking_with_internal_registers_the_hosts_address():

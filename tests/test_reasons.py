@@ -149,6 +149,8 @@ def test_differences_name_what_in_step_compares():
     synced = base._replace(checks=(health,))
     held = synced._replace(checks=(health._replace(status="critical"),))
     assert (differences(held, synced), in_step(held, synced)) == (("health",), False)
+    said = synced._replace(checks=(health._replace(output="probe said no"),))
+    assert (differences(said, synced), in_step(said, synced)) == (("health",), False)
 
 
 def test_the_daemons_view_hides_check_headers_and_bodies_and_says_the_refusal():

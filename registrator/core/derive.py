@@ -35,6 +35,7 @@ from registrator.core.consul_limits import (
 from registrator.core.container import ContainerView
 from registrator.core.container import split_tags as split_tags
 from registrator.core.ecs_rules import AwsvpcNetwork, awsvpc_task_arn, ecs_meta, is_ecs_pause
+from registrator.core.gotemplate_lex import TemplateError
 from registrator.core.model import OWNER_META_KEY, Service, freeze_meta
 from registrator.core.networks import (
     HOST_NETWORK_MODE,
@@ -52,14 +53,16 @@ from registrator.core.ports import (
     port_candidates,
 )
 from registrator.core.reasons import PortOutcome, Problem, Reason, Why
+from registrator.core.tag_template import Fetch, TagTemplate
 
 if TYPE_CHECKING:
     from registrator.core.config import Config
 
-# Keys that steer registrator and are not passed on as Meta.
+# Keys that steer registrator and are not passed on as Meta. (``check_docker_health`` adds a
+# check or not: comparing the agent's checks is what re-registers when it changes.)
 CONTROL_KEYS = frozenset(
     {"id", "tags", "name", "require_healthy", "enable_tag_override", "weight_passing",
-     "weight_warning", NETWORK_KEY}
+     "weight_warning", "check_docker_health", NETWORK_KEY}
 )  # fmt: skip
 
 
@@ -74,6 +77,7 @@ class DeriveOptions(NamedTuple):
     internal: bool = False
     explicit: bool = False
     force_tags: tuple[str, ...] = ()
+    tags_template: TagTemplate | None = None  # -tags with {{ }}: evaluated per container
     use_ip_from_label: str = ""
     allow_script_checks: bool = False
     require_healthy: bool = False  # -require-healthy: wait for Docker's HEALTHCHECK
@@ -94,12 +98,6 @@ class Derivation(NamedTuple):
     ports: tuple[PortOutcome, ...] = ()  # each candidate port: its service, or why none
     skipped: Why | None = None  # why the container gives none without a port to look at
 
-    def reasons(self) -> tuple[Why, ...]:
-        """Why services are missing: the container's, else each port's without one."""
-        if self.skipped is not None:
-            return (self.skipped,)
-        return tuple(outcome.why for outcome in self.ports if outcome.why is not None)
-
 
 def _skipped(code: Reason, detail: str) -> Derivation:
     return Derivation(skipped=Why(code, detail))
@@ -116,12 +114,14 @@ def derive_services(
     options: DeriveOptions,
     network_peer: Mapping[str, Any] | None = None,
     awsvpc: AwsvpcNetwork | None = None,
+    fetch: Fetch | None = None,
 ) -> Derivation:
     """The services a container should have, whether or not it is running now.
 
     ``network_peer`` is the inspect of the container named by ``NetworkMode: container:<id>``
     (its IP is the service address), when there is one. ``awsvpc`` is what the ECS agent said
     of the container when it is in an awsvpc task (see ``awsvpc_task_arn``; with ``-ecs``).
+    ``fetch`` is how a ``-tags`` template's ``httpGet`` reads a URL (none: an empty body).
     """
     if options.ecs and is_ecs_pause(container):
         return _skipped(Reason.ECS_PAUSE, "the pause container of an ECS task")
@@ -141,7 +141,7 @@ def derive_services(
     if not candidates:
         return _skipped(Reason.NO_PORTS, "no exposed or published ports")
     peer = None if network_peer is None else ContainerView(network_peer)
-    return _ContainerServices(view, peer, options).derive(candidates)
+    return _ContainerServices(view, peer, options, fetch).derive(candidates)
 
 
 class _ContainerServices:
@@ -149,14 +149,38 @@ class _ContainerServices:
     each port that gives none, why."""
 
     def __init__(
-        self, container: ContainerView, peer: ContainerView | None, options: DeriveOptions
+        self,
+        container: ContainerView,
+        peer: ContainerView | None,
+        options: DeriveOptions,
+        fetch: Fetch | None = None,
     ) -> None:
         self.container = container
         self.peer = peer  # the container whose network this one shares, if any
         self.options = options
+        self.fetch = fetch
         self.problems: list[Problem] = []
         self.port = ""  # the port being derived ("8080/tcp")
         self.why: Why | None = None  # why that port gives no service
+        self._templated: list[str] | None = None  # the -tags template's, once per container
+
+    def templated_tags(self) -> list[str]:
+        """The ``-tags`` template's tags for this container, evaluated once (so each URL
+        ``httpGet`` names is fetched once, not once per port). A template that fails here
+        costs only this container its templated tags, with a problem saying why."""
+        template = self.options.tags_template
+        if template is None:
+            return []
+        if self._templated is None:
+            try:
+                text = template.render(self.container.inspect, self.fetch)
+            except TemplateError as exc:
+                self.problem("-tags", f"{exc}; registered without the template's tags")
+                text = ""
+            self._templated = valid_tags(
+                split_tags(text), lambda key, message: self.problem("-tags", message)
+            )
+        return self._templated
 
     def problem(self, key: str, message: str) -> None:
         """Report one problem; the same one found for several ports is reported once."""
@@ -219,15 +243,14 @@ class _ContainerServices:
         service_id = valid_service_id(metadata.get("id", ""), default_id, self.problem)
         tags = valid_tags(split_tags(metadata.get("tags", "")), self.problem)
         tags += options.force_tags
+        tags += self.templated_tags()
         if port.protocol == "udp":
             tags.append("udp")
 
         attrs = {k: v for k, v in metadata.items() if k not in CONTROL_KEYS}
         if options.ecs:  # the container's own SERVICE_ECS_* keys win
             attrs = {**ecs_meta(container.labels), **attrs}
-        health_sync = health_sync_applies(attrs, options.health_sync, self.problem)
-        if health_sync:
-            attrs["check_docker_health"] = "true"  # in Meta, so that turning it on re-registers
+        health_sync = health_sync_applies(metadata, options.health_sync, self.problem)
         target = CheckTarget(
             address, port_number, container.short_id, port.exposed_port, service_id
         )

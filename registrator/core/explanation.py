@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from registrator.core.container import ContainerView, display_name
 from registrator.core.derive import Derivation
 from registrator.core.model import Check, Service
-from registrator.core.plan import differences
+from registrator.core.plan import differences, in_step
 from registrator.core.ports import port_candidates
 from registrator.core.reasons import PortOutcome, Problem, Reason, Why
 
@@ -46,6 +46,14 @@ class WriteResult(Enum):
     IN_STEP = "in_step"  # the agent holds it as wanted (written, or found so)
     REFUSED = "refused"  # the agent refused its last write: not retried until it changes
     PENDING = "pending"  # a write is due or in flight (or waits for Consul to answer)
+
+
+def write_result(service: Service, known: Service | None, refused: Service | None) -> WriteResult:
+    """``known``: what the agent holds as last read or written; ``refused``: the version of
+    the service the agent refused last, if any."""
+    if refused == service:
+        return WriteResult.REFUSED
+    return WriteResult.IN_STEP if in_step(known, service) else WriteResult.PENDING
 
 
 def agent_view(actual: Service | None, desired: Service) -> AgentView:

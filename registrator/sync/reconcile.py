@@ -25,7 +25,7 @@ from typing import Any
 from registrator.adapters.consul_agent import ConsulRejected, ConsulUnavailable
 from registrator.adapters.logs import fields
 from registrator.adapters.metrics import Metrics
-from registrator.core.explanation import WriteResult
+from registrator.core.explanation import WriteResult, write_result
 from registrator.core.model import Check, Service
 from registrator.core.plan import Outcome, Plan, in_step, make_plan
 from registrator.sync.writes import Agent, Ticket, Write, describe, send_register, who
@@ -106,10 +106,9 @@ class Reconciler:
     def last_write(self, service: Service) -> WriteResult:
         """Where the writes of ``service`` stand, by what this process knows of the agent."""
         with self._lock:
-            if self._rejected.get(service.id) == service:
-                return WriteResult.REFUSED
-            known = in_step(self._known.get(service.id), service)
-            return WriteResult.IN_STEP if known else WriteResult.PENDING
+            return write_result(
+                service, self._known.get(service.id), self._rejected.get(service.id)
+            )
 
     # --- changing it -------------------------------------------------------------------
 
@@ -218,10 +217,15 @@ class Reconciler:
                     len(outcome.deregistered),
                     len(outcome.unchanged),
                 )
-            elif outcome.registered:
-                log.info(
-                    "agent was missing %d service(s); registered again", len(outcome.registered)
-                )
+            else:
+                if outcome.added:
+                    log.info(
+                        "agent was missing %d service(s); registered again", len(outcome.added)
+                    )
+                if outcome.updated:
+                    log.info(
+                        "agent held %d service(s) that differed; updated", len(outcome.updated)
+                    )
             return outcome
 
     def preview(self, remove_stale: bool = True) -> tuple[Plan, dict[str, Service]]:
@@ -240,10 +244,12 @@ class Reconciler:
                 return dict(self._known)
         actual = self.agent.owned_services(self.owner)
         held: dict[str, list[Check]] = {}
-        for check_id, (sid, status) in self.agent.checks().items():
+        for check_id, (sid, status, output) in self.agent.checks().items():
             svc = actual.get(sid)
             if svc is not None and svc.owns_check(check_id):
-                held.setdefault(sid, []).append(Check(check_id=check_id, status=status))
+                held.setdefault(sid, []).append(
+                    Check(check_id=check_id, status=status, output=output)
+                )
         for sid, checks in held.items():
             actual[sid] = actual[sid]._replace(checks=tuple(checks))
         return actual
@@ -419,12 +425,8 @@ class Reconciler:
 
     def _record(self, write: Write, kind: str, detail: Any) -> None:
         """Under the lock: what a write's result means for the state, the log and metrics."""
-        sid, service, gone, outcome = (
-            write.service_id,
-            write.service,
-            write.gone,
-            write.ticket.outcome,
-        )
+        sid, service, gone = write.service_id, write.service, write.gone
+        outcome = write.ticket.outcome
         if kind == "unavailable":
             self._mark_unhealthy(detail)
             outcome.unavailable = outcome.unavailable or detail
@@ -456,7 +458,7 @@ class Reconciler:
             self._known[sid] = service
             dry = "dry-run: would " if self.agent is None else ""
             if registered:
-                outcome.registered.append(service)
+                outcome.note_registered(service, held=write.known is not None)
                 if self.agent is not None:
                     self.metrics.registrations.inc()
                 log.info(
