@@ -22,6 +22,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from registrator.adapters.docker_source import (
     WATCHED_ACTIONS,
@@ -33,6 +34,7 @@ from registrator.adapters.docker_source import (
 from registrator.adapters.systemd import Notifier
 from registrator.core.backoff import Backoff
 from registrator.core.config import Config
+from registrator.core.explanation import daemon_json
 from registrator.core.plan import Outcome
 from registrator.sync.ecs_placement import EcsPlacement
 from registrator.sync.processing import (
@@ -260,6 +262,7 @@ class Daemon:
         """Log what changed for the container, and hand what it wants to the reconciler."""
         tracked = self.reconciler.tracks(container_id)
         label = verdict.label
+        self._records.assessed(container_id, verdict.kind, verdict.explained)
         if verdict.kind == KEPT and tracked:
             log.info(
                 "%s exited with %s; services kept (-deregister on-success)", label, verdict.reason
@@ -305,9 +308,10 @@ class Daemon:
                     log.warning("%s", problem)
                 problems = verdict.problems
             if not verdict.services and not tracked:
-                log.debug("ignored %s: %s", label, "; ".join(verdict.notes))
+                reasons = verdict.explained.reasons() if verdict.explained else ()
+                log.debug("ignored %s: %s", label, "; ".join(map(str, reasons)))
         self._records.logged(container_id, withheld, problems)
-        self.reconciler.set_container(container_id, verdict.services)
+        self._note_writes(self.reconciler.set_container(container_id, verdict.services))
 
     def _forget(self, container_id: str) -> None:
         self._records.drop(container_id)
@@ -344,7 +348,27 @@ class Daemon:
             woken = self._wake_agent.wait(max(0.0, timeout))
             self._wake_agent.clear()
 
+    def _note_writes(self, outcome: Outcome) -> None:
+        """Keep the agent's refusals (and their end) in the containers' records."""
+        if outcome.rejected:
+            owner = {sid: svc.container_id for sid, svc in self.reconciler.desired().items()}
+            for sid, message in outcome.rejected:
+                self._records.written(owner.get(sid, ""), [(sid, message)], [])
+        for svc in outcome.registered:
+            self._records.written(svc.container_id, [], [svc.id])
+
+    def containers_view(self) -> dict[str, Any]:
+        """``GET /containers``: each container's last assessment and where the writes of its
+        services stand, an agent's refusal with the agent's message."""
+        entries = []
+        for kind, explained, refusals in self._records.assessments():
+            results = {svc.id: self.reconciler.last_write(svc) for svc in explained.services}
+            entries.append(daemon_json(kind, explained, refusals, results))
+        entries.sort(key=lambda entry: (entry["name"], entry["id"]))
+        return {"containers": entries, "consul_reachable": self.reconciler.healthy}
+
     def _after_sync(self, outcome: Outcome) -> None:
+        self._note_writes(outcome)
         if self.synced.is_set() or not self.reconciler.stale_removal_allowed:
             return
         if outcome.complete:

@@ -79,6 +79,9 @@ class Config(NamedTuple):
     metrics_addr: str = ""
     health_threshold: float = 60.0
     plan_json: bool = False
+    explain_json: bool = False
+    explain_daemon: str = ""  # explain -daemon: the daemon's -metrics-addr
+    explain_containers: tuple[str, ...] = ()  # explain's arguments after the URI
     ecs: bool = False
     ecs_agent_uri: str = DEFAULT_ECS_AGENT_URI
 

@@ -20,7 +20,7 @@ from registrator.core.config import DEFAULT_ECS_AGENT_URI, Config, ConfigError, 
 from registrator.core.container import split_tags
 from registrator.core.tag_template import TagTemplate, is_template
 
-COMMANDS = ("run", "resync", "plan")
+COMMANDS = ("run", "resync", "plan", "explain")
 Value = str | int | float | bool | tuple[str, ...] | TagTemplate | None
 
 
@@ -168,7 +168,7 @@ FLAGS = (
          daemon_only=True),
     Flag("drain-grace", "a container still running this long after the signal is registered again", "SECONDS",
          daemon_only=True, check=_number(float, 0.001, SECONDS)),
-    Flag("metrics-addr", "serve Prometheus /metrics and /healthz here (e.g. 127.0.0.1:9102)",
+    Flag("metrics-addr", "serve Prometheus /metrics, /healthz and /containers here (e.g. 127.0.0.1:9102)",
          "HOST:PORT", daemon_only=True, check=_metrics, shown_default="off"),
     Flag("healthz-threshold", "/healthz fails once Docker, Consul or the ECS agent is unreachable this long",
          "SECONDS", "health_threshold", daemon_only=True, check=_number(float, 0.001, SECONDS)),
@@ -181,6 +181,12 @@ FLAGS = (
          check=_choice("DEBUG", "INFO", "WARNING", "ERROR", fold=True)),
 )  # fmt: skip
 PLAN_JSON = Flag("json", "print the plan as JSON", dest="plan_json")
+EXPLAIN_FLAGS = (
+    Flag("json", "print the explanation as JSON (schema: docs/operations.md#explain)",
+         dest="explain_json"),
+    Flag("daemon", "add the running daemon's own view, read from its -metrics-addr",
+         "HOST:PORT", "explain_daemon", check=_metrics),
+)  # fmt: skip
 BY_NAME = {flag.name: flag for flag in FLAGS}
 DAEMON_ONLY = tuple(f"-{flag.name}" for flag in FLAGS if flag.daemon_only)
 
@@ -188,7 +194,8 @@ DAEMON_ONLY = tuple(f"-{flag.name}" for flag in FLAGS if flag.daemon_only)
 def flags_of(command: str) -> list[Flag]:
     """The flags ``command`` accepts, in the table's order."""
     own = [flag for flag in FLAGS if command == "run" or not flag.daemon_only]
-    return [*own, PLAN_JSON] if command == "plan" else own
+    extra = {"plan": [PLAN_JSON], "explain": list(EXPLAIN_FLAGS)}.get(command, [])
+    return [*own, *extra]
 
 
 class Parsed(NamedTuple):
@@ -273,6 +280,7 @@ USAGE = {
     "run": "registrator [flags] URI",
     "plan": "registrator plan [flags] URI",
     "resync": "registrator resync [flags] URI",
+    "explain": "registrator explain [flags] URI [CONTAINER...]",
 }
 ABOUT = {
     "run": (
@@ -291,6 +299,14 @@ ABOUT = {
         "matches Docker; 1: something could not be read or written; 2: bad usage.\n"
         "'registrator plan' shows what resync would do without writing."
     ),
+    "explain": (
+        "Say why each container is registered or not: for each port the service it gives\n"
+        "(and whether the agent holds it in step) or a reason code and what to do; refused\n"
+        "keys. CONTAINER: a name, ID or ID prefix; none: every container, running or not.\n"
+        "Writes nothing. Exit 0: every service in step; 2: one differs or is missing (or\n"
+        "bad usage); 1: Docker, the agent or the daemon could not be read, or a container\n"
+        "is unknown."
+    ),
 }
 URI_HELP = (
     "URI: the local Consul agent: consul://HOST[:PORT] (default 127.0.0.1:8500, or\n"
@@ -302,7 +318,7 @@ URI_HELP = (
 def help_text(command: str) -> str:
     lines = [f"usage: {USAGE[command]}"]
     if command == "run":
-        lines += [f"       {USAGE['plan']}", f"       {USAGE['resync']}"]
+        lines += [f"       {USAGE[c]}" for c in ("plan", "resync", "explain")]
     lines += ["", ABOUT[command], "", URI_HELP, "", "flags:"]
     for flag in flags_of(command):
         spelled = f"-{flag.name}" + (f" {flag.metavar}" if flag.metavar else "")
@@ -326,7 +342,7 @@ def help_text(command: str) -> str:
         lines += [
             "",
             textwrap.fill(
-                "plan and resync take the same flags but these, which apply to the daemon "
+                "plan, resync and explain take the same flags but these, which apply to the daemon "
                 f"only: {', '.join(DAEMON_ONLY)}",
                 92,
                 break_on_hyphens=False,
@@ -335,6 +351,7 @@ def help_text(command: str) -> str:
             "commands:",
             "  plan     show what resync would change, write nothing ('registrator plan -h')",
             "  resync   make the agent match Docker once and exit ('registrator resync -h')",
+            "  explain  why containers are (not) registered ('registrator explain -h')",
             "  help     this help; 'registrator help plan' for a command's",
         ]
     return "\n".join(lines) + "\n"

@@ -14,8 +14,10 @@ from registrator.adapters.http_fetch import http_get
 from registrator.core.container import ContainerView
 from registrator.core.derive import DeriveOptions, derive_services
 from registrator.core.ecs_rules import awsvpc_task_arn
+from registrator.core.explanation import Explained, explain
 from registrator.core.lifecycle import keeps_services, retained_after_exit, withheld_reason
 from registrator.core.model import Service
+from registrator.core.reasons import Reason, Why
 from registrator.core.tag_template import Fetch
 from registrator.sync.ecs_placement import EcsPlacement
 
@@ -38,7 +40,9 @@ class Verdict(NamedTuple):
     services: tuple[Service, ...] = ()
     reason: str = ""  # why withheld or waiting; a kept container's exit code
     problems: tuple[str, ...] = ()  # refused metadata, one line each
-    notes: tuple[str, ...] = ()  # why nothing is registered, when nothing is
+    # The decision, as explain and the daemon's /containers show it: the container's reason
+    # code (not running, withheld, waiting) or what each port gives; None when not inspected.
+    explained: Explained | None = None
     error: EcsAgentError | None = None  # the ECS agent's, when waiting
     was_waiting: bool = False  # it waited for the ECS agent before this
 
@@ -84,12 +88,18 @@ class ContainerProcessor:
         view = ContainerView(container)
         label = view.display
         if not view.running:
+            exited = f", exit code {view.exit_code}" if view.status == "exited" else ""
+            stopped = Why(Reason.NOT_RUNNING, view.status + exited)
+            said = explain(view, stopped, None)
             if retained_after_exit(container, self.deregister):
-                return Verdict(KEPT, label, reason=str(view.exit_code))
-            return Verdict(GONE, label)
-        withheld = DRAINING if draining else withheld_reason(container, self.options)
-        if withheld:
-            return Verdict(WITHHELD, label, reason=withheld)
+                return Verdict(KEPT, label, reason=str(view.exit_code), explained=said)
+            return Verdict(GONE, label, explained=said)
+        drain = Why(Reason.DRAINING, DRAINING) if draining else None
+        withheld = drain or withheld_reason(container, self.options)
+        if withheld is not None:
+            return Verdict(
+                WITHHELD, label, reason=withheld.detail, explained=explain(view, withheld, None)
+            )
         peer = self._network_peer(docker, view)
         awsvpc = None
         was_waiting = False
@@ -101,6 +111,9 @@ class ContainerProcessor:
                 return Verdict(
                     WAITING, label, reason=str(placed.error), error=placed.error,
                     was_waiting=placed.was_waiting,
+                    explained=explain(
+                        view, Why(Reason.ECS_WAITING, f"the ECS agent: {placed.error}"), None
+                    ),
                 )  # fmt: skip
             awsvpc, was_waiting = placed.network, placed.was_waiting
         derivation = derive_services(container, self.options, peer, awsvpc, self.fetch)
@@ -109,7 +122,7 @@ class ContainerProcessor:
             label,
             tuple(derivation.services),
             problems=tuple(map(str, derivation.problems)),
-            notes=tuple(derivation.notes),
+            explained=explain(view, None, derivation),
             was_waiting=was_waiting,
         )
 

@@ -9,12 +9,16 @@ import time
 from typing import NamedTuple
 
 from registrator.adapters.docker_source import ContainerEvent
+from registrator.core.explanation import Explained
 
 
 class ContainerRecord:
     """One container's state; read and written only under ``Records``' lock."""
 
-    __slots__ = ("drain_until", "first_event_ns", "health", "last_event", "problems", "withheld")
+    __slots__ = (
+        "drain_until", "explained", "first_event_ns", "health", "kind", "last_event", "problems",
+        "refusals", "withheld",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.first_event_ns = 0  # its oldest unprocessed event (for the latency metric)
@@ -23,6 +27,9 @@ class ContainerRecord:
         self.withheld = ""  # why its services are withheld, as last logged ("" none)
         self.problems: tuple[str, ...] = ()  # its metadata problems, as last logged
         self.health = ""  # the health state its last health event named ("" none since start)
+        self.kind = ""  # what it wanted at its last assessment (processing's verdict kind)
+        self.explained: Explained | None = None  # that assessment, for /containers
+        self.refusals: dict[str, str] = {}  # service ID -> the agent's refusal of its last write
 
 
 class Pending(NamedTuple):
@@ -93,6 +100,31 @@ class Records:
             record.withheld = withheld
             record.problems = problems
 
+    def assessed(self, container_id: str, kind: str, explained: Explained | None) -> None:
+        """The container's last assessment, as the daemon's /containers shows it."""
+        with self._lock:
+            record = self._by_id.setdefault(container_id, ContainerRecord())
+            record.kind, record.explained = kind, explained
+
+    def written(self, container_id: str, rejected: list[tuple[str, str]], done: list[str]) -> None:
+        """Writes' results for the container's services: the agent's refusals (service ID,
+        message), and IDs written since (their refusal is over)."""
+        with self._lock:
+            record = self._by_id.get(container_id)
+            if record is not None:
+                record.refusals.update(rejected)
+                for service_id in done:
+                    record.refusals.pop(service_id, None)
+
+    def assessments(self) -> list[tuple[str, Explained, dict[str, str]]]:
+        """(kind, assessment, refusals) of every container assessed and not dropped."""
+        with self._lock:
+            return [
+                (r.kind, r.explained, dict(r.refusals))
+                for r in self._by_id.values()
+                if r.explained is not None
+            ]
+
     def end_drain(self, container_id: str) -> None:
         with self._lock:
             record = self._by_id.get(container_id)
@@ -110,4 +142,4 @@ class Records:
                 del self._by_id[container_id]
             else:
                 record.drain_until, record.withheld, record.problems = 0.0, "", ()
-                record.health = ""
+                record.health, record.kind, record.explained, record.refusals = "", "", None, {}
