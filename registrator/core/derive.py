@@ -31,7 +31,7 @@ from registrator.core.consul_limits import (
     valid_service_id,
     valid_tags,
 )
-from registrator.core.container import ContainerView
+from registrator.core.container import ContainerView, view_of
 from registrator.core.container import split_tags as split_tags
 from registrator.core.ecs_rules import AwsvpcNetwork, awsvpc_task_arn, ecs_meta, is_ecs_pause
 from registrator.core.model import OWNER_META_KEY, Service, freeze_meta
@@ -100,21 +100,22 @@ def default_service_name(image: str) -> str:
 
 
 def derive_services(
-    container: Mapping[str, Any],
+    container: ContainerView | Mapping[str, Any],
     options: DeriveOptions,
-    network_peer: Mapping[str, Any] | None = None,
+    network_peer: ContainerView | Mapping[str, Any] | None = None,
     awsvpc: AwsvpcNetwork | None = None,
 ) -> Derivation:
     """The services a container should have, whether or not it is running now.
 
-    ``network_peer`` is the inspect of the container named by ``NetworkMode: container:<id>``
+    ``container`` is its inspect answer or the view of it the caller made (the view reads
+    each part once). ``network_peer`` is the inspect of the container named by ``NetworkMode: container:<id>``
     (its IP is the service address), when there is one. ``awsvpc`` is what the ECS agent said
     of the container when it is in an awsvpc task (see ``awsvpc_task_arn``; with ``-ecs``).
     """
-    if options.ecs and is_ecs_pause(container):
+    view = view_of(container)
+    if options.ecs and is_ecs_pause(view):
         return Derivation(notes=("the pause container of an ECS task",))
-    view = ContainerView(container)
-    if options.ecs and awsvpc_task_arn(container, network_peer):
+    if options.ecs and (awsvpc is not None or awsvpc_task_arn(view, network_peer)):
         if awsvpc is None:
             return Derivation(notes=("awsvpc ECS task, and no answer from the ECS agent",))
         if not awsvpc.ipv4_addresses and not awsvpc.ipv6_addresses:
@@ -126,7 +127,7 @@ def derive_services(
         candidates = port_candidates(view)
     if not candidates:
         return Derivation(notes=("no published ports",))
-    peer = None if network_peer is None else ContainerView(network_peer)
+    peer = None if network_peer is None else view_of(network_peer)
     return _ContainerServices(view, peer, options).derive(candidates)
 
 
