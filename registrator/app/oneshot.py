@@ -20,9 +20,10 @@ from registrator.core.derive import DeriveOptions
 from registrator.core.model import OWNER_META_KEY, Service
 from registrator.core.networks import join_host_port
 from registrator.core.plan import Outcome, Plan
+from registrator.sync.agent_sync import AgentSync
 from registrator.sync.ecs_placement import EcsPlacement
 from registrator.sync.processing import WAITING, WITHHELD, ContainerProcessor
-from registrator.sync.reconcile import Reconciler
+from registrator.sync.records import Records
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,8 @@ class OneShotError(Exception):
     """Docker or Consul could not be used; the message says which and why."""
 
 
-def load_desired(config: Config, options: DeriveOptions, agent: ConsulAgent | None) -> Reconciler:
-    """A reconciler holding what every running container wants; nothing written yet."""
+def load_desired(config: Config, options: DeriveOptions, agent: ConsulAgent | None) -> AgentSync:
+    """A sync loop holding what every running container wants; nothing written yet."""
     try:
         docker = DockerSource(os.environ, config.docker_host)
         container_ids = docker.container_ids()
@@ -47,14 +48,16 @@ def load_desired(config: Config, options: DeriveOptions, agent: ConsulAgent | No
             agent.ping()
         except ConsulError as exc:
             raise OneShotError(agent_trouble(config.consul, exc)) from None
-    reconciler = Reconciler(
+    reconciler = AgentSync(
         adopting(agent, config.adopt),
         owner=config.hostname,
         cleanup=True,
         max_writes=config.agent_writes,
         refresh_health=False,
     )
-    placement = EcsPlacement(config.ecs_agent_uri, reconciler.metrics) if config.ecs else None
+    placement = (
+        EcsPlacement(config.ecs_agent_uri, reconciler.metrics, Records()) if config.ecs else None
+    )
     processor = ContainerProcessor(options, config.deregister, placement)
 
     def want(container_id: str) -> None:
@@ -65,7 +68,7 @@ def load_desired(config: Config, options: DeriveOptions, agent: ConsulAgent | No
             log.info("%s: services withheld: %s", verdict.label, verdict.reason)
         for problem in verdict.problems:
             log.warning("%s", problem)
-        reconciler.set_container(container_id, verdict.services, write=False)
+        reconciler.publish(container_id, verdict.services, write=False)
 
     try:
         with ThreadPoolExecutor(config.workers) as pool:

@@ -4,12 +4,11 @@ the one-shot commands both use it; it writes nothing and keeps no state of its o
 
 from __future__ import annotations
 
+import enum
 import logging
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from registrator.adapters.docker_source import ContainerEvent, DockerSource
-from registrator.adapters.ecs_agent import EcsAgentError
 from registrator.core.container import ContainerView
 from registrator.core.derive import DeriveOptions, derive_services
 from registrator.core.ecs_rules import awsvpc_task_arn
@@ -19,25 +18,30 @@ from registrator.sync.ecs_placement import EcsPlacement
 
 log = logging.getLogger(__name__)
 
-# What a container wants now (Verdict.kind).
-WANTS = "wants"  # these services (none: it has nothing to register)
-GONE = "gone"  # removed, or exited for good: none of its services
-KEPT = "kept"  # exited with a failure under -deregister on-success: its services stay
-WITHHELD = "withheld"  # running, but not in Consul now (draining, not healthy)
-WAITING = "waiting"  # an awsvpc container the ECS agent cannot place yet: nothing changes
+
+class Kind(enum.Enum):
+    """What a container wants now (``Verdict.kind``)."""
+
+    WANTS = "wants"  # these services (none: it has nothing to register)
+    GONE = "gone"  # removed, or exited for good: none of its services
+    KEPT = "kept"  # exited with a failure under -deregister on-success: its services stay
+    WITHHELD = "withheld"  # running, but not in Consul now (draining, not healthy)
+    WAITING = "waiting"  # an awsvpc container the ECS agent cannot place yet: nothing changes
+
+
+WANTS, GONE, KEPT, WITHHELD, WAITING = Kind
 
 DRAINING = "draining after a stop signal"
 NOT_FOUND = "no such container"
 
 
 class Verdict(NamedTuple):
-    kind: str
+    kind: Kind
     label: str = ""  # "name (short id)", for log lines ("" when it could not be inspected)
     services: tuple[Service, ...] = ()
     reason: str = ""  # why withheld or waiting; a kept container's exit code
     problems: tuple[str, ...] = ()  # refused metadata, one line each
     notes: tuple[str, ...] = ()  # why nothing is registered, when nothing is
-    error: EcsAgentError | None = None  # the ECS agent's, when waiting
     was_waiting: bool = False  # it waited for the ECS agent before this
 
 
@@ -74,43 +78,47 @@ class ContainerProcessor:
         container = docker.inspect(container_id)
         if container is None:
             return Verdict(GONE, reason=NOT_FOUND)
-        view = ContainerView(container)
-        label = view.display
+        view = ContainerView(container)  # the one view of this inspect: every rule reads it
         if not view.running:
-            if retained_after_exit(container, self.deregister):
-                return Verdict(KEPT, label, reason=str(view.exit_code))
-            return Verdict(GONE, label)
-        withheld = DRAINING if draining else withheld_reason(container, self.options)
+            if retained_after_exit(view, self.deregister):
+                return Verdict(KEPT, view.display, reason=str(view.exit_code))
+            return Verdict(GONE, view.display)
+        withheld = DRAINING if draining else withheld_reason(view, self.options)
         if withheld:
-            return Verdict(WITHHELD, label, reason=withheld)
+            return Verdict(WITHHELD, view.display, reason=withheld)
+        return self._running(docker, view)
+
+    def _running(self, docker: DockerSource, view: ContainerView) -> Verdict:
+        """A running container that may be in Consul: its services, at the address the ECS
+        agent gives when it is in an awsvpc task."""
         peer = self._network_peer(docker, view)
         awsvpc = None
         was_waiting = False
-        task_arn = awsvpc_task_arn(container, peer) if self.placement is not None else ""
+        task_arn = awsvpc_task_arn(view, peer) if self.placement is not None else ""
         if task_arn:
             assert self.placement is not None
-            placed = self.placement.network(container_id, container, task_arn)
+            placed = self.placement.network(view, task_arn)
             if placed.error is not None:
                 return Verdict(
-                    WAITING, label, reason=str(placed.error), error=placed.error,
-                    was_waiting=placed.was_waiting,
-                )  # fmt: skip
+                    WAITING, view.display, reason=str(placed.error), was_waiting=placed.was_waiting
+                )
             awsvpc, was_waiting = placed.network, placed.was_waiting
-        derivation = derive_services(container, self.options, peer, awsvpc)
+        derivation = derive_services(view, self.options, peer, awsvpc)
         return Verdict(
             WANTS,
-            label,
+            view.display,
             tuple(derivation.services),
             problems=tuple(map(str, derivation.problems)),
             notes=tuple(derivation.notes),
             was_waiting=was_waiting,
         )
 
-    def _network_peer(self, docker: DockerSource, view: ContainerView) -> Mapping[str, Any] | None:
+    def _network_peer(self, docker: DockerSource, view: ContainerView) -> ContainerView | None:
         """The container whose network this one shares (``--net container:X``), if any."""
         if not view.network_peer_id:
             return None
         peer = docker.inspect(view.network_peer_id)
         if peer is None:
             log.warning("%s: network container %s not found", view.display, view.network_mode)
-        return peer
+            return None
+        return ContainerView(peer)
