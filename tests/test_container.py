@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from registrator.core.container import ContainerView, display_name, service_metadata, short_id
+from registrator.core.container import (
+    Binding,
+    ContainerView,
+    display_name,
+    service_metadata,
+    short_id,
+)
 from tests.inspect_data import inspect
 
 
@@ -56,10 +62,13 @@ def test_network_peer() -> None:
     assert (host.shares_network, host.network_peer_id) == (False, "")
 
 
-def test_ports_first_binding_wins() -> None:
+def test_ports_list_every_binding() -> None:
     view = ContainerView(inspect(published={"80/tcp": "8080", "53/udp": None}, host_ip="1.2.3.4"))
     assert sorted(view.exposed_ports) == ["53/udp", "80/tcp"]
-    assert view.published_ports == {"80/tcp": ("8080", "1.2.3.4"), "53/udp": ("", "")}
+    assert view.published_ports == {
+        "80/tcp": (Binding("1.2.3.4", "8080"), Binding("::", "8080")),
+        "53/udp": (),
+    }
 
 
 def test_state() -> None:

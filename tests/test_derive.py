@@ -224,9 +224,12 @@ def test_use_ip_from_label_strips_prefix_length():
     assert got["host1:app.0:80"].address == "10.9.8.7"
 
 
-def test_user_defined_network_takes_that_networks_ip():
-    got = services(inspect(published={"80/tcp": "8080"}, network_mode="backend", ip="10.20.0.3"))
-    assert got["host1:app.0:80"].address == "10.20.0.3"
+def test_user_defined_network_publishes_at_the_hosts_address_and_internal_takes_its_ip():
+    container = inspect(published={"80/tcp": "8080"}, network_mode="backend", ip="10.20.0.3")
+    published = services(container)["host1:app.0:80"]
+    assert (published.address, published.port) == ("10.0.0.7", 8080)
+    internal = services(container, OPTS._replace(internal=True))["host1:app.0:80"]
+    assert (internal.address, internal.port) == ("10.20.0.3", 80)
 
 
 def test_network_mode_container_takes_the_other_containers_ip():

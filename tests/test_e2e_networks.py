@@ -9,7 +9,10 @@ needs nothing of dockerd's configuration on 20.10."""
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
 import random
+import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -69,6 +72,28 @@ def create(
     docker("start", name)
 
 
+def binding_port(docker_client: Any, name: str, host_ip: str, port: str = "8080/tcp") -> int:
+    """The host port Docker published ``port`` on at ``host_ip`` (0.0.0.0 or ::)."""
+    bindings = docker_client.api.inspect_container(name)["NetworkSettings"]["Ports"][port]
+    [found] = [int(b["HostPort"]) for b in bindings if b["HostIp"] == host_ip]
+    return found
+
+
+def http_get(address: str, port: int) -> str:
+    """The body of GET /health at ``address``, "" when nothing answers (yet)."""
+    connection = http.client.HTTPConnection(address, port, timeout=5)
+    try:
+        connection.request("GET", "/health")
+        return connection.getresponse().read().decode().strip()
+    except OSError:
+        return ""
+    finally:
+        connection.close()
+
+
+SERVE = ("sh", "-c", "mkdir -p /srv && echo ok > /srv/health && httpd -f -p 8080 -h /srv")
+
+
 def addresses(docker_client: Any, name: str) -> dict[str, tuple[str, str]]:
     """Network -> (IPv4, global IPv6) of a container, as Docker reports them."""
     networks = docker_client.api.inspect_container(name)["NetworkSettings"]["Networks"]
@@ -119,8 +144,7 @@ def test_an_ipv6_address_is_registered_bare_and_probed_in_brackets(
            "-e", "SERVICE_CHECK_HTTP=/health", "-e", "SERVICE_CHECK_1_TCP=true",
            "-e", "SERVICE_CHECK_INTERVAL=1s", "-e", "SERVICE_CHECK_1_INTERVAL=1s",
            command=serve)  # fmt: skip
-    host_port = int(docker_client.api.inspect_container("v6.0")["NetworkSettings"]["Ports"][
-        "8080/tcp"][0]["HostPort"])  # fmt: skip
+    host_port = binding_port(docker_client, "v6.0", "::")
     proc = registrator("-ip", "::1", f"consul://127.0.0.1:{consul.port}")
     proc.wait_log("synced: ", timeout=30)
 
@@ -139,3 +163,53 @@ def test_an_ipv6_address_is_registered_bare_and_probed_in_brackets(
     )
     assert f"http://[::1]:{host_port}/health" in checks[http]["Output"]
     assert f"[::1]:{host_port}" in checks[tcp]["Output"]
+
+
+def test_an_ipv6_ip_registers_the_port_published_on_ipv6(
+    registrator, consul, containers, docker_client
+):
+    # Docker 20.10 draws the ports of 0.0.0.0 and of :: from separate allocators: two
+    # containers that publish on IPv4 only put them out of step, on any engine.
+    for n in range(2):
+        create(containers, f"v4only.{n}", "-p", "0.0.0.0::80")
+    create(containers, "both.0", "-p", "8080", "-e", "SERVICE_NAME=both", command=SERVE)
+    create(containers, "loop.0", "-p", "127.0.0.1::8080", "-e", "SERVICE_NAME=loop")
+    on_v4 = binding_port(docker_client, "both.0", "0.0.0.0")
+    on_v6 = binding_port(docker_client, "both.0", "::")
+    assert on_v4 != on_v6, "the allocators did not diverge"
+    proc = registrator("-ip", "::1", f"consul://127.0.0.1:{consul.port}")
+    proc.wait_log("synced: ", timeout=30)
+
+    services = consul.wait_for(lambda s: sid("both.0", 8080) in s)
+    service = services[sid("both.0", 8080)]
+    assert (service["Address"], service["Port"]) == ("::1", on_v6)
+    assert wait_until(lambda: http_get(service["Address"], service["Port"]), 20, "an answer")
+    # published on 127.0.0.1 only: no port of an IPv6 address, so nothing, and one warning
+    assert sid("loop.0", 8080) not in services
+    warning = proc.wait_log(
+        r"container loop\.0 \([0-9a-f]{12}\): -ip: port 8080/tcp is published only on "
+        r"127\.0\.0\.1:\d+, none for an IPv6 address \(::1\); not registered"
+    )
+    assert proc.logs().count(warning.group(0)) == 1
+
+
+def test_a_port_published_from_a_user_defined_network_is_registered_where_it_is_published(
+    registrator, consul, containers, docker_client
+):
+    network = f"rtest-app-{uuid.uuid4().hex[:8]}"
+    docker("network", "create", "--label", SESSION_LABEL, network)
+    try:
+        create(containers, "appnet.0", "--network", network, "-p", "8080", command=SERVE)
+        proc = registrator(f"consul://127.0.0.1:{consul.port}")
+        proc.wait_log("synced: ", timeout=30)
+        services = consul.wait_for(lambda s: sid("appnet.0", 8080) in s)
+        service = services[sid("appnet.0", 8080)]
+        host_ip = socket.gethostbyname(HOSTNAME)  # the address of ports published on 0.0.0.0
+        assert (service["Address"], service["Port"]) == (
+            host_ip, binding_port(docker_client, "appnet.0", "0.0.0.0")
+        )  # fmt: skip
+        if ipaddress.ip_address(host_ip).is_loopback:  # traffic stays on this machine
+            assert wait_until(lambda: http_get(host_ip, service["Port"]), 20, "an answer")
+    finally:
+        docker("rm", "-f", "appnet.0")
+        docker("network", "rm", network)

@@ -96,10 +96,12 @@ def test_the_network_mode_network_wins_over_the_bridge():
         published={"80/tcp": "8080"}, network_mode="backend",
         networks={"backend": "10.20.0.3", "bridge": "172.17.0.4"},
     )  # fmt: skip
-    for options in (OPTS, INTERNAL):
-        derivation = derive_services(container, options)
-        assert {a for a, _ in addresses(derivation).values()} == {"10.20.0.3"}
-        assert problems(derivation) == []
+    derivation = derive_services(container, INTERNAL)
+    assert addresses(derivation) == {"h1:app.0:80": ("10.20.0.3", 80)}
+    assert problems(derivation) == []
+    # published: where it is published, the host's address (the network's address with the
+    # host's port would be reachable from nowhere)
+    assert addresses(derive_services(container, OPTS)) == {"h1:app.0:80": ("10.0.0.7", 8080)}
 
 
 @pytest.mark.parametrize("container", both_shapes("docker20_two_networks"))
@@ -182,7 +184,7 @@ def test_the_network_of_a_network_container_peer():
 
 def test_no_address_is_never_registered_as_an_empty_one():
     container = inspect(exposed=["80/tcp"], network_mode="backend", networks={"backend": ""})
-    for options in (OPTS, INTERNAL):
+    for options in (INTERNAL, INTERNAL._replace(ip="10.0.0.9")):
         derivation = derive_services(container, options)
         assert derivation.services == ()
         assert problems(derivation) == [
@@ -231,17 +233,20 @@ def probes(derivation: Derivation) -> list[str]:
     return [c.http or c.tcp or c.grpc for c in service.checks]
 
 
-@pytest.mark.parametrize(("options", "port"), [(OPTS, 32790), (INTERNAL, 9000)])
-def test_an_ipv6_only_network_registers_the_global_ipv6_address(options, port):
+@pytest.mark.parametrize(
+    ("options", "address", "port"),
+    [(OPTS._replace(ip="fd00::7"), "fd00::7", 32790), (INTERNAL, "fd7e:1a2b:3c4e::2", 9000)],
+)
+def test_an_ipv6_only_network_registers_an_ipv6_address(options, address, port):
     container = recorded("api152_ipv6_only", CHECKS)
     derivation = derive_services(container, options)
-    assert addresses(derivation) == {"h1:v6.0:9000": ("fd7e:1a2b:3c4e::2", port)}
+    assert addresses(derivation) == {"h1:v6.0:9000": (address, port)}
     assert problems(derivation) == []
     assert probes(derivation) == [
-        f"http://[fd7e:1a2b:3c4e::2]:{port}/health",
-        f"https://[fd7e:1a2b:3c4e::2]:{port}/tls",
-        f"[fd7e:1a2b:3c4e::2]:{port}",
-        f"[fd7e:1a2b:3c4e::2]:{port}",
+        f"http://[{address}]:{port}/health",
+        f"https://[{address}]:{port}/tls",
+        f"[{address}]:{port}",
+        f"[{address}]:{port}",
     ]
     # the same container as an engine before API 1.52 would show it (empty top level)
     older = recorded("api152_ipv6_only", CHECKS)
@@ -256,6 +261,50 @@ def test_an_ipv6_ip_flag_and_an_ipv6_binding_flow_through():
     assert probes(derivation)[0] == "http://[fd00::5]:32768/health"
     bound = inspect(name="web.0", published={"80/tcp": "32768"}, host_ip="fd00::9", env=CHECKS)
     assert probes(derive_services(bound, OPTS))[2] == "[fd00::9]:32768"
+
+
+def published_apart(*bindings: tuple[str, str]) -> Any:
+    """web.0 publishing 80/tcp on each (host IP, host port): Docker 20.10 draws the port of
+    0.0.0.0 and the port of :: from separate allocators, so they differ on a used engine."""
+    container = inspect(name="web.0", published={"80/tcp": "1"})
+    container["NetworkSettings"]["Ports"]["80/tcp"] = [
+        {"HostIp": host_ip, "HostPort": host_port} for host_ip, host_port in bindings
+    ]
+    return container
+
+
+@pytest.mark.parametrize(
+    ("ip", "want"),
+    [("::1", ("::1", 33842)), ("10.0.0.9", ("10.0.0.9", 33857)), ("", ("10.0.0.7", 33857))],
+)
+def test_the_port_is_the_binding_of_the_addresss_family(ip, want):
+    container = published_apart(("0.0.0.0", "33857"), ("::", "33842"))
+    derivation = derive_services(container, OPTS._replace(ip=ip))
+    assert addresses(derivation) == {"h1:web.0:80": want}
+    assert problems(derivation) == []
+
+
+def test_no_binding_of_the_addresss_family_registers_nothing_and_says_so():
+    container = published_apart(("127.0.0.1", "32768"))
+    derivation = derive_services(container, OPTS._replace(ip="::1"))
+    assert derivation.services == ()
+    assert problems(derivation) == [
+        "container web.0 (0123456789ab): -ip: port 80/tcp is published only on "
+        "127.0.0.1:32768, none for an IPv6 address (::1); not registered"
+    ]
+    # a binding on a specific host IP of the family registers that IP (what listens)
+    loopback = derive_services(container, OPTS._replace(ip="10.0.0.9"))
+    assert addresses(loopback) == {"h1:web.0:80": ("127.0.0.1", 32768)}
+    # without -ip, it is where the port is published
+    assert addresses(derive_services(container, OPTS)) == {"h1:web.0:80": ("127.0.0.1", 32768)}
+
+
+def test_a_binding_on_every_address_of_both_families_fits_either():
+    podman = published_apart(("", "40123"))  # Podman leaves HostIp empty
+    for ip in ("::1", "10.0.0.9"):
+        assert addresses(derive_services(podman, OPTS._replace(ip=ip))) == {
+            "h1:web.0:80": (ip, 40123)
+        }
 
 
 def test_a_script_check_gets_the_bare_address():

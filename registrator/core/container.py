@@ -15,6 +15,14 @@ PEER_NETWORK_PREFIX = "container:"  # NetworkMode of --network container:<id>
 DEFAULT_BRIDGE = "bridge"  # the default network's name (NetworkMode "default" before API 1.44)
 
 
+class Binding(NamedTuple):
+    """Where the host publishes a container port: an address ("0.0.0.0", "::" and "" are every
+    address, of one family or of both) and a port."""
+
+    host_ip: str
+    host_port: str
+
+
 class NetworkAttachment(NamedTuple):
     """A container's addresses on one network ("" when it has none of that family)."""
 
@@ -230,15 +238,17 @@ class ContainerView:
         return [str(port) for port in as_mapping(self._config.get("ExposedPorts"))]
 
     @property
-    def published_ports(self) -> dict[str, tuple[str, str]]:
-        """Port -> (host port, host IP) of its first binding; ("", "") when not bound."""
-        published: dict[str, tuple[str, str]] = {}
+    def published_ports(self) -> dict[str, tuple[Binding, ...]]:
+        """Port -> its bindings on the host, in Docker's order; () when not published. Docker
+        20.10 publishes ``-p 8080`` twice, on 0.0.0.0 and on ::, with ports drawn apart."""
+        published: dict[str, tuple[Binding, ...]] = {}
         for port, bindings in as_mapping(self._settings.get("Ports")).items():
-            host_port, host_ip = "", ""
-            if isinstance(bindings, list) and bindings and isinstance(bindings[0], Mapping):
-                host_port = str(bindings[0].get("HostPort") or "")
-                host_ip = str(bindings[0].get("HostIp") or "")
-            published[str(port)] = (host_port, host_ip)
+            listed = bindings if isinstance(bindings, list) else []
+            published[str(port)] = tuple(
+                Binding(str(b.get("HostIp") or ""), str(b.get("HostPort") or ""))
+                for b in listed
+                if isinstance(b, Mapping) and b.get("HostPort")
+            )
         return published
 
     @property

@@ -35,13 +35,24 @@ from registrator.core.container import ContainerView, view_of
 from registrator.core.container import split_tags as split_tags
 from registrator.core.ecs_rules import AwsvpcNetwork, awsvpc_task_arn, ecs_meta, is_ecs_pause
 from registrator.core.model import OWNER_META_KEY, Service, freeze_meta
-from registrator.core.networks import NETWORK_KEY, network_address, uses_own_address
-from registrator.core.ports import PortCandidate, awsvpc_candidates, port_candidates
+from registrator.core.networks import (
+    HOST_NETWORK_MODE,
+    NETWORK_KEY,
+    NO_NETWORK_MODE,
+    join_host_port,
+    network_address,
+)
+from registrator.core.ports import (
+    UNSPECIFIED_ADDRESSES,
+    PortCandidate,
+    awsvpc_candidates,
+    binding_for,
+    family,
+    port_candidates,
+)
 
 if TYPE_CHECKING:
     from registrator.core.config import Config
-
-UNSPECIFIED_ADDRESSES = frozenset({"0.0.0.0", "::", ""})
 
 # Keys that steer registrator and are not passed on as Meta.
 CONTROL_KEYS = frozenset(
@@ -152,7 +163,7 @@ class _ContainerServices:
     def derive(self, candidates: list[PortCandidate]) -> Derivation:
         published = []
         for candidate in candidates:
-            if not self.options.internal and not candidate.host_port:
+            if not self.options.internal and not candidate.bindings:
                 self.notes.append(f"port {candidate.exposed_port} not published on host")
                 continue
             published.append(candidate)
@@ -273,19 +284,11 @@ class _ContainerServices:
     def address(
         self, port: PortCandidate, metadata: Mapping[str, str], from_port: set[str]
     ) -> tuple[str, int] | None:
-        """Where the service answers; None when it has no address (said why). The original's
-        precedence: an awsvpc task's ENI address, which only ``-useIpFromLabel`` overrides;
-        with ``--network container:<id>`` the other container's address, over everything;
-        else ``-useIpFromLabel``, else ``container_address``."""
-        number = port.exposed_port if self.options.internal else port.host_port
-        if port.awsvpc:
-            address: str | None = self.label_address() or port.host_ip
-        elif self.container.shares_network:
-            address = self.peer_address(port, metadata, from_port)
-        else:
-            address = self.label_address() or self.container_address(port, metadata, from_port)
-        if address is None:
+        """Where the service answers; None when it has no address (said why)."""
+        located = self.locate(port, metadata, from_port)
+        if located is None:
             return None
+        address, number = located
         if address in UNSPECIFIED_ADDRESSES - {""}:
             self.problem("", f"address {address} cannot be registered; left empty (the agent's)")
             address = ""
@@ -294,23 +297,56 @@ class _ContainerServices:
         except ValueError:
             return address, 0
 
-    def container_address(
+    def locate(
         self, port: PortCandidate, metadata: Mapping[str, str], from_port: set[str]
-    ) -> str | None:
-        """With ``-internal`` the container's own address (``registrator.core.networks``); else
-        ``-ip``; else on a user-defined network the container's own address; else the
-        binding's host IP (``0.0.0.0``: the hostname's IP). Host networking has no address
-        of its own: the binding's rule applies."""
+    ) -> tuple[str, str] | None:
+        """(address, port) by the original's precedence: an awsvpc task's ENI address, which
+        only ``-useIpFromLabel`` overrides; with ``--network container:<id>`` the other
+        container's address, over everything; else ``-useIpFromLabel``; else with
+        ``-internal`` the container's own address (``registrator.core.networks``) and port;
+        else the address where the port is published (``published_address``). Host networking
+        has no address of its own: the published rule applies there, ``-internal`` or not."""
+        if port.awsvpc:
+            binding = port.bindings[0]
+            return self.label_address() or binding.host_ip, binding.host_port
+        if self.container.shares_network:
+            address = self.peer_address(port, metadata, from_port)
+        else:
+            label, internal = self.label_address(), self.options.internal
+            mode = self.container.network_mode
+            own = (internal and (label or mode != HOST_NETWORK_MODE)) or (
+                mode == NO_NETWORK_MODE and not label  # no address, and said so
+            )
+            if not own:
+                return self.published_address(port, label, port.exposed_port if internal else "")
+            address = label or self.own_address(self.container, port, metadata, from_port)
+        return None if address is None else (address, port.exposed_port)
+
+    def published_address(
+        self, port: PortCandidate, label: str, number: str = ""
+    ) -> tuple[str, str] | None:
+        """A published port at the address where it is published: the label's address; else
+        the binding's own host IP when it is specific; else ``-ip``; else the hostname's IP.
+        The binding is one of that address's family; with none, nothing is registered. This
+        holds on every network: the container's own address with the host's port is reachable
+        from nowhere (the original's pair on user-defined networks). ``number`` (the container
+        port, with ``-internal``) replaces the binding's port."""
         options = self.options
-        own = uses_own_address(self.container, options.internal)
-        if own and options.internal:
-            return self.own_address(self.container, port, metadata, from_port)
-        if options.ip:
-            return options.ip
-        if own:
-            return self.own_address(self.container, port, metadata, from_port)
-        address = port.host_ip
-        return options.host_ip if address in UNSPECIFIED_ADDRESSES and options.host_ip else address
+        fallback = label or options.ip or options.host_ip
+        binding = binding_for(port.bindings, fallback, strict=bool(label or options.ip))
+        if binding is None:
+            published = ", ".join(join_host_port(b.host_ip, b.host_port) for b in port.bindings)
+            self.problem(
+                "-ip" if options.ip and not label else "",
+                f"port {port.exposed_port}/{port.protocol} is published only on {published}, "
+                f"none for an IPv{family(fallback)} address ({fallback}); not registered",
+            )
+            return None
+        if label or binding.host_ip not in UNSPECIFIED_ADDRESSES:
+            address = label or binding.host_ip
+        else:
+            address = fallback or binding.host_ip or "0.0.0.0"
+        return address, number or binding.host_port
 
     def peer_address(
         self, port: PortCandidate, metadata: Mapping[str, str], from_port: set[str]

@@ -1,8 +1,9 @@
 """Which of a container's networks gives a service its address, and that address (pure).
 
-A service registers the container's own address with ``-internal``, on a user-defined network
-(``--network NAME``) and, for ``--network container:<other>``, the other container's. The
-network is, in this order:
+A service registers the container's own address with ``-internal`` (not with host networking,
+where the container's addresses are the host's) and, for ``--network container:<other>``, the
+other container's. A published port registers the address where it is published, on every
+network (``derive``). The network is, in this order:
 
 1. the one ``SERVICE_NETWORK`` (``SERVICE_<port>_NETWORK``) names; when the container is not
    attached to it, the service is not registered (a warning names the networks it has);
@@ -26,7 +27,6 @@ from registrator.core.container import DEFAULT_BRIDGE, ContainerView, NetworkAtt
 NETWORK_KEY = "network"  # SERVICE_NETWORK, in the metadata's lower-cased form
 NO_NETWORK_MODE = "none"  # --network none: no address, by the operator's choice
 HOST_NETWORK_MODE = "host"  # the host's addresses: a published port's rule applies
-DEFAULT_NETWORK_MODES = frozenset({"", "default", DEFAULT_BRIDGE, HOST_NETWORK_MODE})
 
 
 class NetworkAddress(NamedTuple):
@@ -41,15 +41,6 @@ def join_host_port(address: str, port: int | str) -> str:
     """``address:port``, an IPv6 address in brackets (``[fd00::5]:8080``), as Go's
     ``net.JoinHostPort`` writes it for Consul's checks."""
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
-def uses_own_address(container: ContainerView, internal: bool) -> bool:
-    """Whether a (not awsvpc) service registers the container's own address rather than its
-    binding's host address: with ``-internal``, and on a user-defined network (as the
-    original), but never with host networking, where the container's addresses are the
-    host's."""
-    mode = container.network_mode
-    return mode != HOST_NETWORK_MODE and (internal or mode not in DEFAULT_NETWORK_MODES)
 
 
 def default_network(

@@ -4,36 +4,55 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from registrator.core.container import ContainerView
+from registrator.core.container import Binding, ContainerView
 from registrator.core.ecs_rules import AwsvpcNetwork
 
-ANY_ADDRESS = "0.0.0.0"
+UNSPECIFIED_ADDRESSES = frozenset({"0.0.0.0", "::", ""})
 
 
 class PortCandidate(NamedTuple):
     exposed_port: str
     protocol: str
-    host_port: str
-    host_ip: str  # the binding's; an awsvpc task's ENI address
-    awsvpc: bool = False  # the address is the task ENI's: -ip and peers do not apply
+    bindings: tuple[Binding, ...]  # where it is reachable on the host; () when not published
+    awsvpc: bool = False  # the binding is the task ENI's address: -ip and peers do not apply
+
+
+def family(address: str) -> int | None:
+    """4 or 6; None for "" (an address of either family, or none known)."""
+    return (6 if ":" in address else 4) if address else None
+
+
+def binding_for(bindings: tuple[Binding, ...], address: str, strict: bool) -> Binding | None:
+    """The first binding a client reaches: one on a specific host IP at that IP, one on every
+    address at ``address`` when the family matches (0.0.0.0 is reached over IPv4 only, :: over
+    IPv6 only, "" as Podman and host networking give over both). ``strict`` (``address`` is
+    ``-ip`` or a label's, stating how the host is reached) also holds specific bindings to
+    that family. None when no binding fits: another family's port would be a port nobody
+    listens on at that address."""
+    wanted = family(address)
+    for binding in bindings:
+        if binding.host_ip not in UNSPECIFIED_ADDRESSES and not strict:
+            return binding
+        if wanted is None or not binding.host_ip or family(binding.host_ip) == wanted:
+            return binding
+    return None
 
 
 def port_candidates(container: ContainerView) -> list[PortCandidate]:
-    """Exposed ports (host port = exposed port, as with host networking), overridden by
-    the published bindings Docker reports; the first binding of a port wins. Where the
-    container's own address is registered instead is the service's rule (``derive``)."""
-    found: dict[str, tuple[str, str]] = {}
+    """Exposed ports (reachable at the exposed port on every address, as with host
+    networking), overridden by the bindings Docker reports for the port. Where the container's
+    own address is registered instead is the service's rule (``derive``)."""
+    found: dict[str, tuple[Binding, ...]] = {}
     for port in container.exposed_ports:
-        found[port] = (port.split("/", 1)[0], ANY_ADDRESS)
-    for port, (host_port, host_ip) in container.published_ports.items():
-        found[port] = (host_port, host_ip or ANY_ADDRESS)
+        found[port] = (Binding("", port.split("/", 1)[0]),)
+    found.update(container.published_ports)
 
     candidates: list[PortCandidate] = []
-    for port, (host_port, host_ip) in found.items():
+    for port, bindings in found.items():
         number, _, protocol = port.partition("/")
         if not number.isdigit():
             continue  # not a port Docker would report
-        candidates.append(PortCandidate(number, protocol or "tcp", host_port, host_ip))
+        candidates.append(PortCandidate(number, protocol or "tcp", bindings))
     candidates.sort(key=lambda c: (int(c.exposed_port), c.protocol))
     return candidates
 
@@ -45,8 +64,6 @@ def awsvpc_candidates(network: AwsvpcNetwork) -> list[PortCandidate]:
     address = next(iter(network.ipv4_addresses + network.ipv6_addresses), "")
     found: dict[tuple[int, str], PortCandidate] = {}
     for number, protocol in network.ports:
-        found.setdefault(
-            (number, protocol),
-            PortCandidate(str(number), protocol, str(number), address, awsvpc=True),
-        )
+        binding = Binding(address, str(number))
+        found.setdefault((number, protocol), PortCandidate(str(number), protocol, (binding,), True))
     return [found[key] for key in sorted(found)]
