@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from typing import NamedTuple
 
 from registrator.adapters.metrics import Metrics
@@ -73,7 +73,7 @@ class Ticket:
     its end (once none of them waits for a decision or a write)."""
 
     __slots__ = (
-        "down_count", "full", "future", "listed", "on_done", "outcome", "remove_stale", "sids",
+        "done", "down_count", "full", "listed", "on_done", "outcome", "remove_stale", "sids",
     )  # fmt: skip
 
     def __init__(
@@ -89,10 +89,12 @@ class Ticket:
         self.down_count = 0  # times Consul was found down, as its read came back
         self.listed = False  # planned once Docker was listed (stale services may go)
         self.on_done = on_done
-        self.future: Future[Outcome] = Future()
+        self.done = threading.Event()
 
     def wait(self, timeout: float | None = None) -> Outcome:
-        return self.future.result(timeout)
+        if not self.done.wait(timeout):
+            raise TimeoutError("the change was not applied in time")
+        return self.outcome
 
     def finish(self) -> None:
         outcome = self.outcome
@@ -101,7 +103,7 @@ class Ticket:
         outcome.rejected.sort()
         if self.on_done is not None:
             self.on_done(outcome)
-        self.future.set_result(outcome)
+        self.done.set()
 
 
 class AgentState:

@@ -1,28 +1,30 @@
 """The one owner of the agent side (after Nomad's command/agent/consul/service_client.go).
 
 Whoever learns what a container wants (a worker, a re-list, a one-shot command) only
-publishes it and wakes the loop. The loop's thread alone holds what is desired, what the agent
-holds, what it refused and which writes are in flight; it decides in one function
-(``_decide``) whether a service ID needs a write, hands writes to a bounded pool (never two
-for one ID: a change for an ID in flight waits for its result) and folds the results back in.
-Reads of the agent (a full comparison: start-up, every ``poll`` seconds, ``resync``) run on
-the pool too, so that no event waits for one. It never removes a service it does not own.
+publishes it to the loop. The loop's rounds, one at a time (``Inbox``: on the thread that
+posted while no round ran), alone hold what is desired, what the agent holds, what it refused
+and which writes are in flight (``AgentState``); one function (``AgentState.decide``) says
+whether a service ID needs a write. The writes a round hands out are carried by the thread
+that ran it (the first) and the write pool (the others), at most ``max_writes`` at once and
+never two for one ID (a change for an ID in flight waits for its result); each result comes
+back as a message. Reads of the agent (a full comparison: start-up, every ``poll`` seconds,
+``resync``) run on the pool, so that no event waits for one. It never removes a service it
+does not own.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from registrator.adapters.consul_agent import ConsulError, ConsulUnavailable
 from registrator.adapters.metrics import Metrics
 from registrator.core.model import Service
 from registrator.core.plan import Outcome, Plan, make_plan
 from registrator.sync.agent_state import AgentState, PollClock, Ticket, Why
-from registrator.sync.inbox import Inbox
+from registrator.sync.loop import Loop, Message
 from registrator.sync.writes import (
     Agent,
     Write,
@@ -30,15 +32,16 @@ from registrator.sync.writes import (
     log_deregistered,
     log_refused,
     log_registered,
+    perform,
     read,
     read_actual,
-    send,
 )
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_WRITES = 8
 KEPT_FOR_LATER = "Consul unavailable: change kept for later"
+T = TypeVar("T")
 
 
 class AgentSync:
@@ -67,12 +70,13 @@ class AgentSync:
         self.hold_stale = hold_stale
         self.refresh_health = refresh_health  # the daemon keeps health TTLs from running out
         self.after_sync = after_sync  # called on the loop after each full comparison
-        self._inbox = Inbox()
         self._state = AgentState()
         self._clock = PollClock(poll)
-        self._pool = ThreadPoolExecutor(self.max_writes + 1, thread_name_prefix="agent-write")
-        self.thread = threading.Thread(target=self._run, name="agent-sync", daemon=True)
-        self.thread.start()
+        self._loop: Loop[Write] = Loop(
+            self._end_round, self._send, self.max_writes + 1,
+            lambda: self._clock.next, self._tick, "agent-sync",
+        )  # fmt: skip
+        self.thread = self._loop.thread
 
     # --- what other threads call -------------------------------------------------------
 
@@ -92,7 +96,7 @@ class AgentSync:
         ``write=False`` the change is only recorded, for the next full comparison."""
         wanted = {svc.id: svc for svc in services}
         ticket = Ticket(on_done=on_done)
-        self._inbox.post(lambda: self._on_publish(container_id, wanted, write, ticket))
+        self._loop.post(lambda: self._on_publish(container_id, wanted, write, ticket))
         return ticket
 
     def request_sync(self, remove_stale: bool | None = None) -> Ticket:
@@ -100,7 +104,7 @@ class AgentSync:
         one read, no write when in step. This refills an agent that restarted empty and
         delivers changes made while it was down."""
         ticket = Ticket(full=True, remove_stale=remove_stale)
-        self._inbox.post(lambda: self._on_sync_request(ticket))
+        self._loop.post(lambda: self._on_sync_request(ticket))
         return ticket
 
     def sync(self, remove_stale: bool | None = None) -> Outcome:
@@ -108,21 +112,21 @@ class AgentSync:
 
     def allow_stale_removal(self) -> None:
         """Docker was listed once: owned services nobody wants may go from now on."""
-        self._inbox.post(lambda: setattr(self._state, "stale_removal_allowed", True))
+        self._loop.post(lambda: setattr(self._state, "stale_removal_allowed", True), carry=False)
 
     def desired(self) -> dict[str, Service]:
-        return self._inbox.ask(lambda: dict(self._state.desired.services))
+        return self._loop.ask(lambda: dict(self._state.desired.services))
 
     def preview(self, remove_stale: bool = True) -> tuple[Plan, dict[str, Service]]:
         """What ``sync`` would write now, and the owned services it compared with; no writes.
         Raises ConsulError when the agent cannot be read."""
         state = self._state
         if self.agent is None:
-            actual = self._inbox.ask(lambda: dict(state.known))
+            actual = self._loop.ask(lambda: dict(state.known))
         else:
             actual = read_actual(self.agent, self.owner)
         hold = self.hold_stale
-        desired, removable = self._inbox.ask(
+        desired, removable = self._loop.ask(
             lambda: (
                 dict(state.desired.services),
                 state.removable(actual, remove_stale, self.cleanup, hold),
@@ -133,27 +137,31 @@ class AgentSync:
     def deregister_all(self) -> Outcome:
         """Remove every service this process wants (at shutdown, when asked to)."""
         ticket = Ticket()
-        self._inbox.post(lambda: self._state.retire_all(ticket))
+        self._loop.post(lambda: self._state.retire_all(ticket))
         return ticket.wait()
 
     def close(self, timeout: float = 5.0) -> None:
-        self._inbox.close()
-        self.thread.join(timeout)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._loop.close(timeout)
 
-    # --- the loop ----------------------------------------------------------------------
+    # --- the loop's rounds -------------------------------------------------------------
 
-    def _run(self) -> None:
-        while (messages := self._inbox.take(self._clock.next)) is not None:
-            for message in messages:
-                try:
-                    message()
-                except Exception:
-                    log.exception("sync loop: unexpected error")
-            if self._clock.due():
-                self._on_sync_request(Ticket(full=True))
-            self._dispatch()
-            self._settle()
+    def _end_round(self) -> list[Write]:
+        writes = self._dispatch()
+        self._settle()
+        return writes
+
+    def _send(self, write: Write) -> Message:
+        """On the carrier's thread: the request; the message that folds its result in."""
+        try:
+            result, detail = perform(self.agent, write)
+        except Exception as exc:  # the ID is freed all the same; a comparison retries
+            log.exception("writing service %s", write.service_id)
+            result, detail = WriteResult.REFUSED, f"unexpected error: {exc}"
+        return functools.partial(self._on_result, write, result, detail)
+
+    def _tick(self) -> None:
+        if self._clock.due():
+            self._on_sync_request(Ticket(full=True))
 
     def _on_publish(
         self, container_id: str, wanted: dict[str, Service], write: bool, ticket: Ticket
@@ -172,12 +180,13 @@ class AgentSync:
             state.want(sid, Why())
         state.tickets.append(ticket)
 
-    def _dispatch(self) -> None:
-        """Hand what needs a write to the pool, up to the bound; an ID in flight waits."""
+    def _dispatch(self) -> list[Write]:
+        """The writes to send now, up to the bound; an ID in flight waits for its result."""
         state = self._state
+        writes: list[Write] = []
         for sid in list(state.pending):
             if len(state.in_flight) >= self.max_writes:
-                return
+                break
             if sid in state.in_flight:
                 continue  # decided once its write is done
             why = state.pending.pop(sid)
@@ -187,11 +196,8 @@ class AgentSync:
             write = state.decide(sid, why)
             if write is not None:
                 state.in_flight[sid] = write
-                self._pool.submit(send, self.agent, write, self._result)
-
-    def _result(self, write: Write, result: WriteResult, detail: Any) -> None:
-        """From a pool thread: a write's result, folded in on the loop."""
-        self._inbox.post(lambda: self._on_result(write, result, detail))
+                writes.append(write)
+        return writes
 
     def _on_result(self, write: Write, result: WriteResult, detail: Any) -> None:
         state, sid, dry = self._state, write.service_id, self.agent is None
@@ -248,10 +254,12 @@ class AgentSync:
         state.reading, state.syncs_waiting = state.syncs_waiting, []
         snapshot = dict(state.known) if self.agent is None else None
         started = state.writes_done
-        self._pool.submit(
-            read, self.agent, self.owner, snapshot,
-            lambda actual, error: self._inbox.post(lambda: self._on_read(actual, error, started)),
-        )  # fmt: skip
+
+        def answered(actual: dict[str, Service], error: ConsulError | None) -> None:
+            # the writes it hands out go to the pool: in parallel, as many as allowed
+            self._loop.post(functools.partial(self._on_read, actual, error, started), carry=False)
+
+        self._loop.submit(functools.partial(read, self.agent, self.owner, snapshot, answered))
 
     def _on_read(self, actual: dict[str, Service], error: ConsulError | None, started: int) -> None:
         state = self._state
@@ -260,6 +268,7 @@ class AgentSync:
             self._read_failed(error, tickets)
         else:
             self._clock.answered()
+            self._loop.wake()
             state.consul.read_error = ""
             state.take_read(actual, started)
             refresh = state.health_due() if self.refresh_health else set()
@@ -278,5 +287,6 @@ class AgentSync:
             log.error("cannot list services on the agent: %s", error)
         consul.read_error = str(error)
         self._clock.failed()
+        self._loop.wake()
         for ticket in tickets:
             ticket.outcome.unavailable = str(error)

@@ -63,18 +63,6 @@ def perform(agent: Agent | None, write: Write) -> tuple[WriteResult, Any]:
         return WriteResult.REFUSED, str(exc)
 
 
-def send(
-    agent: Agent | None, write: Write, done: Callable[[Write, WriteResult, Any], None]
-) -> None:
-    """On a pool thread: the request, then ``done`` with its result."""
-    try:
-        result, detail = perform(agent, write)
-    except Exception as exc:  # the ID is freed all the same; the next comparison retries
-        log.exception("writing service %s", write.service_id)
-        result, detail = WriteResult.REFUSED, f"unexpected error: {exc}"
-    done(write, result, detail)
-
-
 def read(
     agent: Agent | None,
     owner: str,
