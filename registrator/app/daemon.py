@@ -5,9 +5,10 @@ Threads, each with one job (docs/development.md#architecture):
 - events (``DockerInformer``): subscribe, list, read events; reconnect and list again;
 - workers: take a container ID from the keyed queue (one container is never processed by
   two at once, so its events apply in order), assess it (``ContainerProcessor``), keep the
-  result in its record and publish what it wants to the sync loop;
-- agent-sync (``AgentSync``): the only owner of the agent side; compares with the agent
-  every ``agent_poll`` seconds; its pool (``agent-write``) sends the writes.
+  result in its record, publish what it wants to the sync loop (``AgentSync``, the only
+  owner of the agent side) and send the write the loop hands back;
+- agent-sync: the loop's clock, a comparison with the agent every ``agent_poll`` seconds;
+  its pool (``agent-sync-write-N``) reads the agent and sends what no worker carries.
 
 Waiting goes through the queue: a drain's grace period is the container queued again after
 it, an awsvpc container the ECS agent cannot place yet is requeued with the backoff in its
@@ -261,8 +262,8 @@ class Daemon:
         if not services and not pending.tracked:
             return  # it wanted nothing before and wants nothing now
         event_ns = pending.first_event_ns
-        if not event_ns:
-            self.agent_sync.publish(container_id, services)
+        if not event_ns:  # a listing's container: nobody follows the change to its end
+            self.agent_sync.publish(container_id, services, follow=False)
             return
 
         def observe(_: Outcome) -> None:

@@ -73,7 +73,8 @@ class Ticket:
     its end (once none of them waits for a decision or a write)."""
 
     __slots__ = (
-        "done", "down_count", "full", "listed", "on_done", "outcome", "remove_stale", "sids",
+        "done", "down_count", "follow", "full", "listed", "on_done", "outcome", "remove_stale",
+        "sids",
     )  # fmt: skip
 
     def __init__(
@@ -81,8 +82,10 @@ class Ticket:
         full: bool = False,
         remove_stale: bool | None = None,
         on_done: Callable[[Outcome], None] | None = None,
+        follow: bool = True,
     ) -> None:
         self.sids: set[str] = set()
+        self.follow = follow  # False: nobody waits for it; not kept until its writes end
         self.outcome = Outcome()
         self.full = full  # a full comparison: ends after its read and its writes
         self.remove_stale = remove_stale
@@ -214,11 +217,17 @@ class AgentState:
                 ticket.outcome.unavailable = reason
 
     def settle(self) -> list[Ticket]:
-        """The tickets none of whose IDs waits for a decision or a write any longer."""
-        busy = self.pending.keys() | self.in_flight.keys()
+        """The tickets none of whose IDs waits for a decision or a write any longer (each
+        looked at by its own IDs: a round costs what is waited for, not what is pending)."""
+        if not self.tickets:
+            return []
+        pending, in_flight = self.pending, self.in_flight
         reading = self.reading + self.syncs_waiting
-        waiting = [t for t in self.tickets if t.sids & busy or t in reading]
-        done = [t for t in self.tickets if t not in waiting]
+        waiting: list[Ticket] = []
+        done: list[Ticket] = []
+        for ticket in self.tickets:
+            busy = any(sid in pending or sid in in_flight for sid in ticket.sids)
+            (waiting if busy or ticket in reading else done).append(ticket)
         self.tickets = waiting
         return done
 

@@ -91,11 +91,13 @@ class AgentSync:
         services: Iterable[Service],
         write: bool = True,
         on_done: Callable[[Outcome], None] | None = None,
+        follow: bool = True,
     ) -> Ticket:
         """The container now wants exactly ``services`` (none: it is gone or stopped). With
-        ``write=False`` the change is only recorded, for the next full comparison."""
+        ``write=False`` the change is only recorded, for the next full comparison;
+        ``follow=False``: nobody waits for the ticket (a listing's containers)."""
         wanted = {svc.id: svc for svc in services}
-        ticket = Ticket(on_done=on_done)
+        ticket = Ticket(on_done=on_done, follow=follow)
         self._loop.post(lambda: self._on_publish(container_id, wanted, write, ticket))
         return ticket
 
@@ -178,17 +180,19 @@ class AgentSync:
         ticket.sids = set(wanted) | set(gone)
         for sid in [*sorted(wanted), *sorted(gone)]:
             state.want(sid, Why())
-        state.tickets.append(ticket)
+        if ticket.follow:
+            state.tickets.append(ticket)
 
     def _dispatch(self) -> list[Write]:
         """The writes to send now, up to the bound; an ID in flight waits for its result."""
         state = self._state
         writes: list[Write] = []
-        for sid in list(state.pending):
-            if len(state.in_flight) >= self.max_writes:
+        while len(state.in_flight) < self.max_writes:
+            # the oldest waiting ID not in flight (an ID in flight is decided once its write
+            # is done); at most max_writes of those are passed over
+            sid = next((sid for sid in state.pending if sid not in state.in_flight), None)
+            if sid is None:
                 break
-            if sid in state.in_flight:
-                continue  # decided once its write is done
             why = state.pending.pop(sid)
             if not why.forced and not state.consul.reachable:
                 state.note_unavailable(sid, KEPT_FOR_LATER)
