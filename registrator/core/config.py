@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from registrator.core.tag_template import TagTemplate
+
 DEFAULT_CONSUL_HOST = "127.0.0.1"
 DEFAULT_CONSUL_PORT = 8500
 DEFAULT_CONSUL_TLS_PORT = 8501
@@ -51,6 +53,7 @@ class Config(NamedTuple):
     internal: bool = False
     explicit: bool = False
     force_tags: tuple[str, ...] = ()
+    tags_template: TagTemplate | None = None  # -tags with {{ }}: evaluated per container
     use_ip_from_label: str = ""
     deregister: str = "always"
     cleanup: bool = False

@@ -34,6 +34,7 @@ from registrator.core.consul_limits import (
 from registrator.core.container import ContainerView, view_of
 from registrator.core.container import split_tags as split_tags
 from registrator.core.ecs_rules import AwsvpcNetwork, awsvpc_task_arn, ecs_meta, is_ecs_pause
+from registrator.core.gotemplate_lex import TemplateError
 from registrator.core.model import OWNER_META_KEY, Service, freeze_meta
 from registrator.core.networks import (
     HOST_NETWORK_MODE,
@@ -50,14 +51,16 @@ from registrator.core.ports import (
     family,
     port_candidates,
 )
+from registrator.core.tag_template import Fetch, TagTemplate
 
 if TYPE_CHECKING:
     from registrator.core.config import Config
 
-# Keys that steer registrator and are not passed on as Meta.
+# Keys that steer registrator and are not passed on as Meta. (``check_docker_health`` adds a
+# check or not: comparing the agent's checks is what re-registers when it changes.)
 CONTROL_KEYS = frozenset(
     {"id", "tags", "name", "require_healthy", "enable_tag_override", "weight_passing",
-     "weight_warning", NETWORK_KEY}
+     "weight_warning", "check_docker_health", NETWORK_KEY}
 )  # fmt: skip
 
 
@@ -72,6 +75,7 @@ class DeriveOptions(NamedTuple):
     internal: bool = False
     explicit: bool = False
     force_tags: tuple[str, ...] = ()
+    tags_template: TagTemplate | None = None  # -tags with {{ }}: evaluated per container
     use_ip_from_label: str = ""
     allow_script_checks: bool = False
     require_healthy: bool = False  # -require-healthy: wait for Docker's HEALTHCHECK
@@ -115,6 +119,7 @@ def derive_services(
     options: DeriveOptions,
     network_peer: ContainerView | Mapping[str, Any] | None = None,
     awsvpc: AwsvpcNetwork | None = None,
+    fetch: Fetch | None = None,
 ) -> Derivation:
     """The services a container should have, whether or not it is running now.
 
@@ -122,6 +127,7 @@ def derive_services(
     each part once). ``network_peer`` is the inspect of the container named by ``NetworkMode: container:<id>``
     (its IP is the service address), when there is one. ``awsvpc`` is what the ECS agent said
     of the container when it is in an awsvpc task (see ``awsvpc_task_arn``; with ``-ecs``).
+    ``fetch`` is how a ``-tags`` template's ``httpGet`` reads a URL (none: an empty body).
     """
     view = view_of(container)
     if options.ecs and is_ecs_pause(view):
@@ -139,20 +145,44 @@ def derive_services(
     if not candidates:
         return Derivation(notes=("no published ports",))
     peer = None if network_peer is None else view_of(network_peer)
-    return _ContainerServices(view, peer, options).derive(candidates)
+    return _ContainerServices(view, peer, options, fetch).derive(candidates)
 
 
 class _ContainerServices:
     """One container's services being derived, with the problems and notes found on the way."""
 
     def __init__(
-        self, container: ContainerView, peer: ContainerView | None, options: DeriveOptions
+        self,
+        container: ContainerView,
+        peer: ContainerView | None,
+        options: DeriveOptions,
+        fetch: Fetch | None = None,
     ) -> None:
         self.container = container
         self.peer = peer  # the container whose network this one shares, if any
         self.options = options
+        self.fetch = fetch
         self.problems: list[Problem] = []
         self.notes: list[str] = []
+        self._templated: list[str] | None = None  # the -tags template's, once per container
+
+    def templated_tags(self) -> list[str]:
+        """The ``-tags`` template's tags for this container, evaluated once (so each URL
+        ``httpGet`` names is fetched once, not once per port). A template that fails here
+        costs only this container its templated tags, with a problem saying why."""
+        template = self.options.tags_template
+        if template is None:
+            return []
+        if self._templated is None:
+            try:
+                text = template.render(self.container.inspect, self.fetch)
+            except TemplateError as exc:
+                self.problem("-tags", f"{exc}; registered without the template's tags")
+                text = ""
+            self._templated = valid_tags(
+                split_tags(text), lambda key, message: self.problem("-tags", message)
+            )
+        return self._templated
 
     def problem(self, key: str, message: str) -> None:
         """Report one problem; the same one found for several ports is reported once."""
@@ -204,15 +234,14 @@ class _ContainerServices:
         service_id = valid_service_id(metadata.get("id", ""), default_id, self.problem)
         tags = valid_tags(split_tags(metadata.get("tags", "")), self.problem)
         tags += options.force_tags
+        tags += self.templated_tags()
         if port.protocol == "udp":
             tags.append("udp")
 
         attrs = {k: v for k, v in metadata.items() if k not in CONTROL_KEYS}
         if options.ecs:  # the container's own SERVICE_ECS_* keys win
             attrs = {**ecs_meta(container.labels), **attrs}
-        health_sync = health_sync_applies(attrs, options.health_sync, self.problem)
-        if health_sync:
-            attrs["check_docker_health"] = "true"  # in Meta, so that turning it on re-registers
+        health_sync = health_sync_applies(metadata, options.health_sync, self.problem)
         target = CheckTarget(
             address, port_number, container.short_id, port.exposed_port, service_id
         )

@@ -18,9 +18,10 @@ from typing import NamedTuple
 
 from registrator.core.config import DEFAULT_ECS_AGENT_URI, Config, ConfigError, parse_ecs_agent_uri
 from registrator.core.container import split_tags
+from registrator.core.tag_template import TagTemplate, is_template
 
 COMMANDS = ("run", "resync", "plan")
-Value = str | int | float | bool | tuple[str, ...]
+Value = str | int | float | bool | tuple[str, ...] | TagTemplate | None
 
 
 class UsageError(Exception):
@@ -86,7 +87,11 @@ def _text(text: str) -> str:
     return text
 
 
-def _tags(text: str) -> tuple[str, ...]:
+def _tags(text: str) -> tuple[str, ...] | TagTemplate:
+    """A comma list; with ``{{`` a Go template (gliderlabs/registrator v7.4), parsed now so
+    that one which does not parse stops the start (TemplateError is a ValueError)."""
+    if is_template(text):
+        return TagTemplate(text)
     return tuple(split_tags(text))
 
 
@@ -121,7 +126,8 @@ FLAGS = (
          check=_ip),
     Flag("internal", "use the container IP and exposed ports instead of published ones"),
     Flag("explicit", "only register containers that set SERVICE_NAME"),
-    Flag("tags", "comma-separated tags appended to every service", "TAGS", "force_tags",
+    Flag("tags", "comma-separated tags appended to every service; with {{ }} a Go template "
+         "evaluated per container (docs/flags.md)", "TAGS", "force_tags",
          check=_tags),
     Flag("useIpFromLabel", "use the IP in this container label as the service address",
          "LABEL", "use_ip_from_label"),
@@ -241,9 +247,14 @@ def parse_args(command: str, argv: Sequence[str]) -> Parsed:
             value = tokens[index]
             index += 1
         try:
-            values[flag.field] = flag.check(value)
+            checked = flag.check(value)
         except ValueError as exc:
             raise UsageError(f"-{flag.name} {value!r}: {exc}") from None
+        if flag.field == "force_tags":  # a template goes apart; the last -tags wins
+            template = checked if isinstance(checked, TagTemplate) else None
+            values["tags_template"] = template
+            checked = () if template is not None else checked
+        values[flag.field] = checked
     return Parsed(values, uris)
 
 

@@ -162,14 +162,17 @@ class AgentState:
         return [t.outcome for t in self.tickets if sid in t.sids]
 
     def registered(
-        self, service: Service, registered: bool, wrote_health: bool, outcomes: list[Outcome]
+        self, write: Write, registered: bool, wrote_health: bool, outcomes: list[Outcome]
     ) -> None:
+        service = write.service
+        assert service is not None
         self.refused.pop(service.id, None)
         self.known[service.id] = service
         if wrote_health:
             self.health_at[service.id] = time.monotonic()
         for outcome in outcomes:
-            outcome.registered += [service] if registered else []
+            if registered:
+                outcome.note_registered(service, held=write.known is not None)
             outcome.health += [service] if wrote_health else []
 
     def deregistered(self, sid: str, outcomes: list[Outcome]) -> None:
@@ -303,8 +306,11 @@ class Reachability:
                 "Consul reachable again: %d registered, %d removed, %d unchanged",
                 len(outcome.registered), len(outcome.deregistered), len(outcome.unchanged),
             )  # fmt: skip
-        elif outcome.registered:
-            log.info("agent was missing %d service(s); registered again", len(outcome.registered))
+        else:
+            if outcome.added:
+                log.info("agent was missing %d service(s); registered again", len(outcome.added))
+            if outcome.updated:
+                log.info("agent held %d service(s) that differed; updated", len(outcome.updated))
 
 
 class PollClock:

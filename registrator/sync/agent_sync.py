@@ -219,7 +219,7 @@ class AgentSync:
                 outcome.rejected.append((sid, detail))
         elif write.service is not None:
             registered, wrote_health = detail
-            state.registered(write.service, registered, wrote_health, outcomes)
+            state.registered(write, registered, wrote_health, outcomes)
             log_registered(write, registered, wrote_health, dry)
             if registered and not dry:
                 self.metrics.registrations.inc()

@@ -9,11 +9,13 @@ import logging
 from typing import NamedTuple
 
 from registrator.adapters.docker_source import ContainerEvent, DockerSource
+from registrator.adapters.http_fetch import http_get
 from registrator.core.container import ContainerView
 from registrator.core.derive import DeriveOptions, derive_services
 from registrator.core.ecs_rules import awsvpc_task_arn
 from registrator.core.lifecycle import keeps_services, retained_after_exit, withheld_reason
 from registrator.core.model import Service
+from registrator.core.tag_template import Fetch
 from registrator.sync.ecs_placement import EcsPlacement
 
 log = logging.getLogger(__name__)
@@ -58,11 +60,16 @@ def exited_for_good(event: ContainerEvent, deregister: str) -> bool:
 
 class ContainerProcessor:
     def __init__(
-        self, options: DeriveOptions, deregister: str, placement: EcsPlacement | None = None
+        self,
+        options: DeriveOptions,
+        deregister: str,
+        placement: EcsPlacement | None = None,
+        fetch: Fetch = http_get,
     ) -> None:
         self.options = options
         self.deregister = deregister
         self.placement = placement
+        self.fetch = fetch  # a -tags template's httpGet
 
     def assess(
         self,
@@ -103,7 +110,7 @@ class ContainerProcessor:
                     WAITING, view.display, reason=str(placed.error), was_waiting=placed.was_waiting
                 )
             awsvpc, was_waiting = placed.network, placed.was_waiting
-        derivation = derive_services(view, self.options, peer, awsvpc)
+        derivation = derive_services(view, self.options, peer, awsvpc, self.fetch)
         return Verdict(
             WANTS,
             view.display,

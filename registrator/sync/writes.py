@@ -11,7 +11,7 @@ from typing import Any, NamedTuple, Protocol
 from registrator.adapters.consul_agent import ConsulError, ConsulRejected, ConsulUnavailable
 from registrator.adapters.logs import fields
 from registrator.core.container import display_name
-from registrator.core.model import Check, Service
+from registrator.core.model import AgentCheck, Check, Service
 from registrator.core.networks import join_host_port
 from registrator.core.plan import same_registration
 
@@ -22,7 +22,7 @@ class Agent(Protocol):
     def owned_services(self, owner: str) -> dict[str, Service]: ...
     def register(self, service: Service) -> None: ...
     def deregister(self, service_id: str) -> bool: ...
-    def checks(self) -> dict[str, tuple[str, str]]: ...
+    def checks(self) -> dict[str, AgentCheck]: ...
     def deregister_check(self, check_id: str) -> bool: ...
     def update_check(self, check_id: str, status: str, output: str) -> bool: ...
 
@@ -82,20 +82,25 @@ def read(
 
 def send_register(agent: Agent, service: Service, write: Write) -> tuple[bool, bool]:
     """Register the service unless the agent holds it already, then write its health
-    status when it differs, is due, or the check is new. (registered, status written)"""
+    status and output when either differs, is due, or the check is new. (registered, status
+    written)"""
     known = write.known
     registered = known is None or not same_registration(known, service)
     if registered:
         agent.register(service)
         if known is not None:  # checks it no longer defines stay unless removed
             wanted = set(service.check_ids())
-            for check_id, (owner, _) in agent.checks().items():
-                if owner == service.id and check_id not in wanted and service.owns_check(check_id):
+            for check_id, held in agent.checks().items():
+                if (
+                    held.service_id == service.id
+                    and check_id not in wanted
+                    and service.owns_check(check_id)
+                ):
                     agent.deregister_check(check_id)
     health = service.health
     if health is None:
         return registered, False
-    if registered or write.refresh or known is None or known.health_status != health.status:
+    if registered or write.refresh or known is None or known.health_state != service.health_state:
         if not agent.update_check(health.check_id, health.status, health.output):
             agent.register(service)  # the agent lost the check: it comes back with it
             registered = True
@@ -110,10 +115,10 @@ def read_actual(agent: Agent, owner: str) -> dict[str, Service]:
     seen as a difference like any other. Raises ConsulError."""
     actual = agent.owned_services(owner)
     held: dict[str, list[Check]] = {}
-    for check_id, (sid, status) in agent.checks().items():
+    for check_id, (sid, status, output) in agent.checks().items():
         svc = actual.get(sid)
         if svc is not None and svc.owns_check(check_id):
-            held.setdefault(sid, []).append(Check(check_id=check_id, status=status))
+            held.setdefault(sid, []).append(Check(check_id=check_id, status=status, output=output))
     for sid, checks in held.items():
         actual[sid] = actual[sid]._replace(checks=tuple(checks))
     return actual
