@@ -22,9 +22,10 @@ from registrator.core.model import OWNER_META_KEY, Service
 from registrator.core.networks import join_host_port
 from registrator.core.plan import Outcome, Plan
 from registrator.core.reasons import Reason
+from registrator.sync.agent_sync import AgentSync
 from registrator.sync.ecs_placement import EcsPlacement
 from registrator.sync.processing import WAITING, WITHHELD, ContainerProcessor
-from registrator.sync.reconcile import Reconciler
+from registrator.sync.records import Records
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,8 @@ def load_desired(
     options: DeriveOptions,
     agent: ConsulAgent | None,
     unregistered: dict[str, tuple[Reason, ...]] | None = None,
-) -> Reconciler:
-    """A reconciler holding what every running container wants; nothing written yet. Each
+) -> AgentSync:
+    """A sync loop holding what every running container wants; nothing written yet. Each
     running container that registers nothing goes into ``unregistered``, with its codes."""
     try:
         docker = DockerSource(os.environ, config.docker_host)
@@ -55,14 +56,16 @@ def load_desired(
             agent.ping()
         except ConsulError as exc:
             raise OneShotError(agent_trouble(config.consul, exc)) from None
-    reconciler = Reconciler(
+    reconciler = AgentSync(
         adopting(agent, config.adopt),
         owner=config.hostname,
         cleanup=True,
         max_writes=config.agent_writes,
         refresh_health=False,
     )
-    placement = EcsPlacement(config.ecs_agent_uri, reconciler.metrics) if config.ecs else None
+    placement = (
+        EcsPlacement(config.ecs_agent_uri, reconciler.metrics, Records()) if config.ecs else None
+    )
     processor = ContainerProcessor(options, config.deregister, placement)
 
     def want(container_id: str) -> None:
@@ -76,7 +79,7 @@ def load_desired(
         codes = verdict.explained.codes() if verdict.explained else ()
         if codes and unregistered is not None:
             unregistered[container_id] = codes
-        reconciler.set_container(container_id, verdict.services, write=False)
+        reconciler.publish(container_id, verdict.services, write=False)
 
     try:
         with ThreadPoolExecutor(config.workers) as pool:

@@ -1,23 +1,34 @@
-"""What the daemon remembers of each container between two of its events: one record per
-container, made when the container is first seen and dropped in one place when it is gone
-(after gliderlabs/registrator's bridge: per-container state under one lock)."""
+"""All that registrator knows of each container on the Docker side: one record per container,
+made when the container is first seen and dropped in one place (``Records.drop``) when it is
+gone (after gliderlabs/registrator's bridge: per-container state under one lock)."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from registrator.adapters.docker_source import ContainerEvent
+from registrator.core.backoff import Backoff
 from registrator.core.explanation import Explained
+from registrator.core.model import Service
+
+
+class Placement(NamedTuple):
+    """An awsvpc container as the ECS agent placed it (or could not)."""
+
+    task_arn: str
+    ecs_name: str  # its container name in the task definition
+    waiting: bool  # the agent could not place it at its last try
 
 
 class ContainerRecord:
     """One container's state; read and written only under ``Records``' lock."""
 
     __slots__ = (
-        "drain_until", "explained", "first_event_ns", "health", "kind", "last_event", "problems",
-        "refusals", "withheld",
+        "drain_until", "explained", "fingerprint", "first_event_ns", "health", "kind",
+        "last_event", "placement", "problems", "retry", "services", "withheld",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -29,7 +40,10 @@ class ContainerRecord:
         self.health = ""  # the health state its last health event named ("" none since start)
         self.kind = ""  # what it wanted at its last assessment (processing's verdict kind)
         self.explained: Explained | None = None  # that assessment, for /containers
-        self.refusals: dict[str, str] = {}  # service ID -> the agent's refusal of its last write
+        self.services: tuple[Service, ...] = ()  # what it wants, as last published
+        self.fingerprint = ""  # the list API's digest of it at the last listing
+        self.placement: Placement | None = None  # awsvpc only: where the ECS agent put it
+        self.retry: Backoff | None = None  # while the ECS agent cannot place it
 
 
 class Pending(NamedTuple):
@@ -40,6 +54,7 @@ class Pending(NamedTuple):
     drain_until: float = 0.0
     withheld: str = ""
     problems: tuple[str, ...] = ()
+    tracked: bool = False  # it wants services (as last published)
 
 
 class Records:
@@ -83,22 +98,24 @@ class Records:
             if record is None:
                 return Pending()
             pending = Pending(
-                record.first_event_ns,
-                record.last_event,
-                record.drain_until,
-                record.withheld,
-                record.problems,
-            )
+                record.first_event_ns, record.last_event, record.drain_until,
+                record.withheld, record.problems, bool(record.services),
+            )  # fmt: skip
             record.first_event_ns = 0
             record.last_event = None
             return pending
 
-    def logged(self, container_id: str, withheld: str, problems: tuple[str, ...]) -> None:
-        """What was last said of a running container, so that it is said once."""
+    def settled(
+        self,
+        container_id: str,
+        services: tuple[Service, ...],
+        withheld: str,
+        problems: tuple[str, ...],
+    ) -> None:
+        """What a running container wants now, and what was last said of it (said once)."""
         with self._lock:
             record = self._by_id.setdefault(container_id, ContainerRecord())
-            record.withheld = withheld
-            record.problems = problems
+            record.services, record.withheld, record.problems = services, withheld, problems
 
     def assessed(self, container_id: str, kind: str, explained: Explained | None) -> None:
         """The container's last assessment, as the daemon's /containers shows it."""
@@ -106,24 +123,10 @@ class Records:
             record = self._by_id.setdefault(container_id, ContainerRecord())
             record.kind, record.explained = kind, explained
 
-    def written(self, container_id: str, rejected: list[tuple[str, str]], done: list[str]) -> None:
-        """Writes' results for the container's services: the agent's refusals (service ID,
-        message), and IDs written since (their refusal is over)."""
+    def assessments(self) -> list[tuple[str, Explained]]:
+        """(kind, assessment) of every container assessed and not dropped."""
         with self._lock:
-            record = self._by_id.get(container_id)
-            if record is not None:
-                record.refusals.update(rejected)
-                for service_id in done:
-                    record.refusals.pop(service_id, None)
-
-    def assessments(self) -> list[tuple[str, Explained, dict[str, str]]]:
-        """(kind, assessment, refusals) of every container assessed and not dropped."""
-        with self._lock:
-            return [
-                (r.kind, r.explained, dict(r.refusals))
-                for r in self._by_id.values()
-                if r.explained is not None
-            ]
+            return [(r.kind, r.explained) for r in self._by_id.values() if r.explained is not None]
 
     def end_drain(self, container_id: str) -> None:
         with self._lock:
@@ -131,15 +134,83 @@ class Records:
             if record is not None:
                 record.drain_until = 0.0
 
-    def drop(self, container_id: str) -> None:
+    def tracked(self) -> set[str]:
+        """The containers that want services."""
+        with self._lock:
+            return {cid for cid, record in self._by_id.items() if record.services}
+
+    def relisted(self, listed: Mapping[str, str]) -> set[str]:
+        """A listing's digests by container ID; returns the containers whose digest changed
+        since the last listing."""
+        changed: set[str] = set()
+        with self._lock:
+            for cid, digest in listed.items():
+                record = self._by_id.setdefault(cid, ContainerRecord())
+                if record.fingerprint != digest:
+                    record.fingerprint = digest
+                    changed.add(cid)
+        return changed
+
+    # --- awsvpc containers (with -ecs) -------------------------------------------------
+
+    def placed(self, container_id: str, placement: Placement) -> bool:
+        """The ECS agent's latest answer for the container; True if it waited before."""
+        with self._lock:
+            record = self._by_id.setdefault(container_id, ContainerRecord())
+            before = record.placement
+            record.placement = placement
+            return before is not None and before.waiting
+
+    def held(self, service: Service) -> bool:
+        """A service of an awsvpc container waiting for the ECS agent (e.g. registered before
+        a restart of registrator) is not removed as stale: it is not known to be wrong."""
+        meta = service.meta_dict
+        key = (meta.get("ecs_task_arn", ""), meta.get("ecs_container_name", ""))
+        if not key[0]:
+            return False  # not an ECS task's service: no need to look
+        with self._lock:
+            return any(
+                record.placement is not None
+                and record.placement.waiting
+                and record.placement[:2] == key
+                for record in self._by_id.values()
+            )
+
+    def retry_delay(self, container_id: str, low: float, high: float) -> float:
+        """The next delay of the container's own backoff (reset by ``retried``)."""
+        with self._lock:
+            record = self._by_id.setdefault(container_id, ContainerRecord())
+            if record.retry is None:
+                record.retry = Backoff(low, high)
+            return record.retry.next()
+
+    def retried(self, container_id: str) -> None:
+        """What was retried succeeded: the next retry starts over."""
+        with self._lock:
+            record = self._by_id.get(container_id)
+            if record is not None:
+                record.retry = None
+
+    # --- the end -----------------------------------------------------------------------
+
+    def drop(self, container_id: str) -> str:
         """The container is gone (or stopped for good): forget all of it but an event that
-        arrived meanwhile (its worker comes next)."""
+        arrived meanwhile (its worker comes next). Returns its ECS task's ARN when no other
+        container of that task is known any longer ("" otherwise)."""
         with self._lock:
             record = self._by_id.get(container_id)
             if record is None:
-                return
+                return ""
+            placement = record.placement
             if record.last_event is None:
                 del self._by_id[container_id]
             else:
-                record.drain_until, record.withheld, record.problems = 0.0, "", ()
-                record.health, record.kind, record.explained, record.refusals = "", "", None, {}
+                fresh = ContainerRecord()
+                fresh.first_event_ns, fresh.last_event = record.first_event_ns, record.last_event
+                self._by_id[container_id] = fresh
+            if placement is None or any(
+                other.placement is not None and other.placement.task_arn == placement.task_arn
+                for other in self._by_id.values()
+            ):
+                return ""
+            return placement.task_arn
