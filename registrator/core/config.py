@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit
 
-from registrator.core.tag_template import TagTemplate
+if TYPE_CHECKING:
+    from registrator.core.tag_template import TagTemplate
+
 
 DEFAULT_CONSUL_HOST = "127.0.0.1"
 DEFAULT_CONSUL_PORT = 8500

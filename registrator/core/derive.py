@@ -36,7 +36,6 @@ from registrator.core.consul_limits import (
 from registrator.core.container import ContainerView, view_of
 from registrator.core.container import split_tags as split_tags
 from registrator.core.ecs_rules import AwsvpcNetwork, awsvpc_task_arn, ecs_meta, is_ecs_pause
-from registrator.core.gotemplate_lex import TemplateError
 from registrator.core.model import OWNER_META_KEY, Service, freeze_meta
 from registrator.core.networks import (
     NETWORK_KEY,
@@ -47,10 +46,10 @@ from registrator.core.ports import (
     port_candidates,
 )
 from registrator.core.reasons import PortOutcome, Problem, Reason, Why
-from registrator.core.tag_template import Fetch, TagTemplate
 
 if TYPE_CHECKING:
     from registrator.core.config import Config
+    from registrator.core.tag_template import Fetch, TagTemplate
 
 # Keys that steer registrator and are not passed on as Meta. (``check_docker_health`` adds a
 # check or not: comparing the agent's checks is what re-registers when it changes.)
@@ -168,6 +167,8 @@ class _ContainerServices:
         if template is None:
             return []
         if self._templated is None:
+            from registrator.core.gotemplate_lex import TemplateError  # only with a template
+
             try:
                 text = template.render(self.container.inspect, self.fetch)
             except TemplateError as exc:

@@ -14,14 +14,16 @@ import ipaddress
 import math
 import textwrap
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
 from registrator.core.config import DEFAULT_ECS_AGENT_URI, Config, ConfigError, parse_ecs_agent_uri
 from registrator.core.container import split_tags
-from registrator.core.tag_template import TagTemplate, is_template
+
+if TYPE_CHECKING:
+    from registrator.core.tag_template import TagTemplate
 
 COMMANDS = ("run", "resync", "plan", "explain")
-Value = str | int | float | bool | tuple[str, ...] | TagTemplate | None
+Value: TypeAlias = "str | int | float | bool | tuple[str, ...] | TagTemplate | None"
 
 
 class UsageError(Exception):
@@ -89,7 +91,10 @@ def _text(text: str) -> str:
 
 def _tags(text: str) -> tuple[str, ...] | TagTemplate:
     """A comma list; with ``{{`` a Go template (gliderlabs/registrator v7.4), parsed now so
-    that one which does not parse stops the start (TemplateError is a ValueError)."""
+    that one which does not parse stops the start (TemplateError is a ValueError). The
+    template modules are imported only then: they cost about 1.2 MB of memory."""
+    from registrator.core.tag_template import TagTemplate, is_template
+
     if is_template(text):
         return TagTemplate(text)
     return tuple(split_tags(text))
@@ -258,7 +263,7 @@ def parse_args(command: str, argv: Sequence[str]) -> Parsed:
         except ValueError as exc:
             raise UsageError(f"-{flag.name} {value!r}: {exc}") from None
         if flag.field == "force_tags":  # a template goes apart; the last -tags wins
-            template = checked if isinstance(checked, TagTemplate) else None
+            template = None if isinstance(checked, tuple) else checked
             values["tags_template"] = template
             checked = () if template is not None else checked
         values[flag.field] = checked

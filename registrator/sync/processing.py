@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from registrator.adapters.docker_source import ContainerEvent, DockerSource
 from registrator.adapters.http_fetch import http_get
@@ -17,8 +17,10 @@ from registrator.core.explanation import Explained, explain
 from registrator.core.lifecycle import keeps_services, retained_after_exit, withheld_reason
 from registrator.core.model import Service
 from registrator.core.reasons import Reason, Why
-from registrator.core.tag_template import Fetch
 from registrator.sync.ecs_placement import EcsPlacement
+
+if TYPE_CHECKING:
+    from registrator.core.tag_template import Fetch
 
 log = logging.getLogger(__name__)
 
