@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from registrator.core.derive import DeriveOptions
-from registrator.core.lifecycle import is_running, retained_after_exit, withheld_reason
+from registrator.core.lifecycle import PAUSED, is_running, retained_after_exit, withheld_reason
 from tests.inspect_data import inspect
 
 OPTS = DeriveOptions(hostname="host1")
@@ -47,3 +47,11 @@ def test_the_container_setting_wins_over_the_flag() -> None:
     assert withheld_reason(opted_in, OPTS) == "Docker health is starting"
     opted_out = with_health("starting", env={"SERVICE_REQUIRE_HEALTHY": "false"})
     assert withheld_reason(opted_out, OPTS._replace(require_healthy=True)) == ""
+
+
+def test_a_paused_container_is_withheld_whatever_the_flags() -> None:
+    paused = with_health("healthy")
+    paused["State"]["Paused"] = True
+    for options in (OPTS, OPTS._replace(health_sync=True), OPTS._replace(require_healthy=True)):
+        assert withheld_reason(paused, options) == PAUSED
+    assert withheld_reason(inspect(), OPTS) == ""

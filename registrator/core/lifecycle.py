@@ -11,6 +11,8 @@ from registrator.core.container import ContainerView
 if TYPE_CHECKING:
     from registrator.core.derive import DeriveOptions
 
+PAUSED = "paused (docker pause): its processes answer nothing"
+
 
 def is_running(container: Mapping[str, Any]) -> bool:
     return ContainerView(container).running
@@ -39,6 +41,8 @@ def withheld_reason(container: Mapping[str, Any], options: DeriveOptions) -> str
     it is healthy. A container without a HEALTHCHECK is not held back.
     """
     view = ContainerView(container)
+    if view.paused:
+        return PAUSED
     metadata, _ = view.service_keys("")
     setting = metadata.get("require_healthy", "").strip().lower()
     required = setting in TRUE_WORDS if setting else options.require_healthy
