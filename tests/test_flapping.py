@@ -6,6 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from registrator.adapters.docker_source import ContainerEvent
 from registrator.core.container import ContainerView, docker_time
 from registrator.core.flapping import (
     DEFAULT_HOLD,
@@ -16,8 +17,10 @@ from registrator.core.flapping import (
     assess,
     evidence,
     prune,
+    seen_held,
     streak,
 )
+from registrator.sync.records import Records
 from tests.inspect_data import inspect
 
 WEB = frozenset({"web"})
@@ -103,6 +106,15 @@ def test_replacements_of_the_same_service_count_other_names_do_not():
     assert not assess(runs, "e2", frozenset({"api"}), 1003, 1003.1, HOLD).held
 
 
+def test_a_replacement_must_follow_within_the_hold_time():
+    """A restart policy may wait a minute between two runs; a scheduler replaces at once,
+    and containers that merely share a name a minute apart do not hold one another."""
+    apart = [run(1000, 0.5, cid="e0"), run(1030, 0.5, cid="e1")]
+    assert not assess(apart, "e2", WEB, 1040, 1040, HOLD).held
+    own = [run(1000, 0.5), run(1030, 0.5)]
+    assert assess(own, "c1", WEB, 1060, 1060, HOLD).held
+
+
 def test_runs_that_ended_after_the_start_are_not_before_it():
     runs = [run(1000, 0.3, cid="other"), run(1000.5, 0.3, cid="other")]
     assert not assess(runs, "c1", WEB, 1000.1, 1000.2, HOLD).held
@@ -132,6 +144,8 @@ def test_the_view_reads_pause_start_and_restarts():
     container["RestartCount"] = 3
     view = ContainerView(container)
     assert (view.paused, view.started_at, view.restart_count) == (True, 1714557600.25, 3)
+    container["State"].update(Restarting=True)  # Docker says Running between two runs too
+    assert not ContainerView(container).running
     assert docker_time("0001-01-01T00:00:00Z") == 0.0
     assert docker_time("2024-05-01T12:00:00.5+02:00") == 1714557600.5
     assert docker_time("garbage") == 0.0
@@ -180,3 +194,36 @@ def test_a_run_that_stayed_up_just_before_the_start_releases(runs, start, hold):
     assert not assess([*runs, proven], "c1", WEB, start, start, hold).held or any(
         proven.ended < r.ended <= start for r in runs
     )
+
+
+def test_seen_held_is_what_one_look_at_docker_tells():
+    """plan and resync: restarted twice or more by the policy, this run younger than the hold."""
+    assert seen_held(1000, FLAP_RUNS, 999.5, 1001, HOLD) == 1000 + HOLD
+    assert seen_held(1000, FLAP_RUNS - 1, 999.5, 1001, HOLD) == 0  # crashed once
+    assert seen_held(1000, FLAP_RUNS, 999.5, 1000 + HOLD, HOLD) == 0  # stayed up
+    assert seen_held(1000, FLAP_RUNS, 1000 - WINDOW - 1, 1001, HOLD) == 0  # long ago
+    assert seen_held(1000, 5, 999.5, 1001, 0) == 0  # -flap-hold 0
+
+
+def event(action: str, at: float, **attributes: str) -> ContainerEvent:
+    return ContainerEvent(action, "c1", "crash.0", int(at * 1e9), attributes)
+
+
+def test_the_records_follow_runs_from_docker_events():
+    """Crashes count; a run after a stop signal does not, nor one that exits 0."""
+    records = Records()
+    for n in range(2):
+        records.event(event("start", 1000 + n))
+        records.event(event("die", 1000.3 + n, exitCode="1"))
+    verdict, was_held = records.hold("c1", WEB, 1002, 1002.1, HOLD)
+    assert verdict.held and not was_held and records.held_count(1002.1) == 1
+    assert records.hold("c1", WEB, 1002, 1002 + HOLD, HOLD) == (Hold(), True)  # released
+    assert records.held_count(1002 + HOLD) == 0
+
+    calm = Records()
+    calm.event(event("start", 1000))
+    calm.stop_signal("c1")
+    calm.event(event("die", 1000.3, exitCode="143"))
+    calm.event(event("start", 1001))
+    calm.event(event("die", 1001.3, exitCode="0"))
+    assert not calm.hold("c1", WEB, 1002, 1002.1, HOLD)[0].held

@@ -11,8 +11,9 @@ Threads, each with one job:
   while Consul was down; every ``resync`` seconds re-list Docker too.
 
 Waiting goes through the queue: a drain's grace period is the container queued again after
-it, and an awsvpc container the ECS agent cannot place yet is requeued with backoff (never
-registered at a guessed address; one warning says why).
+it, an awsvpc container the ECS agent cannot place yet is requeued with backoff (never
+registered at a guessed address; one warning says why), and a crash-looping container held
+out of Consul (core/flapping.py) is queued again when its run would release it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from registrator.adapters.docker_source import (
 from registrator.adapters.systemd import Notifier
 from registrator.core.backoff import Backoff
 from registrator.core.config import Config
+from registrator.core.flapping import held_line
+from registrator.core.model import Service
 from registrator.core.plan import Outcome
 from registrator.sync.ecs_placement import EcsPlacement
 from registrator.sync.processing import (
@@ -62,8 +65,6 @@ def asks_to_stop(event: ContainerEvent) -> bool:
     return signal is None or signal in DRAIN_SIGNALS
 
 
-RECONNECT_MIN = 0.2
-RECONNECT_MAX = 5.0
 UNREACHABLE_REPORT_EVERY = 30.0
 # Retries of an awsvpc container the ECS agent could not place: the first within a second,
 # then at most every ECS_RETRY_MAX seconds (so it registers within that of the agent answering).
@@ -220,6 +221,8 @@ class Daemon:
         self.metrics.events.labels(action).inc()
         log.debug("event %s %s (%s)", event.action, event.name, event.container_id[:12])
         if action == "kill":
+            if asks_to_stop(event):
+                self._records.stop_signal(event.container_id)  # not a crash, for the hold
             if not self.config.drain or not asks_to_stop(event):
                 return
             if self._records.start_drain(event.container_id, self.config.drain_grace):
@@ -272,7 +275,8 @@ class Daemon:
                     log.info("container %s is gone", container_id[:12])
                 else:
                     log.debug("container %s gone before it could be inspected", container_id[:12])
-            self._forget(container_id)
+            destroyed = pending.last_event is not None and pending.last_event.action == "destroy"
+            self._forget(container_id, removed=destroyed or verdict.reason == NOT_FOUND)
             self.reconciler.set_container(container_id, ())
             return
         if pending.drain_until and not draining:
@@ -307,13 +311,34 @@ class Daemon:
             if not verdict.services and not tracked:
                 log.debug("ignored %s: %s", label, "; ".join(verdict.notes))
         self._records.logged(container_id, withheld, problems)
-        self.reconciler.set_container(container_id, verdict.services)
+        services = self._unless_held(container_id, verdict) if verdict.kind == WANTS else ()
+        self.reconciler.set_container(container_id, services)
 
-    def _forget(self, container_id: str) -> None:
-        self._records.drop(container_id)
+    def _unless_held(self, container_id: str, verdict: Verdict) -> tuple[Service, ...]:
+        """The services to publish: none while the container keeps dying soon after it
+        starts (core/flapping.py); it is looked at again when its run would release it."""
+        hold_time = self.config.flap_hold
+        if not verdict.services or not hold_time:
+            return verdict.services
+        now = time.time()
+        names = frozenset(service.name for service in verdict.services)
+        started = verdict.run.started
+        hold, was_held = self._records.hold(container_id, names, started, now, hold_time)
+        if hold.held:  # said once (a warning), then at DEBUG while the streak goes on
+            level = logging.DEBUG if was_held or hold.continued else logging.WARNING
+            log.log(level, "%s", held_line(verdict.label, names, hold, container_id, hold_time))
+            self._queue.add_after(container_id, hold.until - now + 0.05)  # just after
+        elif was_held:
+            log.info("%s: up for %.1fs; released: registering", verdict.label, now - started)
+        self.metrics.held.set(self._records.held_count(now))
+        return () if hold.held else verdict.services
+
+    def _forget(self, container_id: str, removed: bool = True) -> None:
+        self._records.drop(container_id, removed)
         self._queue.forget(container_id)
         if self.placement is not None:
             self.placement.forget(container_id)
+        self.metrics.held.set(self._records.held_count(time.time()))
 
     # --- the agent ---------------------------------------------------------------------
 

@@ -250,7 +250,9 @@ class ContainerView:
 
     @property
     def running(self) -> bool:
-        return bool(self._state.get("Running"))
+        """Running, and not waiting for its restart policy's next start: Docker says
+        ``Running`` of a restarting container too, with its last run's start and no ports."""
+        return bool(self._state.get("Running")) and not self._state.get("Restarting")
 
     @property
     def paused(self) -> bool:
@@ -261,6 +263,11 @@ class ContainerView:
     def started_at(self) -> float:
         """When its current (or last) run began, in Unix seconds (0: unknown)."""
         return docker_time(str(self._state.get("StartedAt") or ""))
+
+    @property
+    def finished_at(self) -> float:
+        """When its last run ended, in Unix seconds (0: it never ended)."""
+        return docker_time(str(self._state.get("FinishedAt") or ""))
 
     @property
     def restart_count(self) -> int:

@@ -11,19 +11,25 @@ The definitions, and why:
 - A run is **short** when it ends less than the hold time after its start. The default hold
   is 10 s, the time after which Docker resets its restart backoff: Docker itself takes a run
   of 10 s as the end of a crash loop.
-- A run **crashed** when the container died by itself: no stop signal (``kill`` event) was
-  sent to it during the run. ``docker stop``, ``docker restart``, a deploy's stop neither
-  counts as a crash nor proves anything, whatever the run lasted; a run that lasted the hold
-  time (stopped or not) ends a streak.
-- A start is **held** after ``FLAP_RUNS`` (2) short crashed runs in a row, each ending less
-  than ``WINDOW`` before the next one began, of the same container (Docker's restart policy
-  restarting it) or of containers sharing a service name with it on this host (a scheduler
-  such as ECS replacing a container that died young by a new one). Two, so that a service
-  that crashed once registers as fast as without the hold; at most four writes (register,
-  deregister, twice) before the hold.
+- A run **crashed** when the container died by itself with an exit code other than 0: no
+  stop signal (``kill`` event) was sent to it during the run. ``docker stop``, ``docker
+  restart``, a deploy's stop neither counts as a crash nor proves anything, whatever the run
+  lasted; nor does a job that exits 0 at once (Docker's ``on-failure`` does not restart it
+  either). A run that lasted the hold time (stopped or not) ends a streak.
+- A start is **held** after ``FLAP_RUNS`` (2) short crashed runs in a row of the same
+  container (Docker's restart policy restarting it), each ending less than ``WINDOW`` before
+  the next one began, or of containers sharing a service name with it on this host (a
+  scheduler such as ECS replacing a container that died young by a new one), each ending
+  less than the hold time before the next one began. Two, so that a service that crashed
+  once registers as fast as without the hold; at most four writes (register, deregister,
+  twice) before the hold.
 - ``WINDOW`` is 5 minutes: longer than Docker's longest restart backoff (1 minute), so a
   container Docker keeps restarting stays held through the longest wait, and short enough
-  that two unrelated crashes far apart do not add up to a hold.
+  that two unrelated crashes far apart do not add up to a hold. A replacement must follow
+  closer, within the hold time: a scheduler starts one at once, and slows down by itself
+  when they keep failing (ECS throttles its launches), while other containers that merely
+  share a service name (a test's default name on a shared engine, another deploy) must not
+  hold one another for long.
 - The hold is **released** when a start stays up for the hold time: the container is looked
   at again then, and registered at once.
 """
@@ -82,14 +88,15 @@ def streak(
     window: float = WINDOW,
 ) -> tuple[Run, ...]:
     """The short crashed runs in a row that ended before a start at ``started``, newest
-    first: a run that lasted ``hold`` ends the streak, so does a gap over ``window``; a short
-    run stopped on purpose is passed over."""
+    first: a run that lasted ``hold`` ends the streak, so does a gap over ``window`` (over
+    ``hold`` before another container's run); a short run stopped on purpose is passed over."""
     found: list[Run] = []
     edge = started
     for run in related(runs, container_id, services):
         if run.ended > started:
             continue  # another container's, ended after this start: not before it
-        if edge - run.ended > window or run.lasted >= hold:
+        gap = window if run.container_id == container_id else hold
+        if edge - run.ended > gap or run.lasted >= hold:
             break
         if run.crashed:
             found.append(run)
@@ -116,6 +123,15 @@ def assess(
     return Hold(started + hold, found, found[0].held)
 
 
+def seen_held(started: float, restarts: int, previous_end: float, now: float, hold: float) -> float:
+    """What one look at Docker tells (``plan`` and ``resync``, which keep no history): a run
+    younger than ``hold`` after the restart policy restarted the container ``FLAP_RUNS``
+    times or more, the last within ``WINDOW``, is held until ``started + hold`` (0: not)."""
+    if hold <= 0 or started <= 0 or restarts < FLAP_RUNS or now >= started + hold:
+        return 0.0
+    return started + hold if 0 < started - previous_end <= WINDOW else 0.0
+
+
 def prune(runs: Sequence[Run], now: float, window: float = WINDOW, keep: int = 256) -> list[Run]:
     """The runs that may still count: ended within ``window``, the newest ``keep`` at most."""
     recent = [r for r in runs if now - r.ended <= window]
@@ -135,3 +151,14 @@ def evidence(hold: Hold, container_id: str) -> str:
         parts.append(f"{len(others)} replacement{'s' if len(others) > 1 else ''} ({names})")
     longest = max((r.lasted for r in hold.streak), default=0.0)
     return f"{' and '.join(parts)} in a row, each dead within {longest:.1f}s of its start"
+
+
+def held_line(
+    label: str, services: Iterable[str], verdict: Hold, container_id: str, hold: float
+) -> str:
+    """The one warning that says a container is held: which, what was seen, what releases it."""
+    names = ", ".join(sorted(services))
+    return (
+        f"{label}: service {names} held out of Consul: {evidence(verdict, container_id)}; "
+        f"registered once a start stays up {hold:g}s (-flap-hold)"
+    )

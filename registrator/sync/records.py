@@ -1,6 +1,11 @@
 """What the daemon remembers of each container between two of its events: one record per
 container, made when the container is first seen and dropped in one place when it is gone
-(after gliderlabs/registrator's bridge: per-container state under one lock)."""
+(after gliderlabs/registrator's bridge: per-container state under one lock).
+
+The flapping hold keeps its state here too: each record knows its current run (when it
+began, whether a stop signal was sent) and whether that run is held; the runs that ended
+recently, of every container, stay beside the records for ``WINDOW`` (a replacement looks at
+its predecessors', which may be gone). Nothing of it is kept across a registrator restart."""
 
 from __future__ import annotations
 
@@ -9,12 +14,16 @@ import time
 from typing import NamedTuple
 
 from registrator.adapters.docker_source import ContainerEvent
+from registrator.core.flapping import WINDOW, Hold, Run, assess, prune
 
 
 class ContainerRecord:
     """One container's state; read and written only under ``Records``' lock."""
 
-    __slots__ = ("drain_until", "first_event_ns", "health", "last_event", "problems", "withheld")
+    __slots__ = (
+        "drain_until", "first_event_ns", "health", "held_at", "held_until", "last_event",
+        "name", "problems", "run_started", "services", "stopping", "withheld",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.first_event_ns = 0  # its oldest unprocessed event (for the latency metric)
@@ -23,6 +32,13 @@ class ContainerRecord:
         self.withheld = ""  # why its services are withheld, as last logged ("" none)
         self.problems: tuple[str, ...] = ()  # its metadata problems, as last logged
         self.health = ""  # the health state its last health event named ("" none since start)
+        self.name = ""  # the container's name, as its events give it
+        self.run_started = 0.0  # when its current run began (Unix seconds, Docker's); 0: unknown
+        self.stopping = False  # a stop signal was sent during the current run
+        self.services: frozenset[str] = frozenset()  # its service names, as last derived
+        self.held_until = 0.0  # its current run is held until then (Unix seconds); 0: not
+        self.held_at = 0.0  # when it was last held (Unix seconds): it counts as held till
+        # released, removed, or WINDOW later
 
 
 class Pending(NamedTuple):
@@ -41,6 +57,7 @@ class Records:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_id: dict[str, ContainerRecord] = {}
+        self._runs: list[Run] = []  # runs that ended within WINDOW, oldest first
 
     def event(self, event: ContainerEvent) -> bool:
         """An event to queue: the newest wins; the oldest one's time is the latency's start.
@@ -55,10 +72,51 @@ class Records:
                 record.health = event.health
             elif event.base_action in ("start", "die", "destroy"):
                 record.health = ""  # a new run starts its health over
+                self._follow_run(record, event)
             if not record.first_event_ns:
                 record.first_event_ns = event.time_nano or time.time_ns()
             record.last_event = event
             return True
+
+    def _follow_run(self, record: ContainerRecord, event: ContainerEvent) -> None:
+        """A start begins a run; a die ends it, and the run joins the recent ones."""
+        record.name = event.name or record.name
+        if event.base_action == "start":
+            record.run_started, record.stopping = event.time, False
+        elif event.base_action == "die" and record.run_started:
+            crashed = not record.stopping and event.attributes.get("exitCode", "1") != "0"
+            run = Run(
+                event.container_id, record.name, record.services, record.run_started,
+                event.time, crashed, record.held_until > 0,
+            )  # fmt: skip
+            self._runs = prune([*self._runs, run], event.time)
+            record.run_started, record.stopping, record.held_until = 0.0, False, 0.0
+
+    def stop_signal(self, container_id: str) -> None:
+        """A stop signal: the run, whatever it lasts, ends on purpose, not in a crash."""
+        with self._lock:
+            self._by_id.setdefault(container_id, ContainerRecord()).stopping = True
+
+    def hold(
+        self, container_id: str, services: frozenset[str], started: float, now: float, hold: float
+    ) -> tuple[Hold, bool]:
+        """Whether the container's run that began at ``started`` is held now, and whether it
+        was held before this look."""
+        with self._lock:
+            record = self._by_id.setdefault(container_id, ContainerRecord())
+            record.services = services
+            record.run_started = record.run_started or started
+            verdict = assess(self._runs, container_id, services, started, now, hold)
+            was_held = record.held_at > 0
+            record.held_until = verdict.until
+            record.held_at = now if verdict.held else 0.0
+            return verdict, was_held
+
+    def held_count(self, now: float) -> int:
+        """Containers held at their last start, not released nor removed since, and held
+        less than WINDOW ago (a held container that never starts again stops counting)."""
+        with self._lock:
+            return sum(r.held_at > 0 and now - r.held_at <= WINDOW for r in self._by_id.values())
 
     def start_drain(self, container_id: str, grace: float) -> bool:
         """A stop signal: withheld for ``grace`` seconds; False if already draining."""
@@ -99,15 +157,18 @@ class Records:
             if record is not None:
                 record.drain_until = 0.0
 
-    def drop(self, container_id: str) -> None:
+    def drop(self, container_id: str, removed: bool = True) -> None:
         """The container is gone (or stopped for good): forget all of it but an event that
-        arrived meanwhile (its worker comes next)."""
+        arrived meanwhile (its worker comes next), and, when it only exited, that it is held
+        (Docker may start it again)."""
         with self._lock:
             record = self._by_id.get(container_id)
             if record is None:
                 return
-            if record.last_event is None:
+            if record.last_event is None and (removed or not record.held_at):
                 del self._by_id[container_id]
             else:
                 record.drain_until, record.withheld, record.problems = 0.0, "", ()
                 record.health = ""
+                if removed:
+                    record.held_at = record.held_until = 0.0
