@@ -17,7 +17,7 @@ from typing import Any
 
 import docker
 
-from benchmarks import report, scenarios
+from benchmarks import churn, report, scenarios
 from benchmarks.harness import REPO, CodeUnderTest, speed_probe_ms, wait_quiet
 
 # Written after every step and before the clean-up, removed once latest.json is written.
@@ -25,7 +25,7 @@ PARTIAL_RESULTS = "partial.json"
 
 SMOKE = scenarios.Sizes(
     containers=20, starts=20, burst=10, idle=5.0, resync_window=4.0, startup_runs=1,
-    scale=(10, 30), ecs_tasks=2, health_containers=5,
+    scale=(10, 30), ecs_tasks=2, health_containers=5, churn_window=6.0,
 )  # fmt: skip
 
 SIZE_HELP = {
@@ -39,6 +39,8 @@ SIZE_HELP = {
     " comma-separated (0: no scaling step)",
     "ecs_tasks": "ECS start-up: awsvpc tasks of 5 app containers (0: no ECS step)",
     "health_containers": "health sync: containers with a HEALTHCHECK (0: no health step)",
+    "churn_window": "seconds of the crash-loop and replacement loops, with the hold and with"
+    " -flap-hold 0 (0: no churn step)",
 }
 
 
@@ -215,6 +217,9 @@ def run(
         results["resync"] = attempts(
             "resync", lambda _: scenarios.resync(bench, sizes.resync_window, idle_rate)
         )
+        if sizes.churn_window:
+            step(f"churn: crash loops for {sizes.churn_window:g}s, held and not", "churn")
+            results["churn"] = churn.churn(bench, sizes.churn_window, sizes.starts)
         empty_cpu = results["startup_empty"]["cpu_s"]
         sync = results["startup_sync"]
         sync["cpu_ms_per_container"] = round(
