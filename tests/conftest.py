@@ -134,7 +134,8 @@ def ours_requests(
 
 
 _SUMMARY_ITEM = re.compile(
-    r"(\d+) (to add|to adopt|to update|to remove|added|adopted|removed|legacy|unchanged|failed)"
+    r"(\d+) (to add|to adopt|to update|to remove|added|adopted|updated|removed|legacy|unchanged"
+    r"|failed)"
 )
 
 
@@ -147,7 +148,8 @@ def ours_summary(stdout: str, names: Collection[str]) -> str:
     decrement = {
         "add": ["to add"], "adopt": ["to adopt"], "update": ["to update"],
         "remove": ["to remove"], "added": ["added"], "adopted": ["added", "adopted"],
-        "removed": ["removed"], "failed": ["failed"], "unchanged": ["unchanged"],
+        "updated": ["updated"], "removed": ["removed"], "failed": ["failed"],
+        "unchanged": ["unchanged"],
     }  # fmt: skip
     for line in lines[:-1]:
         fields = line.split()
@@ -172,6 +174,7 @@ def ours_summary(stdout: str, names: Collection[str]) -> str:
     removed, legacy = counts.get("removed", 0), counts.get("legacy", 0)
     return (
         f"{added} added" + (f" ({adopted} adopted)" if adopted else "")
+        + f", {counts.get('updated', 0)} updated"
         + f", {removed} removed" + (f" ({legacy} legacy)" if legacy else "")
         + f", {counts.get('unchanged', 0)} unchanged, {counts.get('failed', 0)} failed"
     )  # fmt: skip

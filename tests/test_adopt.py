@@ -468,7 +468,7 @@ def test_plan_and_resync_adopt(consul: ConsulDouble, seeded: Seeded) -> None:
     }
     assert f"removed    {seeded.dead}  (legacy)" in lines
     assert ours_summary(resync.stdout, MINE) == (
-        "2 added (2 adopted), 1 removed (1 legacy), 0 unchanged, 0 failed"
+        "2 added (2 adopted), 0 updated, 1 removed (1 legacy), 0 unchanged, 0 failed"
     )
     assert "adopted legacy service" in resync.stderr  # the log lines
     assert_adopted(consul, seeded)
@@ -487,5 +487,5 @@ def test_plan_and_resync_adopt(consul: ConsulDouble, seeded: Seeded) -> None:
     consul.clear_requests()
     noop = run_cli("resync", "-adopt", "-ip", "127.0.0.1", f"consul://127.0.0.1:{consul.port}")
     assert noop.returncode == 0
-    assert ours_summary(noop.stdout, MINE) == "0 added, 0 removed, 2 unchanged, 0 failed"
+    assert ours_summary(noop.stdout, MINE) == "0 added, 0 updated, 0 removed, 2 unchanged, 0 failed"
     assert ours_requests(consul.writes(), MINE) == []

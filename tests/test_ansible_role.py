@@ -33,6 +33,7 @@ from tests.conftest import (
     Dist,
     environ_outside_work_tree,
     project_version,
+    wait_until,
 )
 from tests.consul_double import ConsulDouble
 from tests.deploy_support import (
@@ -264,9 +265,15 @@ def test_container_mode_replaces_the_go_registrator_on_a_live_host(
             consul.wait_for(taken_over, timeout=30)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{container_logs(role_container)}") from None
-        logs = container_logs(role_container)
-        assert f"adopted legacy service {web_id} of container {web} " in logs, logs
-        assert f"removed legacy service {gone_id}: no running container wants it" in logs, logs
+        # Each line is logged once its write has returned: the agent may show it first.
+        lines = (
+            f"adopted legacy service {web_id} of container {web} ",
+            f"removed legacy service {gone_id}: no running container wants it",
+        )
+        try:
+            wait_until(lambda: all(line in container_logs(role_container) for line in lines), 10)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{container_logs(role_container)}") from None
 
         again = ansible_playbook(role_vars).ok()
         assert again.recap()["changed"] == 0, again.output

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from registrator.core.checks import HEALTH_OUTPUT_MAX
 from registrator.core.derive import DeriveOptions, derive_services
 from registrator.core.lifecycle import withheld_reason
-from registrator.core.model import HEALTH_TTL, Check, health_check_id
+from registrator.core.model import HEALTH_TTL, OWNER_META_KEY, Check, health_check_id
 from tests.inspect_data import inspect
 
 OPTS = DeriveOptions(hostname="host1", host_ip="10.0.0.7")
@@ -126,10 +127,10 @@ def test_health_sync_adds_a_ttl_check_with_dockers_status():
     assert service.checks[-1] == Check(
         check_id=health_check_id(SID), name="Docker health",
         notes="the container's Docker HEALTHCHECK, kept by registrator", ttl=HEALTH_TTL,
-        status="passing", output="ok",
+        status="passing", output="Docker health is healthy; last probe output: ok",
     )  # fmt: skip
     assert service.checks[0].check_id == f"service:{SID}"
-    assert service.meta_dict["check_docker_health"] == "true"
+    assert "check_docker_health" not in service.meta_dict  # the check itself is compared
     for docker, consul in (("unhealthy", "critical"), ("starting", "critical")):
         service, _ = derive({}, synced, {"Status": docker})
         assert (service.health_status, service.checks[0].output) == (
@@ -143,6 +144,34 @@ def test_health_sync_adds_a_ttl_check_with_dockers_status():
     assert (
         derive({"SERVICE_CHECK_DOCKER_HEALTH": "true"}, OPTS, HEALTHY)[0].health_status == "passing"
     )
+
+
+def test_the_health_output_names_the_state_and_holds_the_last_probe_output():
+    synced = OPTS._replace(health_sync=True)
+    unhealthy = {"Status": "unhealthy", "Log": [{"ExitCode": 1, "Output": "refused\n"}]}
+    assert derive({}, synced, unhealthy)[0].checks[0].output == (
+        "Docker health is unhealthy; last probe output: refused"
+    )
+    # The agent keeps 4096 bytes whole: longer is cut there, never inside a character.
+    long = {"Status": "healthy", "Log": [{"ExitCode": 0, "Output": "é" * 5000}]}
+    output = derive({}, synced, long)[0].checks[0].output
+    assert len(output.encode()) <= HEALTH_OUTPUT_MAX
+    assert len(output.encode()) > HEALTH_OUTPUT_MAX - 2
+    assert output.startswith("Docker health is healthy; last probe output: éé")
+
+
+def test_health_sync_leaves_no_trace_on_a_container_without_a_healthcheck():
+    """The flag or the container's key, on or off, changes nothing of a service whose
+    container has no HEALTHCHECK (turning it on must not rewrite every service on a host),
+    and the key never reaches Meta."""
+    plain = derive({}, OPTS)[0]
+    for env in ({}, {"SERVICE_CHECK_DOCKER_HEALTH": "true"}, {"SERVICE_CHECK_DOCKER_HEALTH": "0"}):
+        for flag in (False, True):
+            service, problems = derive(env, OPTS._replace(health_sync=flag))
+            assert (service, service.checks, problems) == (plain, (), [])
+            assert set(service.meta_dict) == {OWNER_META_KEY}
+    synced = derive({"SERVICE_CHECK_DOCKER_HEALTH": "yes"}, OPTS, HEALTHY)[0]
+    assert set(synced.meta_dict) == {OWNER_META_KEY} and synced.health is not None
 
 
 def test_health_sync_and_require_healthy():

@@ -190,4 +190,7 @@ def test_an_awsvpc_container_with_a_healthcheck_gets_the_docker_health_check():
         "host1:ecs-shop-12-web-capture:8125:udp": ("10.0.12.34", "critical"),
     }
     health = got["host1:ecs-shop-12-web-capture:80"].health
-    assert health is not None and (health.ttl, health.output) == ("24h", "503")
+    assert health is not None and (health.ttl, health.output) == (
+        "24h",
+        "Docker health is unhealthy; last probe output: 503",
+    )

@@ -3,6 +3,7 @@ and #anchors, by GitHub's rules), and every flag the help prints is documented."
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -173,3 +174,54 @@ def test_every_role_variable_is_documented():
     documented = (DOCS / "deploy.md").read_text(encoding="utf-8")
     missing = sorted(name for name in declared if f"`{name}`" not in documented)
     assert declared and missing == [], "add these to docs/deploy.md#role-variables: " + str(missing)
+
+
+def documented_plan_json() -> tuple[set[str], set[str], set[str]]:
+    """What docs/operations.md says ``plan -json`` prints: the top-level keys (its example),
+    each change's fields, and the fields of a change's ``weights``."""
+    text = " ".join((DOCS / "operations.md").read_text(encoding="utf-8").split())
+    example = re.search(r"# (\{\"in_sync\".*?\})", text)
+    assert example, "operations.md shows plan -json's top level"
+    top = set(re.findall(r"\"(\w+)\":", example.group(1)))
+    sentence = re.search(r"Each JSON change has (.*?`container_id`)\.", text)
+    assert sentence, "operations.md lists the fields of a plan -json change"
+    fields = set(re.findall(r"`(\w+)`", re.sub(r"\([^()]*\)", "", sentence.group(1))))
+    weights = re.search(r"`weights` \(([^()]*)\)", sentence.group(1))
+    assert weights, "operations.md says what a change's weights hold"
+    return top, fields, set(re.findall(r"`(\w+)`", weights.group(1)))
+
+
+@pytest.mark.docker
+def test_the_plan_json_fields_the_docs_list_are_those_it_prints(consul, containers):
+    """Every change ``plan -json`` prints has exactly the fields docs/operations.md lists:
+    one a container wants (with a check, weights and tag override) and one no container
+    wants, against the Consul double."""
+    import requests
+
+    from tests.conftest import HOSTNAME, run_cli
+
+    top, fields, weights = documented_plan_json()
+    containers.run(
+        "jsonplan.0", "-p", "127.0.0.1::80", "-e", "SERVICE_CHECK_TTL=30s",
+        "-e", "SERVICE_WEIGHT_PASSING=5", "-e", "SERVICE_ENABLE_TAG_OVERRIDE=true",
+    )  # fmt: skip
+    gone = f"{HOSTNAME}:jsonplangone.0:80"
+    body = {"ID": gone, "Name": "gone", "Port": 80, "Meta": {"registrator": HOSTNAME},
+            "Check": {"TTL": "30s"}}  # fmt: skip
+    answer = requests.put(f"{consul.url}/v1/agent/service/register", json=body, timeout=5)
+    assert answer.status_code == 200, answer.text
+    result = run_cli("plan", "-json", "-ip", "127.0.0.1", f"consul://127.0.0.1:{consul.port}")
+    assert result.returncode == 2, result.stdout + result.stderr
+    printed = json.loads(result.stdout)
+    assert set(printed) == top
+    changes = {change["id"]: change for change in printed["changes"]}
+    mine = {f"{HOSTNAME}:jsonplan.0:80": "add", gone: "remove"}
+    assert {sid: changes[sid]["action"] for sid in mine} == mine
+    for change in printed["changes"]:  # every change: the engine's other containers' too
+        assert set(change) == fields, change["id"]
+        assert set(change["weights"]) == weights
+        for check in change["checks"]:
+            assert {"id", "kind"} <= set(check)
+    added = changes[f"{HOSTNAME}:jsonplan.0:80"]
+    assert (added["weights"]["passing"], added["enable_tag_override"]) == (5, True)
+    assert [check["kind"] for check in added["checks"]] == ["ttl"]

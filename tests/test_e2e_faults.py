@@ -251,7 +251,7 @@ def test_resync_command_prints_and_exits(consul, containers):
     assert first.returncode == 0, first.stderr
     assert f"added      {sid('rs.0')}" in first.stdout
     assert f"removed    {sid('gone.0')}" in first.stdout
-    assert ours_summary(first.stdout, mine).startswith("1 added, 1 removed")
+    assert ours_summary(first.stdout, mine).startswith("1 added, 0 updated, 1 removed")
     assert ours(owned(consul.services()), mine) == {sid("rs.0")}
     assert "foreign-1" in consul.services()
 
@@ -259,7 +259,9 @@ def test_resync_command_prints_and_exits(consul, containers):
     second = run_cli("resync", "-ip", "127.0.0.1", uri)
     assert second.returncode == 0
     assert f"unchanged  {sid('rs.0')}" in second.stdout
-    assert ours_summary(second.stdout, mine) == "0 added, 0 removed, 1 unchanged, 0 failed"
+    assert (
+        ours_summary(second.stdout, mine) == "0 added, 0 updated, 0 removed, 1 unchanged, 0 failed"
+    )
     assert ours_requests(consul.writes(), mine) == []
 
     consul.stop()
@@ -270,6 +272,73 @@ def test_resync_command_prints_and_exits(consul, containers):
     no_docker = run_cli("resync", uri, env={"DOCKER_HOST": "unix:///nonexistent.sock"})
     assert no_docker.returncode == 1
     assert "Docker unreachable" in no_docker.stderr
+
+
+def change_tags_by_hand(consul: ConsulDouble, service_id: str, tags: list[str]) -> None:
+    """What an operator does with ``consul services register``: the same service, other tags."""
+    import requests
+
+    held = consul.services()[service_id]
+    body = {key: held[key] for key in ("ID", "Address", "Port", "Meta")}
+    body.update(Name=held["Service"], Tags=tags)
+    answer = requests.put(f"{consul.url}/v1/agent/service/register", json=body, timeout=5)
+    assert answer.status_code == 200, answer.text
+    assert consul.services()[service_id]["Tags"] == tags
+
+
+def counted(pattern: str, text: str) -> int:
+    """The number a log line like "agent was missing 2 service(s)" gives (0 without one)."""
+    found = re.search(pattern, text)
+    return int(found.group(1)) if found else 0
+
+
+def test_resync_says_updated_for_a_service_that_differed(consul, containers):
+    """After tags were changed by hand, plan says update; resync says updated, counts it so,
+    and does not log that the agent was missing anything."""
+    containers.run(
+        "upd.0", "-p", "127.0.0.1::80", "-e", "SERVICE_NAME=upd", "-e", "SERVICE_TAGS=v1"
+    )
+    uri = f"consul://127.0.0.1:{consul.port}"
+    mine, service_id = ["upd.0"], sid("upd.0")
+    first = run_cli("resync", "-ip", "127.0.0.1", uri)
+    assert first.returncode == 0, first.stderr
+    assert re.search(rf"^added +{re.escape(service_id)} ", first.stdout, re.MULTILINE)
+    change_tags_by_hand(consul, service_id, ["by-hand"])
+
+    plan = run_cli("plan", "-ip", "127.0.0.1", uri)
+    assert re.search(rf"^update +{re.escape(service_id)} ", plan.stdout, re.MULTILINE)
+    assert ours_summary(plan.stdout, mine) == "0 to add, 1 to update, 0 to remove, 0 unchanged"
+    second = run_cli("resync", "-ip", "127.0.0.1", uri)
+    assert second.returncode == 0, second.stderr
+    assert re.search(rf"^updated +{re.escape(service_id)}  \(upd ", second.stdout, re.MULTILINE)
+    assert ours_summary(second.stdout, mine) == (
+        "0 added, 1 updated, 0 removed, 0 unchanged, 0 failed"
+    )
+    assert consul.services()[service_id]["Tags"] == ["v1"]
+    # The log counts what the rows say (other containers on the engine may have rows too).
+    rows = [line.split()[0] for line in second.stdout.splitlines()[:-1]]
+    assert counted(r"agent was missing (\d+) service", second.stderr) == rows.count("added")
+    assert counted(r"agent held (\d+) service\(s\) that differed", second.stderr) == rows.count(
+        "updated"
+    )
+
+
+def test_the_daemon_logs_a_service_that_differed_as_an_update(registrator, consul, containers):
+    proc = start(registrator, consul)
+    containers.run("updd.0", "-p", "127.0.0.1::80", "-e", "SERVICE_TAGS=v1")
+    service_id = sid("updd.0")
+    consul.wait_for(lambda s: service_id in s)
+    seen = len(proc.logs())
+    change_tags_by_hand(consul, service_id, ["by-hand"])
+    consul.wait_for(lambda s: s[service_id]["Tags"] == ["v1"])  # the next comparison
+    line = wait_until(
+        lambda: re.search(
+            r"agent held (\d+) service\(s\) that differed; updated", proc.logs()[seen:]
+        ),
+        what="the update's log line",
+    )
+    assert int(line.group(1)) >= 1
+    assert "agent was missing" not in proc.logs()[seen:]
 
 
 def test_retry_attempts_at_start(registrator, consul):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import socket
 import threading
 import time
@@ -13,9 +14,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from registrator.core.model import health_check_id
-from tests.conftest import HOSTNAME, Probed, run_cli, wait_until
+from tests.conftest import HOSTNAME, Probed, ours_summary, run_cli, wait_until
 from tests.consul_double import ConsulDouble
 
 pytestmark = pytest.mark.docker
@@ -101,6 +103,73 @@ def test_docker_health_follows_the_container_within_two_seconds(registrator, con
     proc.wait_log(rf"hs\.0 \([0-9a-f]{{12}}\): check {health} critical")
 
 
+def test_the_check_output_follows_docker_when_the_status_stays_critical(
+    registrator, consul, containers
+):
+    """starting -> unhealthy is critical -> critical: the output still changes, with Docker's
+    last probe output, in one write; nothing is written while nothing changes."""
+    proc = start(registrator, consul, "-health-sync")
+    containers.run(
+        "sick.0", "-p", "127.0.0.1::80",
+        "--health-cmd", "echo probe says no; exit 1", "--health-interval", "3s",
+        "--health-retries", "1",
+    )  # fmt: skip
+    health = health_check_id(sid("sick.0"))
+    wait_until(
+        lambda: check(consul, health).get("Output") == "Docker health is starting",
+        20,
+        "the check saying starting",
+    )
+    assert status(consul, health) == "critical"
+    wait_until(
+        lambda: (
+            check(consul, health).get("Output")
+            == "Docker health is unhealthy; last probe output: probe says no"
+        ),
+        20,
+        "the check saying unhealthy, with the probe's output",
+    )
+    assert status(consul, health) == "critical"
+    proc.wait_log(r"sick\.0 \([0-9a-f]{12}\): check \S+ critical")
+    wait_for_two_comparisons(consul)
+    updates = [
+        json.loads(r.body)["Output"]
+        for r in consul.writes()
+        if r.path == f"/v1/agent/check/update/{health}"
+    ]
+    assert updates == [
+        "Docker health is starting",
+        "Docker health is unhealthy; last probe output: probe says no",
+    ]  # one write per change, none at rest
+    ours = [r.path for r in consul.writes() if sid("sick.0") in r.path + r.body]
+    assert sorted(ours) == [
+        "/v1/agent/check/update/" + health,
+        "/v1/agent/check/update/" + health,
+        "/v1/agent/service/register",
+    ]
+
+    # Someone writes another output by hand, the status unchanged: plan says update, resync
+    # says updated and writes the output back, once.
+    proc.stop()
+    uri = f"consul://127.0.0.1:{consul.port}"
+    body = {"Status": "critical", "Output": "by hand"}
+    answer = requests.put(f"{consul.url}/v1/agent/check/update/{health}", json=body, timeout=5)
+    assert answer.status_code == 200, answer.text
+    plan = run_cli("plan", "-health-sync", "-ip", "127.0.0.1", uri)
+    assert re.search(rf"^update +{re.escape(sid('sick.0'))} ", plan.stdout, re.MULTILINE)
+    consul.clear_requests()
+    resync = run_cli("resync", "-health-sync", "-ip", "127.0.0.1", uri)
+    assert resync.returncode == 0, resync.stderr
+    assert re.search(rf"^updated +{re.escape(sid('sick.0'))} ", resync.stdout, re.MULTILINE)
+    assert ours_summary(resync.stdout, ["sick.0"]) == (
+        "0 added, 1 updated, 0 removed, 0 unchanged, 0 failed"
+    )
+    assert [r.path for r in consul.writes() if sid("sick.0") in r.path + r.body] == [
+        "/v1/agent/check/update/" + health
+    ]
+    assert check(consul, health)["Output"] == updates[-1]
+
+
 def test_a_restart_of_registrator_never_flaps_a_healthy_check(registrator, consul, containers):
     first = start(registrator, consul, "-health-sync")
     health = run_healthy(containers, consul, "steady.0")
@@ -123,6 +192,50 @@ def test_a_restart_of_registrator_never_flaps_a_healthy_check(registrator, consu
         stop.set()
         sampler.join()
     assert seen and set(seen) == {"passing"}, seen
+
+
+def test_turning_health_sync_on_rewrites_only_containers_with_a_healthcheck(
+    registrator, consul, containers
+):
+    """No Meta key stands for health sync: the check comparison alone decides, so a container
+    without a HEALTHCHECK (even one whose key asks for health sync) is not rewritten when the
+    flag changes, and SERVICE_CHECK_DOCKER_HEALTH never reaches Meta."""
+    uri = f"consul://127.0.0.1:{consul.port}"
+    containers.run("plain.0", "-p", "127.0.0.1::80")
+    containers.run("keyed.0", "-p", "127.0.0.1::80", "-e", "SERVICE_CHECK_DOCKER_HEALTH=true")
+    containers.run(
+        "hc.0", "-p", "127.0.0.1::80", *HEALTH, command=["sh", "-c", "touch /tmp/ok; sleep 600"]
+    )
+    wait_until(
+        lambda: (
+            containers.client.containers.get("hc.0").attrs["State"]["Health"]["Status"] == "healthy"
+        ),
+        20,
+        "hc.0 healthy",
+    )
+    first = run_cli("resync", "-ip", "127.0.0.1", uri)  # without health sync
+    assert first.returncode == 0, first.stderr
+    untouched = {sid("plain.0"), sid("keyed.0")}
+    assert untouched | {sid("hc.0")} <= set(consul.services())
+
+    consul.clear_requests()
+    start(registrator, consul, "-health-sync")
+    health = health_check_id(sid("hc.0"))
+    wait_until(lambda: status(consul, health) == "passing", 20, "hc.0's health check passing")
+    wait_for_two_comparisons(consul)
+    assert [r for r in consul.writes() if any(s in r.path + r.body for s in untouched)] == []
+    for service_id in (*untouched, sid("hc.0")):
+        assert "check_docker_health" not in consul.services()[service_id]["Meta"], service_id
+    assert {c["ServiceID"] for c in consul.checks().values()} & untouched == set()
+
+    # Turned off again: plan would update hc.0 alone (its check goes).
+    plan = run_cli("plan", "-ip", "127.0.0.1", uri)
+    rows = {line.split()[1]: line.split()[0] for line in plan.stdout.splitlines()[1:-1]}
+    assert {s: rows.get(s) for s in (*untouched, sid("hc.0"))} == {
+        sid("plain.0"): "unchanged",
+        sid("keyed.0"): "unchanged",
+        sid("hc.0"): "update",
+    }, plan.stdout
 
 
 def test_a_container_recreated_without_its_healthcheck_loses_the_health_check(

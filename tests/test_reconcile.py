@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import threading
 
 import pytest
@@ -79,9 +80,11 @@ def test_listings_read_again_show_every_change_on_the_agent():
         agent = agent_for(double)
         ttl = Service(id="x", name="web", port=80, checks=(Check(ttl="1m"),))
         agent.register(ttl)
-        assert agent.checks() == agent.checks() == {"service:x": ("x", "critical")}
+        assert agent.checks() == agent.checks() == {"service:x": ("x", "critical", "")}
         assert agent.update_check("service:x", "passing", "ok")
-        assert agent.checks() == {"service:x": ("x", "passing")}
+        assert agent.checks() == {"service:x": ("x", "passing", "ok")}
+        assert agent.update_check("service:x", "passing", "ok again")
+        assert agent.checks()["service:x"].output == "ok again"
         assert agent.services()["x"].port == 80
         agent.register(ttl._replace(port=81))
         assert agent.services()["x"].port == 81
@@ -128,6 +131,23 @@ def test_agent_restarted_empty_or_missing_one_is_refilled_with_only_what_is_miss
         double.restart(empty=True)
         rec.sync()
         assert set(double.services()) == {"a", "b", "c"}
+
+
+def test_a_sync_tells_what_the_agent_lacked_from_what_differed(caplog):
+    """added: the agent held no service of that ID; updated: it held one that differed."""
+    with ConsulDouble() as double:
+        rec = Reconciler(agent_for(double), OWNER)
+        rec.set_container("c1", [svc("a"), svc("b")])
+        agent_for(double).deregister("a")
+        agent_for(double).register(svc("b")._replace(tags=("by-hand",)))
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="registrator.sync.reconcile"):
+            outcome = rec.sync()
+        assert [s.id for s in outcome.added] == ["a"]
+        assert [s.id for s in outcome.updated] == ["b"]
+        messages = [r.getMessage() for r in caplog.records]
+        assert "agent was missing 1 service(s); registered again" in messages
+        assert "agent held 1 service(s) that differed; updated" in messages
 
 
 def test_services_not_owned_are_never_removed_even_with_cleanup():

@@ -71,7 +71,8 @@ def test_tags_changed_in_the_catalog_are_not_written_back_under_tag_override():
         assert double.services()[SID]["Tags"] == ["v1"]
 
 
-def test_health_status_is_set_after_registering_and_written_only_on_change():
+def test_health_status_is_set_after_registering_and_written_once_per_change():
+    update = f"/v1/agent/check/update/{HEALTH}"
     with ConsulDouble() as double:
         reconciler = Reconciler(agent_for(double), owner=OWNER)
         reconciler.set_container("c" * 64, [service(checks=(health("passing", "ok"),))])
@@ -79,12 +80,19 @@ def test_health_status_is_set_after_registering_and_written_only_on_change():
         assert (check["Status"], check["Output"]) == ("passing", "ok")
         double.clear_requests()
         assert reconciler.sync(remove_stale=True).complete
-        reconciler.set_container("c" * 64, [service(checks=(health("passing", "ok 2"),))])
-        assert writes(double) == []  # the same status: nothing written
-        reconciler.set_container("c" * 64, [service(checks=(health("critical", "down"),))])
-        assert writes(double) == [f"/v1/agent/check/update/{HEALTH}"]
-        check = double.checks()[HEALTH]
-        assert (check["Status"], check["Output"]) == ("critical", "down")
+        reconciler.set_container("c" * 64, [service(checks=(health("passing", "ok"),))])
+        assert writes(double) == []  # nothing changed: nothing written
+        for status, output in (("critical", "starting"), ("critical", "unhealthy")):
+            double.clear_requests()
+            wanted = service(checks=(health(status, output),))
+            reconciler.set_container("c" * 64, [wanted])
+            assert writes(double) == [update], output  # the status alone, or the output alone
+            check = double.checks()[HEALTH]
+            assert (check["Status"], check["Output"]) == (status, output)
+            double.clear_requests()
+            reconciler.set_container("c" * 64, [wanted])
+            outcome = reconciler.sync(remove_stale=True)  # a comparison at rest
+            assert (writes(double), outcome.health, outcome.unchanged) == ([], [], [SID])
 
 
 def test_a_restarted_process_writes_the_status_once_then_nothing():

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, TypeVar
 from registrator.adapters.agent_http import AgentHTTP, Answer
 from registrator.adapters.logs import brief
 from registrator.core.config import ConsulEndpoint
-from registrator.core.model import OWNER_META_KEY, Service
+from registrator.core.model import OWNER_META_KEY, AgentCheck, Service
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -114,7 +114,7 @@ class ConsulAgent:
         self._token = token
         self._policy = write_policy or WritePolicy()
         self._last_listing: tuple[bytes, dict[str, Service]] | None = None
-        self._last_checks: tuple[bytes, dict[str, tuple[str, str]]] | None = None
+        self._last_checks: tuple[bytes, dict[str, AgentCheck]] | None = None
 
     @functools.cached_property
     def _service_api(self) -> Any:
@@ -164,15 +164,20 @@ class ConsulAgent:
         self._last_listing = (content, services)
         return dict(services)
 
-    def checks(self) -> dict[str, tuple[str, str]]:
-        """Every check on the agent: its ID -> (its service's ID, its status). Read with the
-        services at every comparison; an answer identical to the last is not decoded again."""
+    def checks(self) -> dict[str, AgentCheck]:
+        """Every check on the agent: its ID -> its service's ID, its status and output. Read
+        with the services at every comparison; an answer identical to the last is not decoded
+        again."""
         content = self._call("listing checks", self._http.get, _body, CHECKS_PATH)
         last = self._last_checks
         if last is not None and last[0] == content:
             return dict(last[1])
         checks = {
-            cid: (str(value.get("ServiceID", "")), str(value.get("Status", "")))
+            cid: AgentCheck(
+                str(value.get("ServiceID", "")),
+                str(value.get("Status", "")),
+                str(value.get("Output") or ""),
+            )
             for cid, value in _objects("listing checks", content).items()
         }
         self._last_checks = (content, checks)

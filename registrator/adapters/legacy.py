@@ -22,7 +22,7 @@ import threading
 from registrator.adapters.consul_agent import ConsulAgent
 from registrator.adapters.logs import fields
 from registrator.core.container import display_name
-from registrator.core.model import OWNER_META_KEY, Service
+from registrator.core.model import OWNER_META_KEY, AgentCheck, Service
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class AdoptingAgent:
             self._legacy = legacy
         return owned
 
-    def checks(self) -> dict[str, tuple[str, str]]:
+    def checks(self) -> dict[str, AgentCheck]:
         return self._agent.checks()
 
     def deregister_check(self, check_id: str) -> bool:

@@ -109,15 +109,28 @@ def run_resync(config: Config, options: DeriveOptions, agent: ConsulAgent | None
 
 
 def print_outcome(
-    outcome: Outcome, legacy: AdoptingAgent | None = None, held: list[Service] | None = None
+    outcome: Outcome, legacy: AdoptingAgent | None = None, held_back: list[Service] | None = None
 ) -> None:
-    """One line per service, then the counts; services taken over from gliderlabs/registrator
-    (``-adopt``) say so, and are also counted as added or removed; held ones (``-flap-hold``)
-    are listed and counted when there are any."""
+    """One line per service, then the counts, as ``plan`` names them: ``added`` where the
+    agent held no service of that ID, ``updated`` where it held one that differed. Services
+    taken over from gliderlabs/registrator (``-adopt``) say so, and are also counted as added
+    or removed; those of crash-looping containers (``-flap-hold``) are listed ``held`` and
+    counted when there are any."""
     adopted = set(legacy.adopted) if legacy else set()
     removed = set(legacy.removed) if legacy else set()
-    for service in outcome.registered:
-        verb = "adopted" if service.id in adopted else "added"
+    n_added = n_adopted = 0
+    registered = {service.id for service in outcome.registered}
+    # A service whose Docker health check alone differed (plan: update) had only that written.
+    health_only = [service for service in outcome.health if service.id not in registered]
+    for service in [*outcome.registered, *health_only]:
+        if service.id in adopted:
+            verb = "adopted"
+            n_added, n_adopted = n_added + 1, n_adopted + 1
+        elif service.id in outcome.held or service.id not in registered:
+            verb = "updated"
+        else:
+            verb = "added"
+            n_added += 1
         print(
             f"{verb:<10} {service.id}  ({service.name} {join_host_port(service.address, service.port)})"
         )
@@ -127,15 +140,16 @@ def print_outcome(
         print(f"unchanged  {service_id}")
     for service_id, reason in outcome.rejected:
         print(f"failed     {service_id}: {reason}")
-    for service in held or ():
+    for service in held_back or ():
         print(f"held       {service.id}  (keeps dying soon after it starts; -flap-hold)")
-    n_adopted = sum(s.id in adopted for s in outcome.registered)
+    n_updated = len(outcome.registered) + len(health_only) - n_added
     n_removed = sum(sid in removed for sid in outcome.deregistered)
     print(
-        f"{len(outcome.registered)} added" + (f" ({n_adopted} adopted)" if n_adopted else "")
+        f"{n_added} added" + (f" ({n_adopted} adopted)" if n_adopted else "")
+        + f", {n_updated} updated"
         + f", {len(outcome.deregistered)} removed" + (f" ({n_removed} legacy)" if n_removed else "")
         + f", {len(outcome.unchanged)} unchanged, {len(outcome.rejected)} failed"
-        + (f", {len(held)} held" if held else "")
+        + (f", {len(held_back)} held" if held_back else "")
     )  # fmt: skip
 
 

@@ -30,7 +30,9 @@ FALSE_WORDS = frozenset({"0", "false", "no", "off", "f", "n"})
 INDEXED_KEY_RE = re.compile(r"^check_(\d+)_(.+)$")
 HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$")
 HEALTH_STATUS = {"healthy": "passing"}  # anything else (starting, unhealthy) is critical
-HEALTH_OUTPUT_MAX = 4096  # the agent keeps at most this much of a check's output
+# The agent keeps at most this many bytes of a TTL check's output; a longer one it cuts and
+# marks, and would then differ from what registrator compares it with at every comparison.
+HEALTH_OUTPUT_MAX = 4096
 
 
 class CheckTarget(NamedTuple):
@@ -244,7 +246,8 @@ def docker_health_check(
 ) -> Check | None:
     """The TTL check that carries the container's Docker health, when it has a HEALTHCHECK
     and health sync applies: healthy is passing, anything else (starting, unhealthy)
-    critical, with Docker's last probe output."""
+    critical; its output names Docker's state and holds Docker's last probe output, so that
+    it changes whenever either does."""
     status = container.health_status
     if not health_sync or not status:
         return None
@@ -254,5 +257,17 @@ def docker_health_check(
         notes="the container's Docker HEALTHCHECK, kept by registrator",
         ttl=HEALTH_TTL,
         status=HEALTH_STATUS.get(status, "critical"),
-        output=container.health_output[:HEALTH_OUTPUT_MAX] or f"Docker health is {status}",
+        output=health_output(status, container.health_output),
     )
+
+
+def health_output(status: str, probe_output: str) -> str:
+    """``Docker health is unhealthy; last probe output: <output>`` (without a probe yet, only
+    the state), cut to what the agent keeps whole."""
+    text = f"Docker health is {status or 'unknown'}"
+    if probe_output:
+        text += f"; last probe output: {probe_output}"
+    raw = text.encode("utf-8")
+    if len(raw) <= HEALTH_OUTPUT_MAX:
+        return text
+    return raw[:HEALTH_OUTPUT_MAX].decode("utf-8", "ignore")

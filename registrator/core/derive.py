@@ -54,10 +54,11 @@ from registrator.core.ports import (
 if TYPE_CHECKING:
     from registrator.core.config import Config
 
-# Keys that steer registrator and are not passed on as Meta.
+# Keys that steer registrator and are not passed on as Meta. (``check_docker_health`` adds a
+# check or not: comparing the agent's checks is what re-registers when it changes.)
 CONTROL_KEYS = frozenset(
     {"id", "tags", "name", "require_healthy", "enable_tag_override", "weight_passing",
-     "weight_warning", NETWORK_KEY}
+     "weight_warning", "check_docker_health", NETWORK_KEY}
 )  # fmt: skip
 
 
@@ -209,9 +210,7 @@ class _ContainerServices:
         attrs = {k: v for k, v in metadata.items() if k not in CONTROL_KEYS}
         if options.ecs:  # the container's own SERVICE_ECS_* keys win
             attrs = {**ecs_meta(container.labels), **attrs}
-        health_sync = health_sync_applies(attrs, options.health_sync, self.problem)
-        if health_sync:
-            attrs["check_docker_health"] = "true"  # in Meta, so that turning it on re-registers
+        health_sync = health_sync_applies(metadata, options.health_sync, self.problem)
         target = CheckTarget(
             address, port_number, container.short_id, port.exposed_port, service_id
         )

@@ -89,6 +89,14 @@ class Check(NamedTuple):
 DEFAULT_WEIGHTS = (1, 1)  # Consul's: Passing 1, Warning 1
 
 
+class AgentCheck(NamedTuple):
+    """One check as ``/v1/agent/checks`` lists it: what registrator compares."""
+
+    service_id: str
+    status: str
+    output: str
+
+
 # The TTL of a Docker health check. It must outlast any outage of registrator (a restart, an
 # upgrade, a host's bad day): when it runs out the check turns critical and consul-template
 # drops a healthy container. registrator writes the status again every 12 hours.
@@ -172,6 +180,12 @@ class Service(NamedTuple):
     def health_status(self) -> str:
         health = self.health
         return health.status if health is not None else ""
+
+    @property
+    def health_state(self) -> tuple[str, str]:
+        """The Docker health check's status and output (what the agent shows of it)."""
+        health = self.health
+        return (health.status, health.output) if health is not None else ("", "")
 
     @property
     def meta_dict(self) -> dict[str, str]:

@@ -3,7 +3,8 @@
 A service is in step when the agent gives back what registrator would register (``Service``
 equality: what ``/v1/agent/services`` returns), holds exactly the checks registrator gives it
 (by ID, from ``/v1/agent/checks``; their settings are in the service's Meta) and, for a service
-whose Docker health is kept as a TTL check, when that check's status is the container's.
+whose Docker health is kept as a TTL check, when that check's status and output are the
+container's.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def in_step(actual: Service | None, desired: Service) -> bool:
     return (
         actual is not None
         and same_registration(actual, desired)
-        and (desired.health is None or actual.health_status == desired.health_status)
+        and (desired.health is None or actual.health_state == desired.health_state)
     )
 
 
@@ -67,7 +68,8 @@ class Outcome:
     """What one application of a plan did, for logs and the ``resync`` command."""
 
     def __init__(self, unavailable: str = "") -> None:
-        self.registered: list[Service] = []
+        self.registered: list[Service] = []  # added or updated, in the order written
+        self.held: set[str] = set()  # IDs of those the agent held before the write: updates
         self.deregistered: list[str] = []
         self.unchanged: list[str] = []
         self.rejected: list[tuple[str, str]] = []
@@ -77,3 +79,20 @@ class Outcome:
     @property
     def complete(self) -> bool:
         return not self.unavailable and not self.rejected
+
+    def note_registered(self, service: Service, held: bool) -> None:
+        """A registration was written; ``held``: the agent held the service's ID before (an
+        update, not an addition)."""
+        self.registered.append(service)
+        if held:
+            self.held.add(service.id)
+
+    @property
+    def added(self) -> list[Service]:
+        """Registered where the agent held no service of that ID (missing, or new)."""
+        return [service for service in self.registered if service.id not in self.held]
+
+    @property
+    def updated(self) -> list[Service]:
+        """Registered again because the service the agent held differed."""
+        return [service for service in self.registered if service.id in self.held]

@@ -209,10 +209,15 @@ class Reconciler:
                     len(outcome.deregistered),
                     len(outcome.unchanged),
                 )
-            elif outcome.registered:
-                log.info(
-                    "agent was missing %d service(s); registered again", len(outcome.registered)
-                )
+            else:
+                if outcome.added:
+                    log.info(
+                        "agent was missing %d service(s); registered again", len(outcome.added)
+                    )
+                if outcome.updated:
+                    log.info(
+                        "agent held %d service(s) that differed; updated", len(outcome.updated)
+                    )
             return outcome
 
     def preview(self, remove_stale: bool = True) -> tuple[Plan, dict[str, Service]]:
@@ -231,10 +236,12 @@ class Reconciler:
                 return dict(self._known)
         actual = self.agent.owned_services(self.owner)
         held: dict[str, list[Check]] = {}
-        for check_id, (sid, status) in self.agent.checks().items():
+        for check_id, (sid, status, output) in self.agent.checks().items():
             svc = actual.get(sid)
             if svc is not None and svc.owns_check(check_id):
-                held.setdefault(sid, []).append(Check(check_id=check_id, status=status))
+                held.setdefault(sid, []).append(
+                    Check(check_id=check_id, status=status, output=output)
+                )
         for sid, checks in held.items():
             actual[sid] = actual[sid]._replace(checks=tuple(checks))
         return actual
@@ -447,7 +454,7 @@ class Reconciler:
             self._known[sid] = service
             dry = "dry-run: would " if self.agent is None else ""
             if registered:
-                outcome.registered.append(service)
+                outcome.note_registered(service, held=write.known is not None)
                 if self.agent is not None:
                     self.metrics.registrations.inc()
                 log.info(

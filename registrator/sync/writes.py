@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from registrator.core.container import display_name
-from registrator.core.model import Service
+from registrator.core.model import AgentCheck, Service
 from registrator.core.networks import join_host_port
 from registrator.core.plan import Outcome, same_registration
 
@@ -14,7 +14,7 @@ class Agent(Protocol):
     def owned_services(self, owner: str) -> dict[str, Service]: ...
     def register(self, service: Service) -> None: ...
     def deregister(self, service_id: str) -> bool: ...
-    def checks(self) -> dict[str, tuple[str, str]]: ...
+    def checks(self) -> dict[str, AgentCheck]: ...
     def deregister_check(self, check_id: str) -> bool: ...
     def update_check(self, check_id: str, status: str, output: str) -> bool: ...
 
@@ -68,20 +68,25 @@ def describe(service: Service) -> str:
 
 def send_register(agent: Agent, service: Service, write: Write) -> tuple[bool, bool]:
     """Register the service unless the agent holds it already, then write its health
-    status when it differs, is due, or the check is new. (registered, status written)"""
+    status and output when either differs, is due, or the check is new. (registered, status
+    written)"""
     known = write.known
     registered = known is None or not same_registration(known, service)
     if registered:
         agent.register(service)
         if known is not None:  # checks it no longer defines stay unless removed
             wanted = set(service.check_ids())
-            for check_id, (owner, _) in agent.checks().items():
-                if owner == service.id and check_id not in wanted and service.owns_check(check_id):
+            for check_id, held in agent.checks().items():
+                if (
+                    held.service_id == service.id
+                    and check_id not in wanted
+                    and service.owns_check(check_id)
+                ):
                     agent.deregister_check(check_id)
     health = service.health
     if health is None:
         return registered, False
-    if registered or write.refresh or known is None or known.health_status != health.status:
+    if registered or write.refresh or known is None or known.health_state != service.health_state:
         if not agent.update_check(health.check_id, health.status, health.output):
             agent.register(service)  # the agent lost the check: it comes back with it
             registered = True
