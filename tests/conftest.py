@@ -143,6 +143,8 @@ def ours_summary(stdout: str, names: Collection[str]) -> str:
     """The last line of ``plan``'s table or ``resync``'s output, its counts less the rows of
     services of containers the test did not create, printed as the command prints it."""
     lines = stdout.splitlines()
+    if lines and lines[-1].endswith("says why)"):  # plan's pointer to explain
+        lines.pop()
     counts = {key: int(n) for n, key in _SUMMARY_ITEM.findall(lines[-1])}
     assert counts, f"no summary line: {stdout}"
     decrement = {

@@ -161,14 +161,15 @@ DAEMON_ONLY = (
 )  # fmt: skip
 
 
-def test_help_shows_the_three_forms_one_uri_each_flag_once_with_defaults():
+def test_help_shows_the_four_forms_one_uri_each_flag_once_with_defaults():
     result = run_cli("-h")
     assert (result.returncode, result.stderr) == (0, "")
     text = result.stdout
-    assert text.splitlines()[:3] == [
+    assert text.splitlines()[:4] == [
         "usage: registrator [flags] URI",
         "       registrator plan [flags] URI",
         "       registrator resync [flags] URI",
+        "       registrator explain [flags] URI [CONTAINER...]",
     ]
     assert "[uri ...]" not in text and "--" not in text.replace("---", "")
     for flag in FLAGS:
@@ -177,20 +178,24 @@ def test_help_shows_the_three_forms_one_uri_each_flag_once_with_defaults():
     assert "-retry-attempts N" in text and "(default: wait for the agent" in text
     assert "consul-tls://HOST[:PORT] (default port 8501)" in text
     assert (
-        "plan and resync take the same flags but these, which apply to the daemon only: "
+        "plan, resync and explain take the same flags but these, which apply to the daemon only: "
         "-deregister, -resync," in text.replace("\n", " ")
     )
     assert run_cli("help").stdout == text
 
 
-@pytest.mark.parametrize("command", ["plan", "resync"])
+@pytest.mark.parametrize("command", ["plan", "resync", "explain"])
 def test_command_help_describes_the_command_and_lists_only_its_flags(command):
     result = run_cli(command, "-h")
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout.startswith(f"usage: registrator {command} [flags] URI\n")
+    arguments = " [CONTAINER...]" if command == "explain" else ""
+    assert result.stdout.startswith(f"usage: registrator {command} [flags] URI{arguments}\n")
     if command == "plan":
         assert "print the\ndifference, and write nothing" in result.stdout
         assert "  -json\n" in result.stdout
+    elif command == "explain":
+        assert "Say why each container is registered or not" in result.stdout
+        assert "  -json\n" in result.stdout and "  -daemon HOST:PORT\n" in result.stdout
     else:
         assert "Make the agent match Docker once" in result.stdout
         assert "-json" not in result.stdout
@@ -204,7 +209,7 @@ def test_the_daemon_only_flags_are_these():
     assert DAEMON_ONLY_FLAGS == DAEMON_ONLY
 
 
-@pytest.mark.parametrize("command", ["plan", "resync"])
+@pytest.mark.parametrize("command", ["plan", "resync", "explain"])
 @pytest.mark.parametrize("flag", DAEMON_ONLY)
 def test_daemon_only_flags_are_refused_by_plan_and_resync(command, flag):
     value = [] if isinstance(BY_NAME[flag[1:]].default, bool) else ["1"]
@@ -350,3 +355,14 @@ def test_the_ansible_roles_resync_leaves_out_the_daemon_only_flags():
 def test_retry_attempts_default_is_waiting():
     assert parse("consul://")[1].retry_attempts == RETRY_WAIT
     assert parse("-retry-attempts", "0", "consul://")[1].retry_attempts == 0
+
+
+def test_explain_takes_containers_after_the_uri():
+    command, config = parse("explain", "-json", "-internal", "consul://", "web.0", "4a12cd")
+    assert (command, config.explain_containers) == ("explain", ("web.0", "4a12cd"))
+    assert config.explain_json and config.internal and not config.plan_json
+    assert parse("explain", "-daemon", ":9102", "consul://")[1].explain_daemon == ":9102"
+    with pytest.raises(UsageError, match="-daemon '9102': expected HOST:PORT"):
+        parse("explain", "-daemon", "9102", "consul://")
+    with pytest.raises(UsageError, match="unrecognized arguments: -daemon"):
+        parse("plan", "-daemon", ":9102", "consul://")

@@ -15,6 +15,7 @@ from registrator.core.derive import (
 )
 from registrator.core.lifecycle import retained_after_exit
 from registrator.core.model import OWNER_META_KEY
+from registrator.core.reasons import Reason, Why
 from tests.inspect_data import inspect
 
 OPTS = DeriveOptions(hostname="host1", host_ip="10.0.0.7")
@@ -183,7 +184,9 @@ def test_explicit_requires_a_name():
 def test_unpublished_exposed_port_is_skipped_without_internal():
     derivation = derive_services(inspect(published={"80/tcp": "8080", "9000/tcp": None}), OPTS)
     assert [s.id for s in derivation.services] == ["host1:app.0:80"]
-    assert any("9000" in note for note in derivation.notes)
+    assert derivation.ports[1].why == (
+        Why(Reason.NOT_PUBLISHED, "port 9000/tcp is exposed, not published")
+    )
     # only one service counts for the group suffix
     assert derivation.services[0].name == "app"
 
@@ -244,7 +247,7 @@ def test_network_mode_container_takes_the_other_containers_ip():
 def test_no_ports_no_services():
     derivation = derive_services(inspect(), OPTS)
     assert derivation.services == ()
-    assert derivation.notes == ("no published ports",)
+    assert derivation.skipped == Why(Reason.NO_PORTS, "no exposed or published ports")
 
 
 def test_other_keys_become_meta_and_id_name_tags_do_not():

@@ -178,7 +178,7 @@ def test_health_sync_and_require_healthy():
     def reason(env: dict[str, str], **flags: Any) -> str:
         container = inspect(name="web.0", published={"80/tcp": "32768"}, env=env)
         container["State"]["Health"] = {"Status": "starting"}
-        return withheld_reason(container, OPTS._replace(**flags))
+        return str(withheld_reason(container, OPTS._replace(**flags)) or "")
 
     assert reason({}, require_healthy=True) == "Docker health is starting"
     assert reason({}, require_healthy=True, health_sync=True) == ""  # health sync wins

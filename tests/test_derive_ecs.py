@@ -16,6 +16,7 @@ from registrator.adapters.ecs_agent import parse_task
 from registrator.core.derive import DeriveOptions, derive_services
 from registrator.core.ecs_rules import AwsvpcNetwork, awsvpc_task_arn
 from registrator.core.model import OWNER_META_KEY
+from registrator.core.reasons import Reason, Why
 from tests.inspect_data import inspect
 
 DATA = Path(__file__).parent / "data"
@@ -108,7 +109,7 @@ def test_ip_and_internal_do_not_apply_use_ip_from_label_wins():
 def test_the_pause_container_is_never_registered():
     derivation = derive_services(PAUSE, ECS, None, WEB_NETWORK)
     assert derivation.services == ()
-    assert derivation.notes == ("the pause container of an ECS task",)
+    assert derivation.skipped == Why(Reason.ECS_PAUSE, "the pause container of an ECS task")
     assert awsvpc_task_arn(PAUSE) == ""
 
 
@@ -127,11 +128,15 @@ def test_which_containers_are_awsvpc():
 def test_awsvpc_without_an_answer_from_the_agent_registers_nothing():
     derivation = derive_services(WEB, ECS, PAUSE, None)
     assert derivation.services == ()
-    assert derivation.notes == ("awsvpc ECS task, and no answer from the ECS agent",)
+    assert derivation.skipped == (
+        Why(Reason.ECS_WAITING, "awsvpc ECS task, and no answer from the ECS agent")
+    )
     no_ports = derive_services(WEB, ECS, PAUSE, AwsvpcNetwork(("10.0.12.34",)))
-    assert no_ports.services == () and no_ports.notes
+    assert no_ports.services == () and no_ports.skipped
+    assert no_ports.skipped.code == Reason.NO_PORTS
     no_eni = derive_services(WEB, ECS, PAUSE, AwsvpcNetwork((), ((80, "tcp"),)))
-    assert no_eni.services == () and no_eni.notes  # never an empty or guessed address
+    assert no_eni.services == ()  # never an empty or guessed address
+    assert no_eni.skipped and no_eni.skipped.code == Reason.NO_ADDRESS
 
 
 def test_a_bridge_task_container_keeps_dockers_ports_and_gets_the_meta():

@@ -120,7 +120,7 @@ def test_relative_links_resolve(path: Path):
 def help_flags() -> set[str]:
     """Every ``-name`` the help of each command prints."""
     flags: set[str] = set()
-    for command in ([], ["plan"], ["resync"]):
+    for command in ([], ["plan"], ["resync"], ["explain"]):
         result = subprocess.run(
             [sys.executable, "-m", "registrator", *command, "-h"],
             capture_output=True,

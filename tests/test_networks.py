@@ -19,6 +19,7 @@ from registrator.core.container import ContainerView
 from registrator.core.derive import Derivation, DeriveOptions, derive_services
 from registrator.core.ecs_rules import AwsvpcNetwork
 from registrator.core.networks import join_host_port
+from registrator.core.reasons import Reason, Why
 from tests.ecs_agent_double import DoubleContainer, EcsAgentDouble
 from tests.inspect_data import inspect
 from tests.test_derive_ecs import ECS, PAUSE, WEB
@@ -204,11 +205,15 @@ def test_network_mode_none_and_a_missing_peer_register_nothing_quietly():
     none = inspect(exposed=["80/tcp"], network_mode="none", networks={"none": ""})
     derivation = derive_services(none, OPTS)
     assert (derivation.services, derivation.problems) == ((), ())
-    assert derivation.notes == ("port 80: network mode none: no address",)
+    assert [o.why for o in derivation.ports] == [
+        Why(Reason.NO_ADDRESS, "network mode none: no address")
+    ]
     orphan = inspect(exposed=["80/tcp"], network_mode="container:gone", networks={})
     derivation = derive_services(orphan, OPTS, None)
     assert (derivation.services, derivation.problems) == ((), ())
-    assert derivation.notes == ("port 80: its network container is unknown",)
+    assert [o.why for o in derivation.ports] == [
+        Why(Reason.NO_ADDRESS, "its network container (container:gone) is unknown")
+    ]
 
 
 def test_host_networking_with_internal_registers_the_hosts_address():

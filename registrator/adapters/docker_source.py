@@ -239,10 +239,10 @@ class DockerSource:
             raise DockerUnavailable(f"cannot subscribe to events: {brief(exc)}") from exc
         return EventStream(raw)
 
-    def container_ids(self) -> list[str]:
-        """The running containers' IDs."""
+    def container_ids(self, every: bool = False) -> list[str]:
+        """The running containers' IDs (``every``: stopped ones too)."""
         try:
-            listing = self._api.containers(quiet=True)
+            listing = self._api.containers(quiet=True, all=every)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise DockerUnavailable(f"cannot list containers: {brief(exc)}") from exc
         return [str(item["Id"]) for item in listing]

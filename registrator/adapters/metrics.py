@@ -1,4 +1,5 @@
-"""Metrics and the /healthz endpoint; Prometheus's only when ``-metrics-addr`` is given.
+"""Metrics, the /healthz endpoint and the daemon's own view of its containers
+(/containers); Prometheus's only when ``-metrics-addr`` is given.
 
 The reconciler and daemon count at the points where they log the same facts. Without
 ``-metrics-addr`` nothing reads the counts, so they are plain numbers and prometheus_client
@@ -11,6 +12,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -166,7 +168,8 @@ class PrometheusMetrics(Metrics):
 
 
 class MetricsServer:
-    """``/metrics`` (Prometheus text format) and ``/healthz`` on one address."""
+    """``/metrics`` (Prometheus text format), ``/healthz`` and ``/containers`` (the JSON
+    ``containers`` answers, once the daemon set it) on one address."""
 
     def __init__(
         self, metrics: PrometheusMetrics, host: str, port: int, health_threshold: float
@@ -175,6 +178,7 @@ class MetricsServer:
 
         self.metrics = metrics
         self.threshold = health_threshold
+        self.containers: Callable[[], dict[str, Any]] | None = None
         handler = _handler_for(self)
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
@@ -185,7 +189,7 @@ class MetricsServer:
 
     def start(self) -> None:
         self._thread.start()
-        log.info("serving /metrics and /healthz on http://%s", self.address)
+        log.info("serving /metrics, /healthz and /containers on http://%s", self.address)
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -204,8 +208,11 @@ def _handler_for(owner: MetricsServer) -> type[BaseHTTPRequestHandler]:
                 healthy, body = owner.metrics.health(owner.threshold)
                 payload = json.dumps(body, sort_keys=True).encode() + b"\n"
                 self._send(200 if healthy else 503, "application/json", payload)
+            elif path == "/containers" and owner.containers is not None:
+                payload = json.dumps(owner.containers(), sort_keys=True).encode() + b"\n"
+                self._send(200, "application/json", payload)
             else:
-                self._send(404, "text/plain", b"not found: try /metrics or /healthz\n")
+                self._send(404, "text/plain", b"not found: try /metrics, /healthz or /containers\n")
 
         def _send(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)

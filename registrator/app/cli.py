@@ -1,5 +1,5 @@
-"""Command line: ``registrator [flags] URI``, ``registrator plan|resync [flags] URI`` and
-``registrator help [plan|resync]``. The flags themselves are in registrator/core/flags.py.
+"""Command line: ``registrator [flags] URI``, ``registrator plan|resync [flags] URI``,
+``registrator explain [flags] URI [CONTAINER...]`` and ``registrator help [COMMAND]``. The flags themselves are in registrator/core/flags.py.
 
 Bad usage prints the cause and one line saying where the usage is, and exits 2 for every
 command; nothing below this module calls ``sys.exit``.
@@ -60,6 +60,10 @@ def parse_config(
     """argv (without the program name) -> (command, Config). Raises UsageError/ConfigError."""
     command, args = _command(argv)
     parsed = parse_args(command, args)
+    containers: tuple[str, ...] = ()
+    if command == "explain" and parsed.uris:
+        containers = tuple(parsed.uris[1:])
+        del parsed.uris[1:]
     if len(parsed.uris) != 1:
         if not parsed.uris:
             raise UsageError("missing required argument for registry URI")
@@ -77,7 +81,7 @@ def parse_config(
         docker_host=docker_host(env),
         hostname=hostname or socket.gethostname(),
         **parsed.values,  # type: ignore[arg-type]
-    )
+    )._replace(explain_containers=containers)
     if (config.ttl == 0) != (config.ttl_refresh == 0):
         raise UsageError("-ttl and -ttl-refresh must be specified together or not at all")
     if 0 < config.ttl <= config.ttl_refresh:
@@ -179,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         topic = argv[1] if len(argv) > 1 else "run"
         if topic not in COMMANDS or len(argv) > 2:
             return usage_error(
-                "run", f"no help for {' '.join(argv[1:])!r} (commands: plan, resync)"
+                "run", f"no help for {' '.join(argv[1:])!r} (commands: plan, resync, explain)"
             )
         print(help_text(topic), end="")
         return 0
@@ -198,9 +202,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(config.log_level, config.log_format)
     if command == "run":
         return run_daemon(config)
+    agent = _make_agent(config)
+    if command == "explain":
+        from registrator.app.explain import run_explain
+
+        return run_explain(config, derive_options(config), agent, config.explain_containers)
     from registrator.app.oneshot import run_plan, run_resync
 
-    agent = _make_agent(config)
     if command == "plan":
         return run_plan(config, derive_options(config), agent, as_json=config.plan_json)
     return run_resync(config, derive_options(config), agent)
@@ -283,6 +291,8 @@ def run_daemon(config: Config) -> int:
         lambda: DockerSource(os.environ, config.docker_host),
         notifier,
     )
+    if server is not None:
+        server.containers = daemon.containers_view
     daemon.start()
     stop.wait()
     daemon.stop()

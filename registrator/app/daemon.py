@@ -11,9 +11,8 @@ Threads, each with one job:
   while Consul was down; every ``resync`` seconds re-list Docker too.
 
 Waiting goes through the queue: a drain's grace period is the container queued again after
-it, an awsvpc container the ECS agent cannot place yet is requeued with backoff (never
-registered at a guessed address; one warning says why), and a crash-looping container held
-out of Consul (core/flapping.py) is queued again when its run would release it.
+it, and an awsvpc container the ECS agent cannot place yet is requeued with backoff (never
+registered at a guessed address; one warning says why).
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from registrator.adapters.docker_source import (
     WATCHED_ACTIONS,
@@ -34,10 +34,10 @@ from registrator.adapters.docker_source import (
 from registrator.adapters.systemd import Notifier
 from registrator.core.backoff import Backoff
 from registrator.core.config import Config
-from registrator.core.flapping import held_line
-from registrator.core.model import Service
+from registrator.core.explanation import daemon_json
 from registrator.core.plan import Outcome
 from registrator.sync.ecs_placement import EcsPlacement
+from registrator.sync.holding import FlapHold
 from registrator.sync.processing import (
     GONE,
     KEPT,
@@ -97,6 +97,7 @@ class Daemon:
         self._threads: list[threading.Thread] = []
         self._fingerprints: dict[str, str] = {}  # running containers as last listed
         self.metrics = reconciler.metrics
+        self._hold = FlapHold(self._records, self._queue, self.metrics.held, config.flap_hold)
         self.synced = threading.Event()  # set once the first full sync has been applied
         self.last_event_time = 0.0
 
@@ -221,9 +222,8 @@ class Daemon:
         self.metrics.events.labels(action).inc()
         log.debug("event %s %s (%s)", event.action, event.name, event.container_id[:12])
         if action == "kill":
-            if asks_to_stop(event):
-                self._records.stop_signal(event.container_id)  # not a crash, for the hold
-            if not self.config.drain or not asks_to_stop(event):
+            stops = asks_to_stop(event) and self._records.stop_signal(event.container_id)
+            if not self.config.drain or not stops:
                 return
             if self._records.start_drain(event.container_id, self.config.drain_grace):
                 self._queue.add_after(event.container_id, self.config.drain_grace)
@@ -263,6 +263,7 @@ class Daemon:
         """Log what changed for the container, and hand what it wants to the reconciler."""
         tracked = self.reconciler.tracks(container_id)
         label = verdict.label
+        self._records.assessed(container_id, verdict.kind, verdict.explained)
         if verdict.kind == KEPT and tracked:
             log.info(
                 "%s exited with %s; services kept (-deregister on-success)", label, verdict.reason
@@ -275,8 +276,7 @@ class Daemon:
                     log.info("container %s is gone", container_id[:12])
                 else:
                     log.debug("container %s gone before it could be inspected", container_id[:12])
-            destroyed = pending.last_event is not None and pending.last_event.action == "destroy"
-            self._forget(container_id, removed=destroyed or verdict.reason == NOT_FOUND)
+            self._forget(container_id, removed=verdict.reason == NOT_FOUND)  # else: may restart
             self.reconciler.set_container(container_id, ())
             return
         if pending.drain_until and not draining:
@@ -309,36 +309,18 @@ class Daemon:
                     log.warning("%s", problem)
                 problems = verdict.problems
             if not verdict.services and not tracked:
-                log.debug("ignored %s: %s", label, "; ".join(verdict.notes))
+                reasons = verdict.explained.reasons() if verdict.explained else ()
+                log.debug("ignored %s: %s", label, "; ".join(map(str, reasons)))
         self._records.logged(container_id, withheld, problems)
-        services = self._unless_held(container_id, verdict) if verdict.kind == WANTS else ()
-        self.reconciler.set_container(container_id, services)
-
-    def _unless_held(self, container_id: str, verdict: Verdict) -> tuple[Service, ...]:
-        """The services to publish: none while the container keeps dying soon after it
-        starts (core/flapping.py); it is looked at again when its run would release it."""
-        hold_time = self.config.flap_hold
-        if not verdict.services or not hold_time:
-            return verdict.services
-        now = time.time()
-        names = frozenset(service.name for service in verdict.services)
-        started = verdict.run.started
-        hold, was_held = self._records.hold(container_id, names, started, now, hold_time)
-        if hold.held:  # said once (a warning), then at DEBUG while the streak goes on
-            level = logging.DEBUG if was_held or hold.continued else logging.WARNING
-            log.log(level, "%s", held_line(verdict.label, names, hold, container_id, hold_time))
-            self._queue.add_after(container_id, hold.until - now + 0.05)  # just after
-        elif was_held:
-            log.info("%s: up for %.1fs; released: registering", verdict.label, now - started)
-        self.metrics.held.set(self._records.held_count(now))
-        return () if hold.held else verdict.services
+        services = self._hold.services(container_id, verdict) if verdict.kind == WANTS else ()
+        self._note_writes(self.reconciler.set_container(container_id, services))
 
     def _forget(self, container_id: str, removed: bool = True) -> None:
         self._records.drop(container_id, removed)
         self._queue.forget(container_id)
         if self.placement is not None:
             self.placement.forget(container_id)
-        self.metrics.held.set(self._records.held_count(time.time()))
+        self._hold.count()
 
     # --- the agent ---------------------------------------------------------------------
 
@@ -369,7 +351,27 @@ class Daemon:
             woken = self._wake_agent.wait(max(0.0, timeout))
             self._wake_agent.clear()
 
+    def _note_writes(self, outcome: Outcome) -> None:
+        """Keep the agent's refusals (and their end) in the containers' records."""
+        if outcome.rejected:
+            owner = {sid: svc.container_id for sid, svc in self.reconciler.desired().items()}
+            for sid, message in outcome.rejected:
+                self._records.written(owner.get(sid, ""), [(sid, message)], [])
+        for svc in outcome.registered:
+            self._records.written(svc.container_id, [], [svc.id])
+
+    def containers_view(self) -> dict[str, Any]:
+        """``GET /containers``: each container's last assessment and where the writes of its
+        services stand, an agent's refusal with the agent's message."""
+        entries = []
+        for kind, explained, refusals in self._records.assessments():
+            results = {svc.id: self.reconciler.last_write(svc) for svc in explained.services}
+            entries.append(daemon_json(kind, explained, refusals, results))
+        entries.sort(key=lambda entry: (entry["name"], entry["id"]))
+        return {"containers": entries, "consul_reachable": self.reconciler.healthy}
+
     def _after_sync(self, outcome: Outcome) -> None:
+        self._note_writes(outcome)
         if self.synced.is_set() or not self.reconciler.stale_removal_allowed:
             return
         if outcome.complete:

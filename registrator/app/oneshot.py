@@ -18,10 +18,12 @@ from registrator.adapters.legacy import AdoptingAgent, adopting
 from registrator.core.config import Config
 from registrator.core.container import display_name, short_id
 from registrator.core.derive import DeriveOptions
+from registrator.core.explanation import count_codes
 from registrator.core.flapping import seen_held
 from registrator.core.model import OWNER_META_KEY, Service
 from registrator.core.networks import join_host_port
 from registrator.core.plan import Outcome, Plan
+from registrator.core.reasons import Reason
 from registrator.sync.ecs_placement import EcsPlacement
 from registrator.sync.processing import WAITING, WITHHELD, ContainerProcessor
 from registrator.sync.reconcile import Reconciler
@@ -45,8 +47,14 @@ class Loaded(NamedTuple):
     held: list[Service]
 
 
-def load_desired(config: Config, options: DeriveOptions, agent: ConsulAgent | None) -> Loaded:
-    """What every running container wants, and what is held."""
+def load_desired(
+    config: Config,
+    options: DeriveOptions,
+    agent: ConsulAgent | None,
+    unregistered: dict[str, tuple[Reason, ...]] | None = None,
+) -> Loaded:
+    """What every running container wants, and what is held; nothing written yet. Each
+    running container that registers nothing goes into ``unregistered``, with its codes."""
     try:
         docker = DockerSource(os.environ, config.docker_host)
         container_ids = docker.container_ids()
@@ -76,6 +84,9 @@ def load_desired(config: Config, options: DeriveOptions, agent: ConsulAgent | No
             log.info("%s: services withheld: %s", verdict.label, verdict.reason)
         for problem in verdict.problems:
             log.warning("%s", problem)
+        codes = verdict.explained.codes() if verdict.explained else ()
+        if codes and unregistered is not None:
+            unregistered[container_id] = codes
         run = verdict.run
         if verdict.services and seen_held(*run, time.time(), config.flap_hold):
             log.info("%s: held: restarted %d times, up %.1fs", verdict.label, run.restarts,
@@ -157,8 +168,9 @@ def run_plan(
     config: Config, options: DeriveOptions, agent: ConsulAgent | None, as_json: bool
 ) -> int:
     """What ``resync`` would do. 0 in sync, 2 when there are differences, 1 on errors."""
+    unregistered: dict[str, tuple[Reason, ...]] = {}
     try:
-        reconciler, held = load_desired(config, options, agent)
+        reconciler, held = load_desired(config, options, agent, unregistered)
         plan, actual = reconciler.preview(remove_stale=True)
     except (OneShotError, ConsulError) as exc:
         failure = str(exc) if isinstance(exc, OneShotError) else f"Consul failed: {exc}"
@@ -171,6 +183,13 @@ def run_plan(
         print(json.dumps({"in_sync": plan.empty, "changes": rows}, indent=2, sort_keys=True))
     else:
         print_plan_table(rows)
+        if unregistered:
+            counts = count_codes(unregistered.values())
+            print(
+                f"{len(unregistered)} running container(s) register nothing: "
+                + ", ".join(f"{code} {n}" for code, n in counts.items())
+                + " ('registrator explain URI CONTAINER' says why)"
+            )
     return EXIT_OK if plan.empty else EXIT_DIFFERENT
 
 

@@ -8,6 +8,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from registrator.core.flapping import DEFAULT_HOLD
+from registrator.core.tag_template import TagTemplate
 
 DEFAULT_CONSUL_HOST = "127.0.0.1"
 DEFAULT_CONSUL_PORT = 8500
@@ -53,6 +54,7 @@ class Config(NamedTuple):
     internal: bool = False
     explicit: bool = False
     force_tags: tuple[str, ...] = ()
+    tags_template: TagTemplate | None = None  # -tags with {{ }}: evaluated per container
     use_ip_from_label: str = ""
     deregister: str = "always"
     cleanup: bool = False
@@ -79,6 +81,9 @@ class Config(NamedTuple):
     metrics_addr: str = ""
     health_threshold: float = 60.0
     plan_json: bool = False
+    explain_json: bool = False
+    explain_daemon: str = ""  # explain -daemon: the daemon's -metrics-addr
+    explain_containers: tuple[str, ...] = ()  # explain's arguments after the URI
     ecs: bool = False
     ecs_agent_uri: str = DEFAULT_ECS_AGENT_URI
 

@@ -91,3 +91,16 @@ def valid_meta(
         else:
             meta[key] = value
     return meta
+
+
+def valid_weights(metadata: Mapping[str, str], report: ReportProblem) -> tuple[int, int]:
+    """``SERVICE_WEIGHT_PASSING`` and ``SERVICE_WEIGHT_WARNING``: whole numbers >= 1
+    (Consul's defaults, 1 and 1, otherwise)."""
+    weights = []
+    for key in ("weight_passing", "weight_warning"):
+        value = metadata.get(key, "").strip()
+        if value and (not value.isdigit() or int(value) < 1):
+            report(f"SERVICE_{key.upper()}", f"{value!r} is not a whole number >= 1; using 1")
+            value = ""
+        weights.append(int(value) if value else 1)
+    return weights[0], weights[1]

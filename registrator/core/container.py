@@ -175,6 +175,18 @@ class ContainerView:
         """The container's ``SERVICE_*`` settings for one port (see ``service_metadata``)."""
         return service_metadata(self.env, self.labels, exposed_port)
 
+    def setting(self, key: str, exposed_port: str = "") -> str:
+        """The value a ``SERVICE_*`` key has on the container, as the rules read it: the
+        port's own ``SERVICE_<port>_*`` first, a label over an env var ("" when unset)."""
+        keys = [key]
+        if exposed_port and key.startswith(SERVICE_PREFIX):
+            keys.insert(0, f"{SERVICE_PREFIX}{exposed_port}_{key[len(SERVICE_PREFIX) :]}")
+        env = dict(entry.split("=", 1) for entry in self.env if "=" in entry)
+        for name in keys:
+            if name in self.labels or name in env:
+                return self.labels.get(name, env.get(name, ""))
+        return ""
+
     @property
     def network_mode(self) -> str:
         return str(as_mapping(self.inspect.get("HostConfig")).get("NetworkMode") or "")
@@ -247,6 +259,11 @@ class ContainerView:
                 if isinstance(b, Mapping) and b.get("HostPort")
             )
         return published
+
+    @property
+    def status(self) -> str:
+        """Docker's word for the state: running, exited, paused, created, ..."""
+        return str(self._state.get("Status") or ("running" if self.running else "exited"))
 
     @property
     def running(self) -> bool:

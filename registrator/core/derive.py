@@ -30,10 +30,12 @@ from registrator.core.consul_limits import (
     valid_meta,
     valid_service_id,
     valid_tags,
+    valid_weights,
 )
 from registrator.core.container import ContainerView
 from registrator.core.container import split_tags as split_tags
 from registrator.core.ecs_rules import AwsvpcNetwork, awsvpc_task_arn, ecs_meta, is_ecs_pause
+from registrator.core.gotemplate_lex import TemplateError
 from registrator.core.model import OWNER_META_KEY, Service, freeze_meta
 from registrator.core.networks import (
     HOST_NETWORK_MODE,
@@ -50,6 +52,8 @@ from registrator.core.ports import (
     family,
     port_candidates,
 )
+from registrator.core.reasons import PortOutcome, Problem, Reason, Why
+from registrator.core.tag_template import Fetch, TagTemplate
 
 if TYPE_CHECKING:
     from registrator.core.config import Config
@@ -73,6 +77,7 @@ class DeriveOptions(NamedTuple):
     internal: bool = False
     explicit: bool = False
     force_tags: tuple[str, ...] = ()
+    tags_template: TagTemplate | None = None  # -tags with {{ }}: evaluated per container
     use_ip_from_label: str = ""
     allow_script_checks: bool = False
     require_healthy: bool = False  # -require-healthy: wait for Docker's HEALTHCHECK
@@ -87,22 +92,15 @@ class DeriveOptions(NamedTuple):
         return cls(host_ip=host_ip, **copied)
 
 
-class Problem(NamedTuple):
-    """Something wrong with a container's metadata, said so an operator can fix it."""
-
-    container: str
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"container {self.container}"
-        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
-
-
 class Derivation(NamedTuple):
     services: tuple[Service, ...] = ()
-    problems: tuple[Problem, ...] = ()
-    notes: tuple[str, ...] = ()  # why ports were skipped: informational, not errors
+    problems: tuple[Problem, ...] = ()  # refused metadata
+    ports: tuple[PortOutcome, ...] = ()  # each candidate port: its service, or why none
+    skipped: Why | None = None  # why the container gives none without a port to look at
+
+
+def _skipped(code: Reason, detail: str) -> Derivation:
+    return Derivation(skipped=Why(code, detail))
 
 
 def default_service_name(image: str) -> str:
@@ -116,79 +114,120 @@ def derive_services(
     options: DeriveOptions,
     network_peer: Mapping[str, Any] | None = None,
     awsvpc: AwsvpcNetwork | None = None,
+    fetch: Fetch | None = None,
 ) -> Derivation:
     """The services a container should have, whether or not it is running now.
 
     ``network_peer`` is the inspect of the container named by ``NetworkMode: container:<id>``
     (its IP is the service address), when there is one. ``awsvpc`` is what the ECS agent said
     of the container when it is in an awsvpc task (see ``awsvpc_task_arn``; with ``-ecs``).
+    ``fetch`` is how a ``-tags`` template's ``httpGet`` reads a URL (none: an empty body).
     """
     if options.ecs and is_ecs_pause(container):
-        return Derivation(notes=("the pause container of an ECS task",))
+        return _skipped(Reason.ECS_PAUSE, "the pause container of an ECS task")
     view = ContainerView(container)
     if options.ecs and awsvpc_task_arn(container, network_peer):
         if awsvpc is None:
-            return Derivation(notes=("awsvpc ECS task, and no answer from the ECS agent",))
+            return _skipped(Reason.ECS_WAITING, "awsvpc ECS task, and no answer from the ECS agent")
         if not awsvpc.ipv4_addresses and not awsvpc.ipv6_addresses:
-            return Derivation(notes=("the ECS task has no ENI address (network mode none)",))
+            return _skipped(
+                Reason.NO_ADDRESS, "the ECS task has no ENI address (network mode none)"
+            )
         candidates = awsvpc_candidates(awsvpc)
         if not candidates:
-            return Derivation(notes=("no port mappings in the ECS task definition",))
+            return _skipped(Reason.NO_PORTS, "no port mappings in the ECS task definition")
     else:
         candidates = port_candidates(view)
     if not candidates:
-        return Derivation(notes=("no published ports",))
+        return _skipped(Reason.NO_PORTS, "no exposed or published ports")
     peer = None if network_peer is None else ContainerView(network_peer)
-    return _ContainerServices(view, peer, options).derive(candidates)
+    return _ContainerServices(view, peer, options, fetch).derive(candidates)
 
 
 class _ContainerServices:
-    """One container's services being derived, with the problems and notes found on the way."""
+    """One container's services being derived, with the problems found on the way and, for
+    each port that gives none, why."""
 
     def __init__(
-        self, container: ContainerView, peer: ContainerView | None, options: DeriveOptions
+        self,
+        container: ContainerView,
+        peer: ContainerView | None,
+        options: DeriveOptions,
+        fetch: Fetch | None = None,
     ) -> None:
         self.container = container
         self.peer = peer  # the container whose network this one shares, if any
         self.options = options
+        self.fetch = fetch
         self.problems: list[Problem] = []
-        self.notes: list[str] = []
+        self.port = ""  # the port being derived ("8080/tcp")
+        self.why: Why | None = None  # why that port gives no service
+        self._templated: list[str] | None = None  # the -tags template's, once per container
+
+    def templated_tags(self) -> list[str]:
+        """The ``-tags`` template's tags for this container, evaluated once (so each URL
+        ``httpGet`` names is fetched once, not once per port). A template that fails here
+        costs only this container its templated tags, with a problem saying why."""
+        template = self.options.tags_template
+        if template is None:
+            return []
+        if self._templated is None:
+            try:
+                text = template.render(self.container.inspect, self.fetch)
+            except TemplateError as exc:
+                self.problem("-tags", f"{exc}; registered without the template's tags")
+                text = ""
+            self._templated = valid_tags(
+                split_tags(text), lambda key, message: self.problem("-tags", message)
+            )
+        return self._templated
 
     def problem(self, key: str, message: str) -> None:
         """Report one problem; the same one found for several ports is reported once."""
-        problem = Problem(self.container.display, key, message)
+        value = self.container.setting(key, self.port.partition("/")[0]) if key else ""
+        if key == "-ip":
+            value = self.options.ip
+        problem = Problem(self.container.display, key, message, value)
         if problem not in self.problems:
             self.problems.append(problem)
 
-    def derive(self, candidates: list[PortCandidate]) -> Derivation:
-        published = []
-        for candidate in candidates:
-            if not self.options.internal and not candidate.bindings:
-                self.notes.append(f"port {candidate.exposed_port} not published on host")
-                continue
-            published.append(candidate)
-        is_group = len(published) > 1
+    def skip(self, code: Reason, detail: str) -> None:
+        """Say why the port being derived gives no service (its callers then return None)."""
+        self.why = Why(code, detail)
 
+    def derive(self, candidates: list[PortCandidate]) -> Derivation:
+        published = [c for c in candidates if self.options.internal or c.bindings]
+        is_group = len(published) > 1
         services: list[Service] = []
-        for candidate in published:
-            service = self.service_for_port(candidate, is_group)
-            if service is None:
-                continue
-            if any(s.id == service.id for s in services):
-                self.problem(
-                    "SERVICE_ID",
-                    f"{service.id!r} is used by several ports; port {candidate.exposed_port} not "
-                    "registered (use SERVICE_<port>_ID)",
+        outcomes: list[PortOutcome] = []
+        for candidate in candidates:
+            self.port, self.why = f"{candidate.exposed_port}/{candidate.protocol}", None
+            service = None
+            if candidate not in published:
+                self.skip(Reason.NOT_PUBLISHED, f"port {self.port} is exposed, not published")
+            else:
+                service = self.service_for_port(candidate, is_group)
+            if service is not None and any(s.id == service.id for s in services):
+                message = (
+                    f"{service.id!r} is used by several ports; port {self.port} not registered"
                 )
-                continue
-            services.append(service)
-        return Derivation(tuple(services), tuple(self.problems), tuple(self.notes))
+                self.problem("SERVICE_ID", message + " (use SERVICE_<port>_ID)")
+                self.skip(Reason.DUPLICATE_ID, message)
+                service = None
+            if service is not None:
+                services.append(service)
+            why = None if service is not None else self.why or Why(Reason.NO_ADDRESS)
+            outcomes.append(PortOutcome(self.port, service, why))
+        return Derivation(tuple(services), tuple(self.problems), tuple(outcomes))
 
     def service_for_port(self, port: PortCandidate, is_group: bool) -> Service | None:
         options, container = self.options, self.container
         metadata, from_port = container.service_keys(port.exposed_port)
         if metadata.get("ignore", ""):
-            self.notes.append(f"service on port {port.exposed_port} ignored (SERVICE_IGNORE)")
+            key = (
+                f"SERVICE_{port.exposed_port}_IGNORE" if "ignore" in from_port else "SERVICE_IGNORE"
+            )
+            self.skip(Reason.IGNORED, f"{key} is set")
             return None
 
         name = self.service_name(metadata, from_port, port, is_group)
@@ -204,6 +243,7 @@ class _ContainerServices:
         service_id = valid_service_id(metadata.get("id", ""), default_id, self.problem)
         tags = valid_tags(split_tags(metadata.get("tags", "")), self.problem)
         tags += options.force_tags
+        tags += self.templated_tags()
         if port.protocol == "udp":
             tags.append("udp")
 
@@ -227,27 +267,13 @@ class _ContainerServices:
             port=port_number,
             tags=tuple(tags),
             meta=freeze_meta(meta),
-            weights=self.weights(metadata),
+            weights=valid_weights(metadata, self.problem),
             enable_tag_override=metadata.get("enable_tag_override", "").strip().lower()
             in TRUE_WORDS,
             checks=checks,
             container_id=container.id,
             container_name=container.name,
         )
-
-    def weights(self, metadata: Mapping[str, str]) -> tuple[int, int]:
-        """``SERVICE_WEIGHT_PASSING`` and ``SERVICE_WEIGHT_WARNING``: whole numbers >= 1
-        (Consul's defaults, 1 and 1, otherwise)."""
-        weights = []
-        for key in ("weight_passing", "weight_warning"):
-            value = metadata.get(key, "").strip()
-            if value and (not value.isdigit() or int(value) < 1):
-                self.problem(
-                    f"SERVICE_{key.upper()}", f"{value!r} is not a whole number >= 1; using 1"
-                )
-                value = ""
-            weights.append(int(value) if value else 1)
-        return weights[0], weights[1]
 
     def service_name(
         self, metadata: Mapping[str, str], from_port: set[str], port: PortCandidate, is_group: bool
@@ -266,16 +292,19 @@ class _ContainerServices:
                     f"{name[:80]!r} is not usable as a DNS label (1-63 letters, digits and '-', "
                     "not starting or ending with '-'); service not registered",
                 )
+                self.skip(Reason.BAD_NAME, f"{key}: {name[:80]!r} is not a DNS label")
                 return None
             return name
         if self.options.explicit:
-            self.notes.append(f"port {port.exposed_port} has no SERVICE_NAME (-explicit)")
+            self.skip(Reason.NOT_EXPLICIT, f"no SERVICE_NAME for port {self.port}")
             return None
         name = dns_label(default_service_name(self.container.image))
         if is_group:
             name = dns_label(f"{name}-{port.exposed_port}" if name else "")
         if not name:
-            self.problem("SERVICE_NAME", "no name set and none can be made from the image name")
+            message = "no name set and none can be made from the image name"
+            self.problem("SERVICE_NAME", message)
+            self.skip(Reason.BAD_NAME, message)
             return None
         return name
 
@@ -334,11 +363,12 @@ class _ContainerServices:
         binding = binding_for(port.bindings, fallback, strict=bool(label or options.ip))
         if binding is None:
             published = ", ".join(join_host_port(b.host_ip, b.host_port) for b in port.bindings)
-            self.problem(
-                "-ip" if options.ip and not label else "",
-                f"port {port.exposed_port}/{port.protocol} is published only on {published}, "
-                f"none for an IPv{family(fallback)} address ({fallback}); not registered",
+            message = (
+                f"port {self.port} is published only on {published}, "
+                f"none for an IPv{family(fallback)} address ({fallback})"
             )
+            self.problem("-ip" if options.ip and not label else "", f"{message}; not registered")
+            self.skip(Reason.NO_BINDING, message)
             return None
         if label or binding.host_ip not in UNSPECIFIED_ADDRESSES:
             address = label or binding.host_ip
@@ -351,7 +381,8 @@ class _ContainerServices:
     ) -> str | None:
         """``--network container:<id>``: the other container's address."""
         if self.peer is None:
-            self.notes.append(f"port {port.exposed_port}: its network container is unknown")
+            mode = self.container.network_mode
+            self.skip(Reason.NO_ADDRESS, f"its network container ({mode}) is unknown")
             return None
         return self.own_address(self.peer, port, metadata, from_port)
 
@@ -361,8 +392,6 @@ class _ContainerServices:
         if not label:
             return ""
         from_label = self.container.labels.get(label, "")
-        if not from_label:
-            self.notes.append(f"label {label!r} not found")
         return from_label.rsplit("/", 1)[0] if "/" in from_label else from_label
 
     def own_address(
@@ -381,6 +410,8 @@ class _ContainerServices:
         whose = "" if view is self.container else f"network container {view.display}: "
         for problem_key, message in found.problems:
             self.problem(problem_key, whose + message)
-        if found.note:
-            self.notes.append(f"port {port.exposed_port}: {whose}{found.note}")
-        return found.address or None
+        if not found.address:
+            said = found.note or "; ".join(message for _, message in found.problems)
+            self.skip(Reason.NO_ADDRESS, whose + said)
+            return None
+        return found.address

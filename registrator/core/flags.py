@@ -18,9 +18,10 @@ from typing import NamedTuple
 
 from registrator.core.config import DEFAULT_ECS_AGENT_URI, Config, ConfigError, parse_ecs_agent_uri
 from registrator.core.container import split_tags
+from registrator.core.tag_template import TagTemplate, is_template
 
-COMMANDS = ("run", "resync", "plan")
-Value = str | int | float | bool | tuple[str, ...]
+COMMANDS = ("run", "resync", "plan", "explain")
+Value = str | int | float | bool | tuple[str, ...] | TagTemplate | None
 
 
 class UsageError(Exception):
@@ -86,7 +87,11 @@ def _text(text: str) -> str:
     return text
 
 
-def _tags(text: str) -> tuple[str, ...]:
+def _tags(text: str) -> tuple[str, ...] | TagTemplate:
+    """A comma list; with ``{{`` a Go template (gliderlabs/registrator v7.4), parsed now so
+    that one which does not parse stops the start (TemplateError is a ValueError)."""
+    if is_template(text):
+        return TagTemplate(text)
     return tuple(split_tags(text))
 
 
@@ -121,7 +126,8 @@ FLAGS = (
          check=_ip),
     Flag("internal", "use the container IP and exposed ports instead of published ones"),
     Flag("explicit", "only register containers that set SERVICE_NAME"),
-    Flag("tags", "comma-separated tags appended to every service", "TAGS", "force_tags",
+    Flag("tags", "comma-separated tags appended to every service; with {{ }} a Go template "
+         "evaluated per container (docs/flags.md)", "TAGS", "force_tags",
          check=_tags),
     Flag("useIpFromLabel", "use the IP in this container label as the service address",
          "LABEL", "use_ip_from_label"),
@@ -165,7 +171,7 @@ FLAGS = (
     Flag("flap-hold", "a container that keeps dying soon after it starts is held out of Consul "
          "until a start stays up this long (0: off)", "SECONDS",
          check=_number(float, 0, "0 for off, or seconds, e.g. 10")),
-    Flag("metrics-addr", "serve Prometheus /metrics and /healthz here (e.g. 127.0.0.1:9102)",
+    Flag("metrics-addr", "serve Prometheus /metrics, /healthz and /containers here (e.g. 127.0.0.1:9102)",
          "HOST:PORT", daemon_only=True, check=_metrics, shown_default="off"),
     Flag("healthz-threshold", "/healthz fails once Docker, Consul or the ECS agent is unreachable this long",
          "SECONDS", "health_threshold", daemon_only=True, check=_number(float, 0.001, SECONDS)),
@@ -178,6 +184,12 @@ FLAGS = (
          check=_choice("DEBUG", "INFO", "WARNING", "ERROR", fold=True)),
 )  # fmt: skip
 PLAN_JSON = Flag("json", "print the plan as JSON", dest="plan_json")
+EXPLAIN_FLAGS = (
+    Flag("json", "print the explanation as JSON (schema: docs/operations.md#explain)",
+         dest="explain_json"),
+    Flag("daemon", "add the running daemon's own view, read from its -metrics-addr",
+         "HOST:PORT", "explain_daemon", check=_metrics),
+)  # fmt: skip
 BY_NAME = {flag.name: flag for flag in FLAGS}
 DAEMON_ONLY = tuple(f"-{flag.name}" for flag in FLAGS if flag.daemon_only)
 
@@ -185,7 +197,8 @@ DAEMON_ONLY = tuple(f"-{flag.name}" for flag in FLAGS if flag.daemon_only)
 def flags_of(command: str) -> list[Flag]:
     """The flags ``command`` accepts, in the table's order."""
     own = [flag for flag in FLAGS if command == "run" or not flag.daemon_only]
-    return [*own, PLAN_JSON] if command == "plan" else own
+    extra = {"plan": [PLAN_JSON], "explain": list(EXPLAIN_FLAGS)}.get(command, [])
+    return [*own, *extra]
 
 
 class Parsed(NamedTuple):
@@ -244,9 +257,14 @@ def parse_args(command: str, argv: Sequence[str]) -> Parsed:
             value = tokens[index]
             index += 1
         try:
-            values[flag.field] = flag.check(value)
+            checked = flag.check(value)
         except ValueError as exc:
             raise UsageError(f"-{flag.name} {value!r}: {exc}") from None
+        if flag.field == "force_tags":  # a template goes apart; the last -tags wins
+            template = checked if isinstance(checked, TagTemplate) else None
+            values["tags_template"] = template
+            checked = () if template is not None else checked
+        values[flag.field] = checked
     return Parsed(values, uris)
 
 
@@ -265,6 +283,7 @@ USAGE = {
     "run": "registrator [flags] URI",
     "plan": "registrator plan [flags] URI",
     "resync": "registrator resync [flags] URI",
+    "explain": "registrator explain [flags] URI [CONTAINER...]",
 }
 ABOUT = {
     "run": (
@@ -283,6 +302,14 @@ ABOUT = {
         "matches Docker; 1: something could not be read or written; 2: bad usage.\n"
         "'registrator plan' shows what resync would do without writing."
     ),
+    "explain": (
+        "Say why each container is registered or not: for each port the service it gives\n"
+        "(and whether the agent holds it in step) or a reason code and what to do; refused\n"
+        "keys. CONTAINER: a name, ID or ID prefix; none: every container, running or not.\n"
+        "Writes nothing. Exit 0: every service in step; 2: one differs or is missing (or\n"
+        "bad usage); 1: Docker, the agent or the daemon could not be read, or a container\n"
+        "is unknown."
+    ),
 }
 URI_HELP = (
     "URI: the local Consul agent: consul://HOST[:PORT] (default 127.0.0.1:8500, or\n"
@@ -294,7 +321,7 @@ URI_HELP = (
 def help_text(command: str) -> str:
     lines = [f"usage: {USAGE[command]}"]
     if command == "run":
-        lines += [f"       {USAGE['plan']}", f"       {USAGE['resync']}"]
+        lines += [f"       {USAGE[c]}" for c in ("plan", "resync", "explain")]
     lines += ["", ABOUT[command], "", URI_HELP, "", "flags:"]
     for flag in flags_of(command):
         spelled = f"-{flag.name}" + (f" {flag.metavar}" if flag.metavar else "")
@@ -318,7 +345,7 @@ def help_text(command: str) -> str:
         lines += [
             "",
             textwrap.fill(
-                "plan and resync take the same flags but these, which apply to the daemon "
+                "plan, resync and explain take the same flags but these, which apply to the daemon "
                 f"only: {', '.join(DAEMON_ONLY)}",
                 92,
                 break_on_hyphens=False,
@@ -327,6 +354,7 @@ def help_text(command: str) -> str:
             "commands:",
             "  plan     show what resync would change, write nothing ('registrator plan -h')",
             "  resync   make the agent match Docker once and exit ('registrator resync -h')",
+            "  explain  why containers are (not) registered ('registrator explain -h')",
             "  help     this help; 'registrator help plan' for a command's",
         ]
     return "\n".join(lines) + "\n"

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from registrator.core.checks import TRUE_WORDS, health_sync_applies
 from registrator.core.container import ContainerView
+from registrator.core.reasons import Reason, Why
 
 if TYPE_CHECKING:
     from registrator.core.derive import DeriveOptions
 
-PAUSED = "paused (docker pause): its processes answer nothing"
+PAUSED = Why(Reason.PAUSED, "paused (docker pause): its processes answer nothing")
 
 
 def is_running(container: Mapping[str, Any]) -> bool:
@@ -33,8 +34,8 @@ def keeps_services(exit_code: int, deregister: str) -> bool:
     return deregister == "on-success" and exit_code != 0 and not exit_code & 128
 
 
-def withheld_reason(container: Mapping[str, Any], options: DeriveOptions) -> str:
-    """Why a running container's services must not be in Consul now ("" when they may).
+def withheld_reason(container: Mapping[str, Any], options: DeriveOptions) -> Why | None:
+    """Why a running container's services must not be in Consul now (None when they may).
 
     With ``-require-healthy`` (or ``SERVICE_REQUIRE_HEALTHY=true`` on the container; ``false``
     opts out) a container that has a Docker HEALTHCHECK is registered only while Docker says
@@ -48,7 +49,7 @@ def withheld_reason(container: Mapping[str, Any], options: DeriveOptions) -> str
     required = setting in TRUE_WORDS if setting else options.require_healthy
     status = view.health_status
     if not required or status is None:
-        return ""
+        return None
     # With health sync as well, the service stays registered and its check carries the
     # health (consul-template leaves it out of the upstream all the same): the container's
     # own key beats a flag, and between two of a kind health sync wins.
@@ -56,5 +57,7 @@ def withheld_reason(container: Mapping[str, Any], options: DeriveOptions) -> str
     if health_sync_applies(metadata, options.health_sync, lambda *_: None) and (
         sync_setting or not setting
     ):
-        return ""
-    return "" if status == "healthy" else f"Docker health is {status or 'unknown'}"
+        return None
+    if status == "healthy":
+        return None
+    return Why(Reason.UNHEALTHY, f"Docker health is {status or 'unknown'}")

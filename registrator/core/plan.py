@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from registrator.core.model import Service
+from registrator.core.model import COMPARED_FIELDS, Service
 
 
 def same_registration(actual: Service, desired: Service) -> bool:
@@ -27,6 +27,24 @@ def in_step(actual: Service | None, desired: Service) -> bool:
         and same_registration(actual, desired)
         and (desired.health is None or actual.health_state == desired.health_state)
     )
+
+
+def differences(actual: Service, desired: Service) -> tuple[str, ...]:
+    """The fields that keep ``actual`` out of step with ``desired``, named by ``in_step``'s
+    own rules (tags do not count when both have tag override; the checks are compared by ID,
+    their settings being in the Meta): () exactly when ``in_step`` holds."""
+    both_override = actual.enable_tag_override and desired.enable_tag_override
+    fields = [
+        name
+        for name in COMPARED_FIELDS
+        if getattr(actual, name) != getattr(desired, name)
+        and not (name == "tags" and both_override)
+    ]
+    if set(actual.check_ids()) != set(desired.check_ids()):
+        fields.append("checks")
+    if desired.health is not None and actual.health_state != desired.health_state:
+        fields.append("health")
+    return tuple(fields)
 
 
 class Plan(NamedTuple):

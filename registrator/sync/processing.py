@@ -10,11 +10,15 @@ from typing import Any, NamedTuple
 
 from registrator.adapters.docker_source import ContainerEvent, DockerSource
 from registrator.adapters.ecs_agent import EcsAgentError
+from registrator.adapters.http_fetch import http_get
 from registrator.core.container import ContainerView
 from registrator.core.derive import DeriveOptions, derive_services
 from registrator.core.ecs_rules import awsvpc_task_arn
+from registrator.core.explanation import Explained, explain
 from registrator.core.lifecycle import keeps_services, retained_after_exit, withheld_reason
 from registrator.core.model import Service
+from registrator.core.reasons import Reason, Why
+from registrator.core.tag_template import Fetch
 from registrator.sync.ecs_placement import EcsPlacement
 
 log = logging.getLogger(__name__)
@@ -44,7 +48,9 @@ class Verdict(NamedTuple):
     services: tuple[Service, ...] = ()
     reason: str = ""  # why withheld or waiting; a kept container's exit code
     problems: tuple[str, ...] = ()  # refused metadata, one line each
-    notes: tuple[str, ...] = ()  # why nothing is registered, when nothing is
+    # The decision, as explain and the daemon's /containers show it: the container's reason
+    # code (not running, withheld, waiting) or what each port gives; None when not inspected.
+    explained: Explained | None = None
     error: EcsAgentError | None = None  # the ECS agent's, when waiting
     was_waiting: bool = False  # it waited for the ECS agent before this
     run: RunFacts = RunFacts()  # its current run, for the flapping hold
@@ -63,11 +69,16 @@ def exited_for_good(event: ContainerEvent, deregister: str) -> bool:
 
 class ContainerProcessor:
     def __init__(
-        self, options: DeriveOptions, deregister: str, placement: EcsPlacement | None = None
+        self,
+        options: DeriveOptions,
+        deregister: str,
+        placement: EcsPlacement | None = None,
+        fetch: Fetch = http_get,
     ) -> None:
         self.options = options
         self.deregister = deregister
         self.placement = placement
+        self.fetch = fetch  # a -tags template's httpGet
 
     def assess(
         self,
@@ -86,12 +97,18 @@ class ContainerProcessor:
         view = ContainerView(container)
         label = view.display
         if not view.running:
+            exited = f", exit code {view.exit_code}" if view.status == "exited" else ""
+            stopped = Why(Reason.NOT_RUNNING, view.status + exited)
+            said = explain(view, stopped, None)
             if retained_after_exit(container, self.deregister):
-                return Verdict(KEPT, label, reason=str(view.exit_code))
-            return Verdict(GONE, label)
-        withheld = DRAINING if draining else withheld_reason(container, self.options)
-        if withheld:
-            return Verdict(WITHHELD, label, reason=withheld)
+                return Verdict(KEPT, label, reason=str(view.exit_code), explained=said)
+            return Verdict(GONE, label, explained=said)
+        drain = Why(Reason.DRAINING, DRAINING) if draining else None
+        withheld = drain or withheld_reason(container, self.options)
+        if withheld is not None:
+            return Verdict(
+                WITHHELD, label, reason=withheld.detail, explained=explain(view, withheld, None)
+            )
         peer = self._network_peer(docker, view)
         awsvpc = None
         was_waiting = False
@@ -103,15 +120,18 @@ class ContainerProcessor:
                 return Verdict(
                     WAITING, label, reason=str(placed.error), error=placed.error,
                     was_waiting=placed.was_waiting,
+                    explained=explain(
+                        view, Why(Reason.ECS_WAITING, f"the ECS agent: {placed.error}"), None
+                    ),
                 )  # fmt: skip
             awsvpc, was_waiting = placed.network, placed.was_waiting
-        derivation = derive_services(container, self.options, peer, awsvpc)
+        derivation = derive_services(container, self.options, peer, awsvpc, self.fetch)
         return Verdict(
             WANTS,
             label,
             tuple(derivation.services),
             problems=tuple(map(str, derivation.problems)),
-            notes=tuple(derivation.notes),
+            explained=explain(view, None, derivation),
             was_waiting=was_waiting,
             run=RunFacts(view.started_at, view.restart_count, view.finished_at),
         )

@@ -25,6 +25,7 @@ from typing import Any
 from registrator.adapters.consul_agent import ConsulRejected, ConsulUnavailable
 from registrator.adapters.logs import fields
 from registrator.adapters.metrics import Metrics
+from registrator.core.explanation import WriteResult, write_result
 from registrator.core.model import Check, Service
 from registrator.core.plan import Outcome, Plan, in_step, make_plan
 from registrator.sync.writes import Agent, Ticket, Write, describe, send_register, who
@@ -101,6 +102,13 @@ class Reconciler:
     def tracks(self, container_id: str) -> bool:
         with self._lock:
             return container_id in self._by_container
+
+    def last_write(self, service: Service) -> WriteResult:
+        """Where the writes of ``service`` stand, by what this process knows of the agent."""
+        with self._lock:
+            return write_result(
+                service, self._known.get(service.id), self._rejected.get(service.id)
+            )
 
     # --- changing it -------------------------------------------------------------------
 
@@ -417,12 +425,8 @@ class Reconciler:
 
     def _record(self, write: Write, kind: str, detail: Any) -> None:
         """Under the lock: what a write's result means for the state, the log and metrics."""
-        sid, service, gone, outcome = (
-            write.service_id,
-            write.service,
-            write.gone,
-            write.ticket.outcome,
-        )
+        sid, service, gone = write.service_id, write.service, write.gone
+        outcome = write.ticket.outcome
         if kind == "unavailable":
             self._mark_unhealthy(detail)
             outcome.unavailable = outcome.unavailable or detail

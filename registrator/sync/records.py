@@ -14,6 +14,7 @@ import time
 from typing import NamedTuple
 
 from registrator.adapters.docker_source import ContainerEvent
+from registrator.core.explanation import Explained
 from registrator.core.flapping import WINDOW, Hold, Run, assess, prune
 
 
@@ -21,8 +22,9 @@ class ContainerRecord:
     """One container's state; read and written only under ``Records``' lock."""
 
     __slots__ = (
-        "drain_until", "first_event_ns", "health", "held_at", "held_until", "last_event",
-        "name", "problems", "run_started", "services", "stopping", "withheld",
+        "drain_until", "explained", "first_event_ns", "health", "held_at", "held_until", "kind",
+        "last_event", "name", "problems", "refusals", "run_started", "services", "stopping",
+        "withheld",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -32,6 +34,9 @@ class ContainerRecord:
         self.withheld = ""  # why its services are withheld, as last logged ("" none)
         self.problems: tuple[str, ...] = ()  # its metadata problems, as last logged
         self.health = ""  # the health state its last health event named ("" none since start)
+        self.kind = ""  # what it wanted at its last assessment (processing's verdict kind)
+        self.explained: Explained | None = None  # that assessment, for /containers
+        self.refusals: dict[str, str] = {}  # service ID -> the agent's refusal of its last write
         self.name = ""  # the container's name, as its events give it
         self.run_started = 0.0  # when its current run began (Unix seconds, Docker's); 0: unknown
         self.stopping = False  # a stop signal was sent during the current run
@@ -91,11 +96,14 @@ class Records:
             )  # fmt: skip
             self._runs = prune([*self._runs, run], event.time)
             record.run_started, record.stopping, record.held_until = 0.0, False, 0.0
+        elif event.base_action == "destroy":
+            record.held_at = 0.0  # removed: no longer held, dropped with the rest
 
-    def stop_signal(self, container_id: str) -> None:
+    def stop_signal(self, container_id: str) -> bool:
         """A stop signal: the run, whatever it lasts, ends on purpose, not in a crash."""
         with self._lock:
             self._by_id.setdefault(container_id, ContainerRecord()).stopping = True
+            return True
 
     def hold(
         self, container_id: str, services: frozenset[str], started: float, now: float, hold: float
@@ -151,6 +159,31 @@ class Records:
             record.withheld = withheld
             record.problems = problems
 
+    def assessed(self, container_id: str, kind: str, explained: Explained | None) -> None:
+        """The container's last assessment, as the daemon's /containers shows it."""
+        with self._lock:
+            record = self._by_id.setdefault(container_id, ContainerRecord())
+            record.kind, record.explained = kind, explained
+
+    def written(self, container_id: str, rejected: list[tuple[str, str]], done: list[str]) -> None:
+        """Writes' results for the container's services: the agent's refusals (service ID,
+        message), and IDs written since (their refusal is over)."""
+        with self._lock:
+            record = self._by_id.get(container_id)
+            if record is not None:
+                record.refusals.update(rejected)
+                for service_id in done:
+                    record.refusals.pop(service_id, None)
+
+    def assessments(self) -> list[tuple[str, Explained, dict[str, str]]]:
+        """(kind, assessment, refusals) of every container assessed and not dropped."""
+        with self._lock:
+            return [
+                (r.kind, r.explained, dict(r.refusals))
+                for r in self._by_id.values()
+                if r.explained is not None
+            ]
+
     def end_drain(self, container_id: str) -> None:
         with self._lock:
             record = self._by_id.get(container_id)
@@ -169,6 +202,6 @@ class Records:
                 del self._by_id[container_id]
             else:
                 record.drain_until, record.withheld, record.problems = 0.0, "", ()
-                record.health = ""
+                record.health, record.kind, record.explained, record.refusals = "", "", None, {}
                 if removed:
                     record.held_at = record.held_until = 0.0
