@@ -19,10 +19,11 @@ from registrator.adapters.consul_agent import ConsulAgent, WritePolicy
 from registrator.adapters.legacy import AdoptingAgent, is_legacy_service
 from registrator.core.config import ConsulEndpoint
 from registrator.core.model import OWNER_META_KEY, Check, Service, freeze_meta
-from registrator.sync.reconcile import Reconciler
+from registrator.sync.agent_sync import AgentSync
 from tests.conftest import HOSTNAME, foreign, ours_requests, ours_summary, run_cli
 from tests.consul_double import ConsulDouble, RecordedRequest
 from tests.go_registrator import go_registrations, go_split_tags
+from tests.test_reconcile import set_container
 
 REGISTER = "/v1/agent/service/register"
 DEREGISTER = "/v1/agent/service/deregister/"
@@ -197,8 +198,8 @@ def test_reconciler_adopts_once_then_is_in_step() -> None:
     with ConsulDouble() as double:
         double.register({"ID": "host1:web.0:80", "Name": "web", "Port": 80, "Address": "127.0.0.1"})
         double.register({"ID": "host1:gone.0:80", "Name": "gone", "Port": 81})
-        rec = Reconciler(AdoptingAgent(agent_for(double)), "host1", cleanup=True)
-        rec.set_container("c1", [marked("host1:web.0:80")], write=False)
+        rec = AgentSync(AdoptingAgent(agent_for(double)), "host1", cleanup=True)
+        set_container(rec, "c1", [marked("host1:web.0:80")], write=False)
         double.clear_requests()
         outcome = rec.sync(remove_stale=True)
         assert [s.id for s in outcome.registered] == ["host1:web.0:80"]
@@ -213,8 +214,8 @@ def test_reconciler_adopts_once_then_is_in_step() -> None:
 def test_without_cleanup_a_legacy_service_nobody_wants_stays() -> None:
     with ConsulDouble() as double:
         double.register({"ID": "host1:gone.0:80", "Name": "gone", "Port": 81})
-        rec = Reconciler(AdoptingAgent(agent_for(double)), "host1", cleanup=False)
-        rec.stale_removal_allowed = True
+        rec = AgentSync(AdoptingAgent(agent_for(double)), "host1", cleanup=False)
+        rec.allow_stale_removal()
         double.clear_requests()
         rec.sync()
         assert double.writes() == []

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from registrator.core.container import ContainerView
 from registrator.core.derive import DeriveOptions
-from registrator.core.lifecycle import PAUSED, is_running, retained_after_exit, withheld_reason
+from registrator.core.lifecycle import PAUSED, retained_after_exit, withheld_reason
 from registrator.core.reasons import Reason, Why
 from tests.inspect_data import inspect
 
@@ -21,9 +22,9 @@ def with_health(status: str | None, env: dict[str, str] | None = None) -> dict[s
 
 
 def test_is_running() -> None:
-    assert is_running(inspect())
-    assert not is_running(inspect(running=False))
-    assert not is_running({"State": None})
+    assert ContainerView(inspect()).running
+    assert not ContainerView(inspect(running=False)).running
+    assert not ContainerView({"State": None}).running
 
 
 def test_retained_after_exit_only_on_success_mode_and_a_failure() -> None:

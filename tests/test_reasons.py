@@ -8,7 +8,7 @@ from typing import Any
 
 from registrator.core.container import ContainerView
 from registrator.core.derive import DeriveOptions, derive_services
-from registrator.core.explanation import WriteResult, daemon_json, explain, to_json
+from registrator.core.explanation import WriteState, daemon_json, explain, to_json
 from registrator.core.lifecycle import withheld_reason
 from registrator.core.model import Check, Service, health_check_id
 from registrator.core.plan import differences, in_step
@@ -163,15 +163,15 @@ def test_the_daemons_view_hides_check_headers_and_bodies_and_says_the_refusal():
     container = inspect(published={"80/tcp": "8080"}, env=env)
     explained = explain(ContainerView(container), None, derive_services(container, OPTS))
     [service] = explained.services
-    refused = {service.id: "500 Scripts are disabled"}
-    body = daemon_json("wants", explained, refused, {service.id: WriteResult.REFUSED})
+    refused = {service.id: (WriteState.REFUSED, "500 Scripts are disabled")}
+    body = daemon_json("wants", explained, refused)
     assert "s3cr3t" not in json.dumps(body)
     [port] = body["ports"]
     assert port["write"] == {"result": "refused", "error": "500 Scripts are disabled"}
     assert port["service"]["checks"][0]["Header"] == {"Authorization": ["(hidden)"]}
     assert port["service"]["meta"]["check_body"] == "(hidden)"
     assert (body["verdict"], body["codes"]) == ("wants", [])
-    pending = daemon_json("wants", explained, refused, {service.id: WriteResult.PENDING})
+    pending = daemon_json("wants", explained, {service.id: (WriteState.PENDING, "")})
     assert pending["ports"][0]["write"] == {"result": "pending", "error": ""}
     shown = to_json(explained, {})  # explain, for the operator: as the container sets them
     assert "Bearer s3cr3t" in json.dumps(shown)

@@ -6,6 +6,7 @@ import itertools
 import json
 import logging
 import threading
+from collections.abc import Iterable
 
 import pytest
 
@@ -17,8 +18,8 @@ from registrator.adapters.consul_agent import (
 )
 from registrator.core.config import ConsulEndpoint
 from registrator.core.model import OWNER_META_KEY, Check, Service, freeze_meta
-from registrator.core.plan import make_plan
-from registrator.sync.reconcile import Reconciler
+from registrator.core.plan import Outcome, make_plan
+from registrator.sync.agent_sync import AgentSync
 from tests.conftest import wait_until
 from tests.consul_double import ConsulDouble, RecordedRequest
 
@@ -40,6 +41,13 @@ def svc(sid: str, name: str = "web", port: int = 80, **meta: str) -> Service:
 def agent_for(double: ConsulDouble, token: str = "") -> ConsulAgent:
     endpoint = ConsulEndpoint("http", "127.0.0.1", double.port)
     return ConsulAgent(endpoint, token=token, timeout=2, write_policy=WritePolicy(2, 0.05))
+
+
+def set_container(
+    rec: AgentSync, container_id: str, services: Iterable[Service], write: bool = True
+) -> Outcome:
+    """Publish what the container wants, and wait until the loop has written it."""
+    return rec.publish(container_id, services, write).wait(10)
 
 
 def registers(double: ConsulDouble) -> int:
@@ -109,11 +117,11 @@ def test_services_compare_by_what_the_agent_gives_back():
 
 def test_identical_state_makes_no_writes():
     with ConsulDouble() as double:
-        rec = Reconciler(agent_for(double), OWNER)
-        rec.set_container("c1", [svc("a"), svc("b")])
+        rec = AgentSync(agent_for(double), OWNER)
+        set_container(rec, "c1", [svc("a"), svc("b")])
         assert set(double.services()) == {"a", "b"}
         double.clear_requests()
-        rec.set_container("c1", [svc("a"), svc("b")])
+        set_container(rec, "c1", [svc("a"), svc("b")])
         outcome = rec.sync(remove_stale=True)
         assert double.writes() == []
         assert outcome.unchanged == ["a", "b"]
@@ -121,8 +129,8 @@ def test_identical_state_makes_no_writes():
 
 def test_agent_restarted_empty_or_missing_one_is_refilled_with_only_what_is_missing():
     with ConsulDouble() as double:
-        rec = Reconciler(agent_for(double), OWNER)
-        rec.set_container("c1", [svc("a"), svc("b"), svc("c")])
+        rec = AgentSync(agent_for(double), OWNER)
+        set_container(rec, "c1", [svc("a"), svc("b"), svc("c")])
         double.clear_requests()
         agent_for(double).deregister("b")
         outcome = rec.sync()
@@ -136,12 +144,12 @@ def test_agent_restarted_empty_or_missing_one_is_refilled_with_only_what_is_miss
 def test_a_sync_tells_what_the_agent_lacked_from_what_differed(caplog):
     """added: the agent held no service of that ID; updated: it held one that differed."""
     with ConsulDouble() as double:
-        rec = Reconciler(agent_for(double), OWNER)
-        rec.set_container("c1", [svc("a"), svc("b")])
+        rec = AgentSync(agent_for(double), OWNER)
+        set_container(rec, "c1", [svc("a"), svc("b")])
         agent_for(double).deregister("a")
         agent_for(double).register(svc("b")._replace(tags=("by-hand",)))
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="registrator.sync.reconcile"):
+        with caplog.at_level(logging.INFO, logger="registrator.sync.agent_sync"):
             outcome = rec.sync()
         assert [s.id for s in outcome.added] == ["a"]
         assert [s.id for s in outcome.updated] == ["b"]
@@ -154,7 +162,7 @@ def test_services_not_owned_are_never_removed_even_with_cleanup():
     with ConsulDouble() as double:
         double.register({"ID": "foreign", "Name": "foreign"})
         double.register({"ID": "other-host", "Name": "x", "Meta": {OWNER_META_KEY: "host2"}})
-        rec = Reconciler(agent_for(double), OWNER, cleanup=True)
+        rec = AgentSync(agent_for(double), OWNER, cleanup=True)
         rec.sync(remove_stale=True)
         assert set(double.services()) == {"foreign", "other-host"}
 
@@ -163,46 +171,46 @@ def test_owned_leftovers_removed_only_with_cleanup_but_own_retired_always():
     with ConsulDouble() as double:
         agent = agent_for(double)
         agent.register(svc("leftover"))  # from an earlier run of registrator
-        rec = Reconciler(agent, OWNER, cleanup=False)
-        rec.set_container("c1", [svc("mine")])
+        rec = AgentSync(agent, OWNER, cleanup=False)
+        set_container(rec, "c1", [svc("mine")])
         rec.sync(remove_stale=True)
         assert set(double.services()) == {"leftover", "mine"}
 
         double.stop()
-        rec.set_container("c1", [])  # the container died while Consul was down
+        set_container(rec, "c1", [])  # the container died while Consul was down
         double.start()
         rec.sync(remove_stale=True)
         assert set(double.services()) == {"leftover"}
 
-        Reconciler(agent, OWNER, cleanup=True).sync(remove_stale=True)
+        AgentSync(agent, OWNER, cleanup=True).sync(remove_stale=True)
         assert double.services() == {}
 
 
 def test_changes_while_consul_is_down_are_kept_and_applied():
     with ConsulDouble() as double:
-        rec = Reconciler(agent_for(double), OWNER)
-        rec.set_container("c1", [svc("a")])
-        rec.stale_removal_allowed = True
+        rec = AgentSync(agent_for(double), OWNER)
+        set_container(rec, "c1", [svc("a")])
+        rec.allow_stale_removal()
         double.stop()
-        outcome = rec.set_container("c2", [svc("b")])
-        assert outcome.unavailable and not rec.healthy
-        rec.set_container("c1", [])
-        rec.set_container("c3", [svc("c")])
+        outcome = set_container(rec, "c2", [svc("b")])
+        assert outcome.unavailable and not rec.consul_reachable
+        set_container(rec, "c1", [])
+        set_container(rec, "c3", [svc("c")])
         assert rec.sync().unavailable
         double.restart(empty=False)
         outcome = rec.sync()
-        assert outcome.complete and rec.healthy
+        assert outcome.complete and rec.consul_reachable
         assert set(double.services()) == {"b", "c"}
 
 
 def test_a_refused_service_does_not_stop_the_others_and_is_not_retried_unchanged():
     with ConsulDouble() as double:
-        rec = Reconciler(agent_for(double), OWNER)
+        rec = AgentSync(agent_for(double), OWNER)
         bad = Service(id="bad", name="", meta=freeze_meta({OWNER_META_KEY: OWNER}))
-        outcome = rec.set_container("c1", [bad, svc("good")])
+        outcome = set_container(rec, "c1", [bad, svc("good")])
         assert set(double.services()) == {"good"}
         assert outcome.rejected and "Missing service name" in outcome.rejected[0][1]
-        assert rec.healthy
+        assert rec.consul_reachable
         double.clear_requests()
         rec.sync()
         assert double.writes() == []
@@ -223,9 +231,9 @@ def written_id(request: RecordedRequest) -> str:
 
 def test_writes_go_in_parallel_up_to_the_bound_never_two_for_one_id():
     with ConsulDouble() as double:
-        rec = Reconciler(agent_for(double), OWNER, max_writes=3)
+        rec = AgentSync(agent_for(double), OWNER, max_writes=3)
         double.fail("slow", delay=0.1, paths="/v1/agent/service/")
-        rec.set_container("c1", [svc(f"s{n}", port=n) for n in range(12)], write=False)
+        set_container(rec, "c1", [svc(f"s{n}", port=n) for n in range(12)], write=False)
         outcome = rec.sync(remove_stale=True)
         assert [s.id for s in outcome.registered] == sorted(f"s{n}" for n in range(12))
         assert set(double.services()) == {f"s{n}" for n in range(12)}
@@ -233,7 +241,7 @@ def test_writes_go_in_parallel_up_to_the_bound_never_two_for_one_id():
 
         double.clear_requests()
         threads = [
-            threading.Thread(target=rec.set_container, args=(f"c{n}", [svc(f"x{n % 3}", port=n)]))
+            threading.Thread(target=set_container, args=(rec, f"c{n}", [svc(f"x{n % 3}", port=n)]))
             for n in range(9)
         ]
         for thread in threads:
@@ -250,16 +258,16 @@ def test_writes_go_in_parallel_up_to_the_bound_never_two_for_one_id():
 
 def test_a_change_for_a_service_being_written_waits_and_the_newest_wins():
     with ConsulDouble() as double:
-        rec = Reconciler(agent_for(double), OWNER)
+        rec = AgentSync(agent_for(double), OWNER)
         double.fail("slow", delay=0.3, paths="/v1/agent/service/")
-        first = threading.Thread(target=rec.set_container, args=("c1", [svc("a", port=1)]))
+        first = threading.Thread(target=set_container, args=(rec, "c1", [svc("a", port=1)]))
         first.start()
         double.wait_for_requests(lambda reqs: len(reqs) == 1)
         # while port 1 is being written: port 2 is wanted, then the service is not wanted at all
-        second = threading.Thread(target=rec.set_container, args=("c1", [svc("a", port=2)]))
+        second = threading.Thread(target=set_container, args=(rec, "c1", [svc("a", port=2)]))
         second.start()
         wait_until(lambda: rec.desired().get("a") == svc("a", port=2), what="port 2 recorded")
-        outcome = rec.set_container("c1", [])
+        outcome = set_container(rec, "c1", [])
         for thread in (first, second):
             thread.join(10)
         assert outcome.deregistered == ["a"]
@@ -274,13 +282,13 @@ def test_a_change_for_a_service_being_written_waits_and_the_newest_wins():
 
 def test_no_write_is_lost_when_the_state_returns_while_a_write_is_in_flight():
     with ConsulDouble() as double:
-        rec = Reconciler(agent_for(double), OWNER)
-        rec.set_container("c1", [svc("a", port=1)])
+        rec = AgentSync(agent_for(double), OWNER)
+        set_container(rec, "c1", [svc("a", port=1)])
         double.fail("slow", delay=0.3, paths="/v1/agent/service/")
-        changing = threading.Thread(target=rec.set_container, args=("c1", [svc("a", port=2)]))
+        changing = threading.Thread(target=set_container, args=(rec, "c1", [svc("a", port=2)]))
         changing.start()
         double.wait_for_requests(lambda reqs: len(reqs) == 2)
-        rec.set_container("c1", [svc("a", port=1)])  # back to what the agent held before
+        set_container(rec, "c1", [svc("a", port=1)])  # back to what the agent held before
         changing.join(10)
         assert double.services()["a"]["Port"] == 1
 

@@ -5,7 +5,8 @@ The layers, bottom up (docs/development.md#architecture says what each one does)
 
 - ``core``: the pure core, plain data in and plain data out;
 - ``adapters``: Docker, Consul, the ECS agent, logs, metrics, systemd;
-- ``sync``: state and its owners (records, the work queue, the reconciling, the writes);
+- ``sync``: state and its owners (the informer, records, the work queue, the sync loop and
+  its writes);
 - ``app``: the daemon, the one-shot commands and the command line;
 - the package itself: ``__main__``; its face ``__init__`` (the version) imports nothing of
   ours and may be read from every layer.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import re
 from pathlib import Path
 
 import pytest
@@ -25,7 +27,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "registrator"
 PACKAGES = ("core", "adapters", "sync", "app", "")  # bottom up; "" is registrator/ itself
 # What the pure core may not import: anything that talks to the world or starts threads.
 IO_MODULES = {"docker", "consul", "requests", "urllib3", "socket", "threading", "subprocess"}
-MAX_MODULE_LINES = 500
+MAX_MODULE_LINES = 400
+MAX_CLASS_LINES = 250
+MAX_FUNCTION_LINES = 60
+MAX_LOCKS = 5  # locks, conditions and semaphores in the whole package: state has owners
+# Over the limits, and why: the one place each is allowed more (to be split, then removed).
+OVER_THE_LIMIT: dict[str, dict[str, int]] = {}  # module -> {"module" or a name: its limit}
 
 
 def module_name(path: Path) -> str:
@@ -108,5 +115,32 @@ def test_the_core_does_no_io():
 def test_modules_stay_readable(module: str):
     path = PACKAGE / Path(*module.split(".")).with_suffix(".py")
     lines = len(path.read_text(encoding="utf-8").splitlines())
-    limit = 400 if module == "app.daemon" else MAX_MODULE_LINES
+    limit = OVER_THE_LIMIT.get(module, {}).get("module", MAX_MODULE_LINES)
     assert lines <= limit, f"{module}.py has {lines} lines (at most {limit})"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_classes_and_functions_fit_on_a_screen_or_a_few(module: str):
+    path = PACKAGE / Path(*module.split(".")).with_suffix(".py")
+    too_long = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.ClassDef | ast.FunctionDef):
+            continue
+        limit = MAX_CLASS_LINES if isinstance(node, ast.ClassDef) else MAX_FUNCTION_LINES
+        limit = OVER_THE_LIMIT.get(module, {}).get(node.name, limit)
+        lines = (node.end_lineno or node.lineno) - node.lineno + 1
+        if lines > limit:
+            too_long.append(f"{node.name}: {lines} lines (at most {limit})")
+    assert too_long == []
+
+
+def test_few_locks():
+    """Each piece of state has one owner; a lock is for the few hand-overs between threads."""
+    made = re.compile(r"threading\.(Lock|RLock|Condition|Semaphore|BoundedSemaphore)\(")
+    found = [
+        f"{path.relative_to(PACKAGE)}:{n}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if made.search(line)
+    ]
+    assert len(found) <= MAX_LOCKS, found

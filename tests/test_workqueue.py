@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+from registrator.sync.records import Records
 from registrator.sync.workqueue import WorkQueue
 from tests.conftest import wait_until
 
@@ -53,15 +54,20 @@ def test_a_waiting_worker_wakes_for_a_key_added_later_that_is_due_sooner():
     assert got == ["soon"]
 
 
-def test_rate_limited_delays_grow_per_key_until_forgotten():
-    queue: WorkQueue[str] = WorkQueue(retry_low=1.0, retry_high=4.0)
-    delays = [queue.add_rate_limited("task") for _ in range(4)]
+def test_retry_delays_grow_per_container_until_it_succeeded():
+    """The retry backoff lives in the container's record (the queue only waits)."""
+    records = Records()
+    delays = [records.retry_delay("task", 1.0, 4.0) for _ in range(4)]
     assert 0.5 <= delays[0] <= 1.0
     assert 1.0 <= delays[1] <= 2.0
     assert 2.0 <= delays[2] <= 4.0 and 2.0 <= delays[3] <= 4.0  # capped
-    assert 0.5 <= queue.add_rate_limited("other") <= 1.0  # each key its own backoff
-    queue.forget("task")
-    assert 0.5 <= queue.add_rate_limited("task") <= 1.0
+    assert 0.5 <= records.retry_delay("other", 1.0, 4.0) <= 1.0  # each its own backoff
+    records.retried("task")
+    assert 0.5 <= records.retry_delay("task", 1.0, 4.0) <= 1.0
+    records.retry_delay("gone", 1.0, 4.0)
+    records.retry_delay("gone", 1.0, 4.0)
+    records.drop("gone")  # dropped with the rest of its record
+    assert 0.5 <= records.retry_delay("gone", 1.0, 4.0) <= 1.0
 
 
 def test_batch_completes_after_each_key_was_processed_since():

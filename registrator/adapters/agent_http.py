@@ -2,8 +2,7 @@
 
 python-consul2 builds every request (paths, parameters, bodies) and reads every answer; this
 only carries them, over TCP, TLS or a Unix socket. The requests-based client it ships costs
-about four times the CPU per request (measured: a register 0.7 ms against 0.18 ms), most of
-a start-up sync. The interface is four methods and a four-field answer, so this module does
+about four times the CPU per request, most of a start-up sync (benchmarks/README.md). The interface is four methods and a four-field answer, so this module does
 not import python-consul2, whose package loads requests: the start-up ping goes out before
 either is loaded. Connections are kept in a small pool shared by all threads (one request
 per connection at a time); one the agent closed while idle is replaced before it is used,
@@ -13,12 +12,12 @@ on a new one. No proxy is ever used: the agent is local.
 
 from __future__ import annotations
 
+import collections
 import http.client
 import os
 import select
 import socket
 import ssl
-import threading
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -73,8 +72,9 @@ class AgentHTTP:
         self.endpoint = endpoint
         self.timeout = timeout
         self._headers = {"X-Consul-Token": token} if token else {}
-        self._idle: list[http.client.HTTPConnection] = []
-        self._lock = threading.Lock()
+        # Idle connections; a deque's appends and pops are atomic, so the pool needs no lock
+        # (the count may pass MAX_IDLE by one per thread for a moment: harmless).
+        self._idle: collections.deque[http.client.HTTPConnection] = collections.deque()
         self._tls: ssl.SSLContext | None = None
 
     # --- python-consul2's interface -----------------------------------------------------
@@ -158,8 +158,10 @@ class AgentHTTP:
     def _take(self) -> tuple[http.client.HTTPConnection, bool]:
         """An idle connection the agent has not closed meanwhile (reused), or a new one."""
         while True:
-            with self._lock:
-                conn = self._idle.pop() if self._idle else None
+            try:
+                conn: http.client.HTTPConnection | None = self._idle.pop()
+            except IndexError:
+                conn = None
             if conn is None:
                 return self._connect(), False
             if not _dropped(conn):
@@ -169,10 +171,9 @@ class AgentHTTP:
     def _give_back(self, conn: http.client.HTTPConnection) -> None:
         if conn.sock is None:
             return
-        with self._lock:
-            if len(self._idle) < MAX_IDLE:
-                self._idle.append(conn)
-                return
+        if len(self._idle) < MAX_IDLE:
+            self._idle.append(conn)
+            return
         conn.close()
 
     def _connect(self) -> http.client.HTTPConnection:
@@ -191,10 +192,11 @@ class AgentHTTP:
         )
 
     def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        while self._idle:
+            try:
+                self._idle.pop().close()
+            except IndexError:
+                return
 
 
 def tls_context(endpoint: ConsulEndpoint) -> ssl.SSLContext:

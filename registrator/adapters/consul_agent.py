@@ -5,8 +5,8 @@ unreachable or failing (``ConsulUnavailable``: retry later) or it refused this o
 (``ConsulRejected``: retrying the same body will not help).
 
 python-consul2 is loaded at the first request after the start-up ping, which goes out on the
-transport alone: importing it (and the requests library its package loads) took 87-106 ms
-(measured in a slow hour) before registrator's first word to the agent.
+transport alone: importing it (and the requests library its package loads) would delay
+registrator's first word to the agent (benchmarks/README.md#why-the-code-is-as-it-is).
 """
 
 from __future__ import annotations

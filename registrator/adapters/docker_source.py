@@ -38,7 +38,7 @@ WATCHED_ACTIONS = (
 )  # fmt: skip
 # Podman's names (the compat API's and libpod's own) for Docker's.
 DOCKER_ACTION = {"remove": "destroy", "died": "die"}
-HEALTH_STATUS = "health_status"
+HEALTH_EVENT = "health_status"  # the action of Docker's health events (not a check's status)
 
 
 class DockerUnavailable(Exception):
@@ -82,10 +82,10 @@ def parse_event(raw: Any) -> ContainerEvent | None:
     action = DOCKER_ACTION.get(action, action)
     health = ""
     base, _, state = action.partition(":")
-    if base.strip() == HEALTH_STATUS:
+    if base.strip() == HEALTH_EVENT:
         health = state.strip()
-        health = health or str(raw.get("HealthStatus") or attributes.get(HEALTH_STATUS) or "")
-        action = f"{HEALTH_STATUS}: {health}" if health else HEALTH_STATUS
+        health = health or str(raw.get("HealthStatus") or attributes.get(HEALTH_EVENT) or "")
+        action = f"{HEALTH_EVENT}: {health}" if health else HEALTH_EVENT
     time_nano = raw.get("timeNano")
     if not isinstance(time_nano, int):
         seconds = raw.get("time")
@@ -208,8 +208,8 @@ class DockerSource:
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise DockerUnavailable(f"cannot reach Docker at {base_url}: {brief(exc)}") from exc
         # requests would otherwise scan the whole environment for proxy settings on every
-        # request (a third of the CPU of a start-up sync, measured), and a proxy is never right
-        # for the local Docker socket.
+        # request (a large share of a start-up sync's CPU: benchmarks/README.md), and a proxy
+        # is never right for the local Docker socket.
         self._api.trust_env = False
         self.engine = engine_of(self._api.server_version, str(self._api.api_version))
         self._timeout = timeout
@@ -262,9 +262,9 @@ class DockerSource:
 
         On the Unix socket (the usual case) the request goes straight to the SDK's urllib3
         connection pool: the same kept-alive connections and the same request, without the
-        requests machinery around it, which cost half the CPU of an inspect (about 1.0
-        against 0.45-0.7 ms, measured against dockerd). Other Docker hosts (TCP, TLS, SSH)
-        go through the SDK's own call."""
+        requests machinery around it, which cost half the CPU of an inspect
+        (benchmarks/README.md). Other Docker hosts (TCP, TLS, SSH) go through the SDK's own
+        call."""
         if self._unix is None:
             return self._inspect_through_sdk(container_id)
         if not CONTAINER_REFERENCE.fullmatch(container_id):

@@ -261,10 +261,6 @@ class EcsAgent:
         with self._lock:
             self._tasks.pop(task_arn, None)
 
-    def cached_tasks(self) -> set[str]:
-        with self._lock:
-            return set(self._tasks)
-
     def task_of(self, docker_id: str) -> EcsTask:
         """One request: the task of the container with this (full) Docker ID; no cache."""
         try:

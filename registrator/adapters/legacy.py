@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 
 from registrator.adapters.consul_agent import ConsulAgent
 from registrator.adapters.logs import fields
@@ -51,7 +50,9 @@ class AdoptingAgent:
 
     def __init__(self, agent: ConsulAgent) -> None:
         self._agent = agent
-        self._lock = threading.Lock()  # writes may come from several threads
+        # Writes come from several pool threads, but never two for one service ID at once
+        # (the sync loop sees to that), and a set's add/discard and a list's append are
+        # atomic: no lock is needed for what is kept per ID here.
         self._legacy: set[str] = set()
         self.adopted: list[str] = []
         self.removed: list[str] = []
@@ -65,8 +66,7 @@ class AdoptingAgent:
             elif is_legacy_service(service, owner):
                 owned[sid] = service
                 legacy.add(sid)
-        with self._lock:
-            self._legacy = legacy
+        self._legacy = legacy
         return owned
 
     def checks(self) -> dict[str, AgentCheck]:
@@ -79,14 +79,12 @@ class AdoptingAgent:
         return self._agent.update_check(check_id, status, output)
 
     def register(self, service: Service) -> None:
-        with self._lock:
-            legacy = service.id in self._legacy
+        legacy = service.id in self._legacy
         self._agent.register(service, replace_checks=legacy)
         if not legacy:
             return
-        with self._lock:
-            self._legacy.discard(service.id)
-            self.adopted.append(service.id)
+        self._legacy.discard(service.id)
+        self.adopted.append(service.id)
         log.info(
             "adopted legacy service %s of container %s: registered by %s, now marked",
             service.id,
@@ -97,11 +95,10 @@ class AdoptingAgent:
 
     def deregister(self, service_id: str) -> bool:
         existed = self._agent.deregister(service_id)
-        with self._lock:
-            legacy = service_id in self._legacy
-            self._legacy.discard(service_id)
-            if legacy:
-                self.removed.append(service_id)
+        legacy = service_id in self._legacy
+        self._legacy.discard(service_id)
+        if legacy:
+            self.removed.append(service_id)
         if legacy:
             log.info(
                 "removed legacy service %s: no running container wants it (registered by %s)",

@@ -65,7 +65,7 @@ class JsonFormatter(logging.Formatter):
 def setup_logging(level: str, fmt: str = "text") -> None:
     # Neither format shows where a line was logged from, or by which thread or process: skip
     # gathering that for every record, as the logging HOWTO's "Optimization" section says
-    # (the caller's frame was looked up for every line: 24 against 21 us a line, measured).
+    # (the caller's frame was looked up for every line).
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False

@@ -47,7 +47,8 @@ from registrator.core.flags import (
 )
 
 # The daemon's and the one-shot commands' modules (the Docker SDK among them) are imported
-# when the command runs, after the agent answered: a fifth of the start-up comes sooner.
+# when the command runs, after the agent answered, so that the first request goes sooner
+# (benchmarks/README.md#why-the-code-is-as-it-is has the figures of these choices).
 
 log = logging.getLogger("registrator")
 
@@ -169,8 +170,8 @@ def _pause(stop: threading.Event, seconds: float, notifier: Notifier) -> bool:
 def _skip_charset_detection() -> None:
     """requests (under the Docker SDK) imports a character-set detector to guess the encoding
     of answers that name none. Docker answers JSON, which requests decodes without it (with
-    no detector it assumes UTF-8); loading it cost a sixth of the start-up and 3.5 MB (it
-    loads every CJK codec). Left out unless something imported it before registrator."""
+    no detector it assumes UTF-8); loading it is slow and large (it loads every CJK codec).
+    Left out unless something imported it before registrator."""
     sys.modules.setdefault("charset_normalizer", None)  # type: ignore[arg-type]
     sys.modules.setdefault("chardet", None)  # type: ignore[arg-type]
     warnings.filterwarnings("ignore", "Unable to find acceptable character detection dependency")
@@ -249,21 +250,34 @@ def run_daemon(config: Config) -> int:
         agent = _make_agent(config)
         if not wait_for_consul(agent, config, stop, notifier):
             return 0 if stop.is_set() else 1
-    # The imports below (the Docker SDK, requests, urllib3) make objects that live as long as
-    # the process. The collector ran 26 times during them and found 19 objects to free:
-    # without it they take 78-83 ms instead of 86-89 (measured, six pairs). Once loaded,
-    # everything is frozen, so no collection walks it again: a full one in a process of this
-    # size cost 40-50 ms (measured), and a start-up sync of 300 containers triggered one.
+    _import_the_daemon()
+    return _serve(config, agent, notifier, stop)
+
+
+def _import_the_daemon() -> None:
+    """The daemon's modules (the Docker SDK, requests, urllib3) make objects that live as
+    long as the process: they are imported with the collector off, then frozen, so that no
+    collection walks them again (benchmarks/README.md: what each step saved)."""
     gc.disable()
-    from registrator.adapters.docker_source import DockerSource
-    from registrator.adapters.metrics import Metrics, MetricsServer, PrometheusMetrics
-    from registrator.app.daemon import Daemon
-    from registrator.sync.ecs_placement import EcsPlacement
-    from registrator.sync.processing import ContainerProcessor
-    from registrator.sync.reconcile import Reconciler
+    import registrator.adapters.metrics
+    import registrator.app.daemon  # noqa: F401
 
     gc.freeze()
     gc.enable()
+
+
+def _serve(
+    config: Config, agent: ConsulAgent | None, notifier: Notifier, stop: threading.Event
+) -> int:
+    """Wire the parts together, run until ``stop``, then stop them."""
+    from registrator.adapters.docker_source import DockerSource
+    from registrator.adapters.metrics import Metrics, MetricsServer, PrometheusMetrics
+    from registrator.app.daemon import Daemon
+    from registrator.sync.agent_sync import AgentSync
+    from registrator.sync.ecs_placement import EcsPlacement
+    from registrator.sync.processing import ContainerProcessor
+    from registrator.sync.records import Records
+
     metrics = Metrics(ecs=config.ecs)
     server = None
     if config.metrics_addr:
@@ -275,22 +289,20 @@ def run_daemon(config: Config) -> int:
             log.error("cannot serve metrics on %s: %s", config.metrics_addr, exc.strerror)
             return 1
         server.start()
-    placement = EcsPlacement(config.ecs_agent_uri, metrics) if config.ecs else None
-    reconciler = Reconciler(
+    records = Records()
+    placement = EcsPlacement(config.ecs_agent_uri, metrics, records) if config.ecs else None
+    agent_sync = AgentSync(
         adopting(agent, config.adopt),
         owner=config.hostname,
         cleanup=config.cleanup,
         metrics=metrics,
         max_writes=config.agent_writes,
-        hold_stale=placement.held if placement is not None else None,
+        hold_stale=records.held if placement is not None else None,
+        poll=config.agent_poll,
     )
-    daemon = Daemon(
-        config,
-        ContainerProcessor(derive_options(config), config.deregister, placement),
-        reconciler,
-        lambda: DockerSource(os.environ, config.docker_host),
-        notifier,
-    )
+    processor = ContainerProcessor(derive_options(config), config.deregister, placement)
+    docker = lambda: DockerSource(os.environ, config.docker_host)  # noqa: E731
+    daemon = Daemon(config, processor, agent_sync, docker, notifier, records)
     if server is not None:
         server.containers = daemon.containers_view
     daemon.start()

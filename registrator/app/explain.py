@@ -19,7 +19,7 @@ from typing import Any
 
 from registrator.adapters.consul_agent import ConsulAgent, ConsulError, agent_trouble
 from registrator.adapters.docker_source import DockerSource, DockerUnavailable
-from registrator.adapters.legacy import adopting
+from registrator.adapters.legacy import AdoptingAgent
 from registrator.adapters.metrics import Metrics
 from registrator.core.config import Config
 from registrator.core.container import ContainerView
@@ -36,7 +36,8 @@ from registrator.core.model import Service
 from registrator.core.networks import join_host_port
 from registrator.sync.ecs_placement import EcsPlacement
 from registrator.sync.processing import ContainerProcessor
-from registrator.sync.reconcile import Reconciler
+from registrator.sync.records import Records
+from registrator.sync.writes import read_actual
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -84,11 +85,13 @@ def gather(
         raise ExplainError(f"Docker unreachable at {config.docker_host}: {exc}") from None
     try:
         agent.ping()
-        reader = Reconciler(adopting(agent, config.adopt), owner=config.hostname)
-        _, actual = reader.preview(remove_stale=False)
+        reader = AdoptingAgent(agent) if config.adopt else agent
+        actual = read_actual(reader, config.hostname)
     except ConsulError as exc:
         raise ExplainError(agent_trouble(config.consul, exc)) from None
-    placement = EcsPlacement(config.ecs_agent_uri, Metrics(ecs=True)) if config.ecs else None
+    placement = (
+        EcsPlacement(config.ecs_agent_uri, Metrics(ecs=True), Records()) if config.ecs else None
+    )
     processor = ContainerProcessor(options, config.deregister, placement)
     try:
         explained = [one for cid in ids if (one := explain_one(docker, processor, cid))]

@@ -24,9 +24,10 @@ from registrator.core.model import OWNER_META_KEY, Service
 from registrator.core.networks import join_host_port
 from registrator.core.plan import Outcome, Plan
 from registrator.core.reasons import Reason
+from registrator.sync.agent_sync import AgentSync
 from registrator.sync.ecs_placement import EcsPlacement
 from registrator.sync.processing import WAITING, WITHHELD, ContainerProcessor
-from registrator.sync.reconcile import Reconciler
+from registrator.sync.records import Records
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,10 @@ class OneShotError(Exception):
 
 
 class Loaded(NamedTuple):
-    """What every running container wants, in a reconciler (nothing written yet), and the
+    """What every running container wants, in a sync loop (nothing written yet), and the
     services held back (-flap-hold): neither added nor counted as wanted."""
 
-    reconciler: Reconciler
+    reconciler: AgentSync
     held: list[Service]
 
 
@@ -53,7 +54,8 @@ def load_desired(
     agent: ConsulAgent | None,
     unregistered: dict[str, tuple[Reason, ...]] | None = None,
 ) -> Loaded:
-    """What every running container wants, and what is held; nothing written yet. Each
+    """A sync loop holding what every running container wants (nothing written yet), and what
+    is held. Each
     running container that registers nothing goes into ``unregistered``, with its codes."""
     try:
         docker = DockerSource(os.environ, config.docker_host)
@@ -65,14 +67,16 @@ def load_desired(
             agent.ping()
         except ConsulError as exc:
             raise OneShotError(agent_trouble(config.consul, exc)) from None
-    reconciler = Reconciler(
+    reconciler = AgentSync(
         adopting(agent, config.adopt),
         owner=config.hostname,
         cleanup=True,
         max_writes=config.agent_writes,
         refresh_health=False,
     )
-    placement = EcsPlacement(config.ecs_agent_uri, reconciler.metrics) if config.ecs else None
+    placement = (
+        EcsPlacement(config.ecs_agent_uri, reconciler.metrics, Records()) if config.ecs else None
+    )
     processor = ContainerProcessor(options, config.deregister, placement)
     held: list[Service] = []
 
@@ -93,7 +97,7 @@ def load_desired(
                      time.time() - run.started)  # fmt: skip
             held.extend(verdict.services)
             return
-        reconciler.set_container(container_id, verdict.services, write=False)
+        reconciler.publish(container_id, verdict.services, write=False)
 
     try:
         with ThreadPoolExecutor(config.workers) as pool:

@@ -86,26 +86,30 @@ def split_tags(value: str) -> list[str]:
     return [t.strip() for t in tags if t.strip()]
 
 
-def service_metadata(
-    env: Iterable[str], labels: Mapping[str, str], exposed_port: str
-) -> tuple[dict[str, str], set[str]]:
-    """``SERVICE_*`` keys for one port: env first, then labels (a label wins over an env var
-    of the same key); a ``SERVICE_<port>_<key>`` for this port wins over ``SERVICE_<key>``.
-    Returns the metadata (keys lower-cased, prefix removed) and the keys set per port.
-    The order of ``env`` matters (the original reads Docker's list in order)."""
+def service_pairs(env: Iterable[str], labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """Every ``SERVICE_*`` key (lower-cased, prefix removed) with its value: env first, then
+    labels, in Docker's order. Read once per container; ``select_service_keys`` picks a
+    port's settings from it."""
     pairs: list[tuple[str, str]] = []
     for entry in env:
-        if "=" in entry:
+        if entry.startswith(SERVICE_PREFIX) and "=" in entry:
             key, value = entry.split("=", 1)
-            pairs.append((key, value))
-    pairs.extend(labels.items())
+            pairs.append((key[len(SERVICE_PREFIX) :].lower(), value))
+    for key, value in labels.items():
+        if key.startswith(SERVICE_PREFIX):
+            pairs.append((key[len(SERVICE_PREFIX) :].lower(), value))
+    return tuple(pairs)
 
+
+def select_service_keys(
+    pairs: Iterable[tuple[str, str]], exposed_port: str
+) -> tuple[dict[str, str], set[str]]:
+    """One port's settings: a later pair wins over an earlier one of the same key (a label
+    over an env var); a ``SERVICE_<port>_<key>`` for this port wins over ``SERVICE_<key>``.
+    Returns the metadata and the keys set per port."""
     metadata: dict[str, str] = {}
     from_port: set[str] = set()
-    for raw_key, value in pairs:
-        if not raw_key.startswith(SERVICE_PREFIX):
-            continue
-        key = raw_key[len(SERVICE_PREFIX) :].lower()
+    for key, value in pairs:
         if key in from_port:
             continue
         first, sep, rest = key.partition("_")
@@ -119,10 +123,25 @@ def service_metadata(
     return metadata, from_port
 
 
+def service_metadata(
+    env: Iterable[str], labels: Mapping[str, str], exposed_port: str
+) -> tuple[dict[str, str], set[str]]:
+    """``SERVICE_*`` keys for one port: env first, then labels (a label wins over an env var
+    of the same key); a ``SERVICE_<port>_<key>`` for this port wins over ``SERVICE_<key>``.
+    Returns the metadata (keys lower-cased, prefix removed) and the keys set per port.
+    The order of ``env`` matters (the original reads Docker's list in order)."""
+    return select_service_keys(service_pairs(env, labels), exposed_port)
+
+
+def view_of(container: ContainerView | Mapping[str, Any]) -> ContainerView:
+    """The view of an inspect answer, made once per assessment and passed on as it is."""
+    return container if isinstance(container, ContainerView) else ContainerView(container)
+
+
 class ContainerView:
     """Typed, read-only access to an inspected container; what a rule needs, read once."""
 
-    __slots__ = ("_config", "_env", "_labels", "_settings", "_state", "inspect")
+    __slots__ = ("_config", "_env", "_labels", "_service", "_settings", "_state", "inspect")
 
     def __init__(self, inspect: Mapping[str, Any]) -> None:
         self.inspect = inspect
@@ -131,6 +150,7 @@ class ContainerView:
         self._state = as_mapping(inspect.get("State"))
         self._labels: dict[str, str] | None = None
         self._env: tuple[str, ...] | None = None
+        self._service: tuple[tuple[str, str], ...] | None = None
 
     @property
     def id(self) -> str:
@@ -172,8 +192,11 @@ class ContainerView:
         return self._labels
 
     def service_keys(self, exposed_port: str) -> tuple[dict[str, str], set[str]]:
-        """The container's ``SERVICE_*`` settings for one port (see ``service_metadata``)."""
-        return service_metadata(self.env, self.labels, exposed_port)
+        """The container's ``SERVICE_*`` settings for one port (see ``service_metadata``); the
+        keys are read from the env and labels once per view."""
+        if self._service is None:
+            self._service = service_pairs(self.env, self.labels)
+        return select_service_keys(self._service, exposed_port)
 
     def setting(self, key: str, exposed_port: str = "") -> str:
         """The value a ``SERVICE_*`` key has on the container, as the rules read it: the

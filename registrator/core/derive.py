@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from registrator.core.addresses import ServiceAddresses
 from registrator.core.checks import (
     SCRIPT_CHECK_KEYS,
     TRUE_WORDS,
@@ -32,24 +33,17 @@ from registrator.core.consul_limits import (
     valid_tags,
     valid_weights,
 )
-from registrator.core.container import ContainerView
+from registrator.core.container import ContainerView, view_of
 from registrator.core.container import split_tags as split_tags
 from registrator.core.ecs_rules import AwsvpcNetwork, awsvpc_task_arn, ecs_meta, is_ecs_pause
 from registrator.core.gotemplate_lex import TemplateError
 from registrator.core.model import OWNER_META_KEY, Service, freeze_meta
 from registrator.core.networks import (
-    HOST_NETWORK_MODE,
     NETWORK_KEY,
-    NO_NETWORK_MODE,
-    join_host_port,
-    network_address,
 )
 from registrator.core.ports import (
-    UNSPECIFIED_ADDRESSES,
     PortCandidate,
     awsvpc_candidates,
-    binding_for,
-    family,
     port_candidates,
 )
 from registrator.core.reasons import PortOutcome, Problem, Reason, Why
@@ -110,23 +104,24 @@ def default_service_name(image: str) -> str:
 
 
 def derive_services(
-    container: Mapping[str, Any],
+    container: ContainerView | Mapping[str, Any],
     options: DeriveOptions,
-    network_peer: Mapping[str, Any] | None = None,
+    network_peer: ContainerView | Mapping[str, Any] | None = None,
     awsvpc: AwsvpcNetwork | None = None,
     fetch: Fetch | None = None,
 ) -> Derivation:
     """The services a container should have, whether or not it is running now.
 
-    ``network_peer`` is the inspect of the container named by ``NetworkMode: container:<id>``
+    ``container`` is its inspect answer or the view of it the caller made (the view reads
+    each part once). ``network_peer`` is the inspect of the container named by ``NetworkMode: container:<id>``
     (its IP is the service address), when there is one. ``awsvpc`` is what the ECS agent said
     of the container when it is in an awsvpc task (see ``awsvpc_task_arn``; with ``-ecs``).
     ``fetch`` is how a ``-tags`` template's ``httpGet`` reads a URL (none: an empty body).
     """
-    if options.ecs and is_ecs_pause(container):
+    view = view_of(container)
+    if options.ecs and is_ecs_pause(view):
         return _skipped(Reason.ECS_PAUSE, "the pause container of an ECS task")
-    view = ContainerView(container)
-    if options.ecs and awsvpc_task_arn(container, network_peer):
+    if options.ecs and (awsvpc is not None or awsvpc_task_arn(view, network_peer)):
         if awsvpc is None:
             return _skipped(Reason.ECS_WAITING, "awsvpc ECS task, and no answer from the ECS agent")
         if not awsvpc.ipv4_addresses and not awsvpc.ipv6_addresses:
@@ -140,7 +135,7 @@ def derive_services(
         candidates = port_candidates(view)
     if not candidates:
         return _skipped(Reason.NO_PORTS, "no exposed or published ports")
-    peer = None if network_peer is None else ContainerView(network_peer)
+    peer = None if network_peer is None else view_of(network_peer)
     return _ContainerServices(view, peer, options, fetch).derive(candidates)
 
 
@@ -163,6 +158,7 @@ class _ContainerServices:
         self.port = ""  # the port being derived ("8080/tcp")
         self.why: Why | None = None  # why that port gives no service
         self._templated: list[str] | None = None  # the -tags template's, once per container
+        self.addresses = ServiceAddresses(container, peer, options, self)
 
     def templated_tags(self) -> list[str]:
         """The ``-tags`` template's tags for this container, evaluated once (so each URL
@@ -233,7 +229,7 @@ class _ContainerServices:
         name = self.service_name(metadata, from_port, port, is_group)
         if name is None:
             return None
-        located = self.address(port, metadata, from_port)
+        located = self.addresses.address(port, metadata, from_port)
         if located is None:
             return None
         address, port_number = located
@@ -307,111 +303,3 @@ class _ContainerServices:
             self.skip(Reason.BAD_NAME, message)
             return None
         return name
-
-    def address(
-        self, port: PortCandidate, metadata: Mapping[str, str], from_port: set[str]
-    ) -> tuple[str, int] | None:
-        """Where the service answers; None when it has no address (said why)."""
-        located = self.locate(port, metadata, from_port)
-        if located is None:
-            return None
-        address, number = located
-        if address in UNSPECIFIED_ADDRESSES - {""}:
-            self.problem("", f"address {address} cannot be registered; left empty (the agent's)")
-            address = ""
-        try:
-            return address, int(number)
-        except ValueError:
-            return address, 0
-
-    def locate(
-        self, port: PortCandidate, metadata: Mapping[str, str], from_port: set[str]
-    ) -> tuple[str, str] | None:
-        """(address, port) by the original's precedence: an awsvpc task's ENI address, which
-        only ``-useIpFromLabel`` overrides; with ``--network container:<id>`` the other
-        container's address, over everything; else ``-useIpFromLabel``; else with
-        ``-internal`` the container's own address (``registrator.core.networks``) and port;
-        else the address where the port is published (``published_address``). Host networking
-        has no address of its own: the published rule applies there, ``-internal`` or not."""
-        if port.awsvpc:
-            binding = port.bindings[0]
-            return self.label_address() or binding.host_ip, binding.host_port
-        if self.container.shares_network:
-            address = self.peer_address(port, metadata, from_port)
-        else:
-            label, internal = self.label_address(), self.options.internal
-            mode = self.container.network_mode
-            own = (internal and (label or mode != HOST_NETWORK_MODE)) or (
-                mode == NO_NETWORK_MODE and not label  # no address, and said so
-            )
-            if not own:
-                return self.published_address(port, label, port.exposed_port if internal else "")
-            address = label or self.own_address(self.container, port, metadata, from_port)
-        return None if address is None else (address, port.exposed_port)
-
-    def published_address(
-        self, port: PortCandidate, label: str, number: str = ""
-    ) -> tuple[str, str] | None:
-        """A published port at the address where it is published: the label's address; else
-        the binding's own host IP when it is specific; else ``-ip``; else the hostname's IP.
-        The binding is one of that address's family; with none, nothing is registered. This
-        holds on every network: the container's own address with the host's port is reachable
-        from nowhere (the original's pair on user-defined networks). ``number`` (the container
-        port, with ``-internal``) replaces the binding's port."""
-        options = self.options
-        fallback = label or options.ip or options.host_ip
-        binding = binding_for(port.bindings, fallback, strict=bool(label or options.ip))
-        if binding is None:
-            published = ", ".join(join_host_port(b.host_ip, b.host_port) for b in port.bindings)
-            message = (
-                f"port {self.port} is published only on {published}, "
-                f"none for an IPv{family(fallback)} address ({fallback})"
-            )
-            self.problem("-ip" if options.ip and not label else "", f"{message}; not registered")
-            self.skip(Reason.NO_BINDING, message)
-            return None
-        if label or binding.host_ip not in UNSPECIFIED_ADDRESSES:
-            address = label or binding.host_ip
-        else:
-            address = fallback or binding.host_ip or "0.0.0.0"
-        return address, number or binding.host_port
-
-    def peer_address(
-        self, port: PortCandidate, metadata: Mapping[str, str], from_port: set[str]
-    ) -> str | None:
-        """``--network container:<id>``: the other container's address."""
-        if self.peer is None:
-            mode = self.container.network_mode
-            self.skip(Reason.NO_ADDRESS, f"its network container ({mode}) is unknown")
-            return None
-        return self.own_address(self.peer, port, metadata, from_port)
-
-    def label_address(self) -> str:
-        """``-useIpFromLabel``: the address in that container label ("" when none)."""
-        label = self.options.use_ip_from_label
-        if not label:
-            return ""
-        from_label = self.container.labels.get(label, "")
-        return from_label.rsplit("/", 1)[0] if "/" in from_label else from_label
-
-    def own_address(
-        self,
-        view: ContainerView,
-        port: PortCandidate,
-        metadata: Mapping[str, str],
-        from_port: set[str],
-    ) -> str | None:
-        """The address of ``view`` (this container, or the one whose network it shares) on
-        the network ``SERVICE_NETWORK`` names, else on its default network; None when it has
-        none there (said why)."""
-        per_port = NETWORK_KEY in from_port
-        key = f"SERVICE_{port.exposed_port}_NETWORK" if per_port else "SERVICE_NETWORK"
-        found = network_address(view, metadata.get(NETWORK_KEY, "").strip(), key)
-        whose = "" if view is self.container else f"network container {view.display}: "
-        for problem_key, message in found.problems:
-            self.problem(problem_key, whose + message)
-        if not found.address:
-            said = found.note or "; ".join(message for _, message in found.problems)
-            self.skip(Reason.NO_ADDRESS, whose + said)
-            return None
-        return found.address

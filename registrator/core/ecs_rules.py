@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from registrator.core.container import ContainerView
+from registrator.core.container import ContainerView, view_of
 
 # Docker labels the ECS agent puts on every container of a task.
 ECS_TASK_ARN_LABEL = "com.amazonaws.ecs.task-arn"
@@ -33,26 +33,27 @@ class AwsvpcNetwork(NamedTuple):
     ipv6_addresses: tuple[str, ...] = ()  # only when it has no IPv4 address (IPv6-only)
 
 
-def is_ecs_pause(container: Mapping[str, Any]) -> bool:
+def is_ecs_pause(container: ContainerView | Mapping[str, Any]) -> bool:
     """The pause container the ECS agent makes for an awsvpc task: never a service."""
-    labels = ContainerView(container).labels
+    labels = view_of(container).labels
     return labels.get(ECS_CONTAINER_NAME_LABEL) == ECS_PAUSE_CONTAINER_NAME
 
 
 def awsvpc_task_arn(
-    container: Mapping[str, Any], network_peer: Mapping[str, Any] | None = None
+    container: ContainerView | Mapping[str, Any],
+    network_peer: ContainerView | Mapping[str, Any] | None = None,
 ) -> str:
     """The task ARN of an ECS app container that Docker gives no address because it is in an
     awsvpc task: network mode ``none``, or ``container:<id>`` of a container in ``none`` (the
     task's pause container, whose ENI the ECS agent attached with CNI). "" otherwise."""
-    view = ContainerView(container)
+    view = view_of(container)
     arn = view.labels.get(ECS_TASK_ARN_LABEL, "")
-    if not arn or is_ecs_pause(container):
+    if not arn or is_ecs_pause(view):
         return ""
     if view.network_mode == "none":
         return arn
     if view.shares_network and network_peer is not None:
-        return arn if ContainerView(network_peer).network_mode == "none" else ""
+        return arn if view_of(network_peer).network_mode == "none" else ""
     return ""
 
 

@@ -40,7 +40,7 @@ class AgentView(NamedTuple):
         return {"state": self.state.value, "fields": list(self.fields)}
 
 
-class WriteResult(Enum):
+class WriteState(Enum):
     """Where the daemon's writes of one service stand (its ``/containers``)."""
 
     IN_STEP = "in_step"  # the agent holds it as wanted (written, or found so)
@@ -48,12 +48,12 @@ class WriteResult(Enum):
     PENDING = "pending"  # a write is due or in flight (or waits for Consul to answer)
 
 
-def write_result(service: Service, known: Service | None, refused: Service | None) -> WriteResult:
+def write_state_of(service: Service, known: Service | None, refused: Service | None) -> WriteState:
     """``known``: what the agent holds as last read or written; ``refused``: the version of
     the service the agent refused last, if any."""
     if refused == service:
-        return WriteResult.REFUSED
-    return WriteResult.IN_STEP if in_step(known, service) else WriteResult.PENDING
+        return WriteState.REFUSED
+    return WriteState.IN_STEP if in_step(known, service) else WriteState.PENDING
 
 
 def agent_view(actual: Service | None, desired: Service) -> AgentView:
@@ -187,10 +187,7 @@ def _check_json(check_id: str, check: Check, secrets: bool) -> dict[str, Any]:
 
 
 def daemon_json(
-    kind: str,
-    explained: Explained,
-    refusals: Mapping[str, str],
-    results: Mapping[str, WriteResult],
+    kind: str, explained: Explained, writes: Mapping[str, tuple[WriteState, str]]
 ) -> dict[str, Any]:
     """One container in the daemon's ``/containers``: the explanation (check headers and
     bodies hidden), what the daemon wants of it (``verdict``), its reason codes, and for each
@@ -203,8 +200,7 @@ def daemon_json(
         if service is None:
             port["write"] = None
             continue
-        result = results.get(service.id, WriteResult.PENDING)
-        error = refusals.get(service.id, "") if result == WriteResult.REFUSED else ""
+        result, error = writes.get(service.id, (WriteState.PENDING, ""))
         port["write"] = {"result": result.value, "error": error}
     return body
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from registrator.core.checks import TRUE_WORDS, health_sync_applies
-from registrator.core.container import ContainerView
+from registrator.core.container import ContainerView, view_of
 from registrator.core.reasons import Reason, Why
 
 if TYPE_CHECKING:
@@ -15,15 +15,11 @@ if TYPE_CHECKING:
 PAUSED = Why(Reason.PAUSED, "paused (docker pause): its processes answer nothing")
 
 
-def is_running(container: Mapping[str, Any]) -> bool:
-    return ContainerView(container).running
-
-
-def retained_after_exit(container: Mapping[str, Any], deregister: str) -> bool:
+def retained_after_exit(container: ContainerView | Mapping[str, Any], deregister: str) -> bool:
     """With ``-deregister on-success`` a container that failed keeps its services (so its
     Consul check shows the failure), as the original does: exit 0 or a signal exit (the 128
     bit set) deregisters; any other exit code keeps them."""
-    view = ContainerView(container)
+    view = view_of(container)
     if view.running:
         return deregister == "on-success"
     return keeps_services(view.exit_code, deregister)
@@ -34,14 +30,16 @@ def keeps_services(exit_code: int, deregister: str) -> bool:
     return deregister == "on-success" and exit_code != 0 and not exit_code & 128
 
 
-def withheld_reason(container: Mapping[str, Any], options: DeriveOptions) -> Why | None:
+def withheld_reason(
+    container: ContainerView | Mapping[str, Any], options: DeriveOptions
+) -> Why | None:
     """Why a running container's services must not be in Consul now (None when they may).
 
     With ``-require-healthy`` (or ``SERVICE_REQUIRE_HEALTHY=true`` on the container; ``false``
     opts out) a container that has a Docker HEALTHCHECK is registered only while Docker says
     it is healthy. A container without a HEALTHCHECK is not held back.
     """
-    view = ContainerView(container)
+    view = view_of(container)
     if view.paused:
         return PAUSED
     metadata, _ = view.service_keys("")

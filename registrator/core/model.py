@@ -5,10 +5,8 @@ service read from the agent equals the one derived from Docker when nothing chan
 equality is what lets a resync make zero writes.
 
 registrator's records are NamedTuples, not dataclasses: a frozen dataclass generates and
-compiles six methods as its module loads (4.3 M instructions for one of six fields, against
-0.6 M for a NamedTuple), and loading ``dataclasses`` loads ``inspect``, which nothing else
-needs. Together that was 14 % of the work of a start-up with no container (measured with
-``python -m benchmarks.instructions``).
+compiles six methods as its module loads, and loading ``dataclasses`` loads ``inspect``,
+which nothing else needs (benchmarks/README.md#why-the-code-is-as-it-is: what it cost).
 """
 
 from __future__ import annotations

@@ -47,6 +47,15 @@ def differences(actual: Service, desired: Service) -> tuple[str, ...]:
     return tuple(fields)
 
 
+def needs_register(
+    desired: Service, actual: Service | None, refused: Service | None = None, refresh: bool = False
+) -> bool:
+    """The one rule that says whether a desired service needs a write: it is not in step with
+    what the agent holds, or its health status is due to be written again (``refresh``);
+    never when the agent refused this very service already (it is not retried unchanged)."""
+    return refused != desired and (refresh or not in_step(actual, desired))
+
+
 class Plan(NamedTuple):
     """The writes that make ``actual`` match ``desired``."""
 
@@ -64,17 +73,20 @@ def make_plan(
     actual: Mapping[str, Service],
     removable: Iterable[str] | None = None,
     refresh: Iterable[str] = (),
+    refused: Mapping[str, Service] | None = None,
 ) -> Plan:
     """Register what is missing or different (and what is in ``refresh``: health checks whose
     status is due to be written again); deregister what is no longer desired, limited to
-    ``removable`` when given (services registrator owns but may not remove stay)."""
+    ``removable`` when given (services registrator owns but may not remove stay). A service
+    the agent ``refused`` as it is now desired is neither written nor counted unchanged."""
     again = set(refresh)
+    refused = refused or {}
     register: list[Service] = []
     unchanged: list[str] = []
     for sid, svc in sorted(desired.items()):
-        if sid in again or not in_step(actual.get(sid), svc):
+        if needs_register(svc, actual.get(sid), refused.get(sid), sid in again):
             register.append(svc)
-        else:
+        elif refused.get(sid) != svc:
             unchanged.append(sid)
     stale = set(actual) - set(desired)
     if removable is not None:

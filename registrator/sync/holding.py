@@ -10,7 +10,7 @@ from typing import Any
 
 from registrator.core.flapping import held_line
 from registrator.core.model import Service
-from registrator.sync.processing import Verdict
+from registrator.sync.processing import Kind, Verdict
 from registrator.sync.records import Records
 from registrator.sync.workqueue import WorkQueue
 
@@ -29,7 +29,7 @@ class FlapHold:
     def services(self, container_id: str, verdict: Verdict) -> tuple[Service, ...]:
         """The services to publish: none while the container is held. Said once (a warning
         naming what was seen and what releases it), then at DEBUG while the streak goes on."""
-        if not verdict.services or not self._hold:
+        if verdict.kind is not Kind.WANTS or not verdict.services or not self._hold:
             return verdict.services
         now = time.time()
         names = frozenset(service.name for service in verdict.services)
@@ -43,6 +43,13 @@ class FlapHold:
             log.info("%s: up for %.1fs; released: registering", verdict.label, now - started)
         self.count(now)
         return () if hold.held else verdict.services
+
+    def dropped(self, container_id: str, removed: bool) -> str:
+        """The container exited or is gone: its record goes (``Records.drop``: its hold stays
+        when it only exited, as Docker may start it again); the gauge follows."""
+        task_arn = self._records.drop(container_id, removed)
+        self.count()
+        return task_arn
 
     def count(self, now: float | None = None) -> None:
         """The gauge, after a hold changed or a container went."""

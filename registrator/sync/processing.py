@@ -4,12 +4,11 @@ the one-shot commands both use it; it writes nothing and keeps no state of its o
 
 from __future__ import annotations
 
+import enum
 import logging
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from registrator.adapters.docker_source import ContainerEvent, DockerSource
-from registrator.adapters.ecs_agent import EcsAgentError
 from registrator.adapters.http_fetch import http_get
 from registrator.core.container import ContainerView
 from registrator.core.derive import DeriveOptions, derive_services
@@ -23,12 +22,18 @@ from registrator.sync.ecs_placement import EcsPlacement
 
 log = logging.getLogger(__name__)
 
-# What a container wants now (Verdict.kind).
-WANTS = "wants"  # these services (none: it has nothing to register)
-GONE = "gone"  # removed, or exited for good: none of its services
-KEPT = "kept"  # exited with a failure under -deregister on-success: its services stay
-WITHHELD = "withheld"  # running, but not in Consul now (draining, not healthy)
-WAITING = "waiting"  # an awsvpc container the ECS agent cannot place yet: nothing changes
+
+class Kind(enum.Enum):
+    """What a container wants now (``Verdict.kind``)."""
+
+    WANTS = "wants"  # these services (none: it has nothing to register)
+    GONE = "gone"  # removed, or exited for good: none of its services
+    KEPT = "kept"  # exited with a failure under -deregister on-success: its services stay
+    WITHHELD = "withheld"  # running, but not in Consul now (draining, not healthy)
+    WAITING = "waiting"  # an awsvpc container the ECS agent cannot place yet: nothing changes
+
+
+WANTS, GONE, KEPT, WITHHELD, WAITING = Kind
 
 DRAINING = "draining after a stop signal"
 NOT_FOUND = "no such container"
@@ -43,7 +48,7 @@ class RunFacts(NamedTuple):
 
 
 class Verdict(NamedTuple):
-    kind: str
+    kind: Kind
     label: str = ""  # "name (short id)", for log lines ("" when it could not be inspected)
     services: tuple[Service, ...] = ()
     reason: str = ""  # why withheld or waiting; a kept container's exit code
@@ -51,7 +56,6 @@ class Verdict(NamedTuple):
     # The decision, as explain and the daemon's /containers show it: the container's reason
     # code (not running, withheld, waiting) or what each port gives; None when not inspected.
     explained: Explained | None = None
-    error: EcsAgentError | None = None  # the ECS agent's, when waiting
     was_waiting: bool = False  # it waited for the ECS agent before this
     run: RunFacts = RunFacts()  # its current run, for the flapping hold
 
@@ -94,41 +98,46 @@ class ContainerProcessor:
         container = docker.inspect(container_id)
         if container is None:
             return Verdict(GONE, reason=NOT_FOUND)
-        view = ContainerView(container)
-        label = view.display
+        view = ContainerView(container)  # the one view of this inspect: every rule reads it
         if not view.running:
             exited = f", exit code {view.exit_code}" if view.status == "exited" else ""
             stopped = Why(Reason.NOT_RUNNING, view.status + exited)
             said = explain(view, stopped, None)
-            if retained_after_exit(container, self.deregister):
-                return Verdict(KEPT, label, reason=str(view.exit_code), explained=said)
-            return Verdict(GONE, label, explained=said)
+            if retained_after_exit(view, self.deregister):
+                return Verdict(KEPT, view.display, reason=str(view.exit_code), explained=said)
+            return Verdict(GONE, view.display, explained=said)
         drain = Why(Reason.DRAINING, DRAINING) if draining else None
-        withheld = drain or withheld_reason(container, self.options)
+        withheld = drain or withheld_reason(view, self.options)
         if withheld is not None:
             return Verdict(
-                WITHHELD, label, reason=withheld.detail, explained=explain(view, withheld, None)
-            )
+                WITHHELD, view.display, reason=withheld.detail,
+                explained=explain(view, withheld, None),
+            )  # fmt: skip
+        return self._running(docker, view)
+
+    def _running(self, docker: DockerSource, view: ContainerView) -> Verdict:
+        """A running container that may be in Consul: its services, at the address the ECS
+        agent gives when it is in an awsvpc task."""
         peer = self._network_peer(docker, view)
         awsvpc = None
         was_waiting = False
-        task_arn = awsvpc_task_arn(container, peer) if self.placement is not None else ""
+        task_arn = awsvpc_task_arn(view, peer) if self.placement is not None else ""
         if task_arn:
             assert self.placement is not None
-            placed = self.placement.network(container_id, container, task_arn)
+            placed = self.placement.network(view, task_arn)
             if placed.error is not None:
                 return Verdict(
-                    WAITING, label, reason=str(placed.error), error=placed.error,
+                    WAITING, view.display, reason=str(placed.error),
                     was_waiting=placed.was_waiting,
                     explained=explain(
                         view, Why(Reason.ECS_WAITING, f"the ECS agent: {placed.error}"), None
                     ),
                 )  # fmt: skip
             awsvpc, was_waiting = placed.network, placed.was_waiting
-        derivation = derive_services(container, self.options, peer, awsvpc, self.fetch)
+        derivation = derive_services(view, self.options, peer, awsvpc, self.fetch)
         return Verdict(
             WANTS,
-            label,
+            view.display,
             tuple(derivation.services),
             problems=tuple(map(str, derivation.problems)),
             explained=explain(view, None, derivation),
@@ -136,11 +145,12 @@ class ContainerProcessor:
             run=RunFacts(view.started_at, view.restart_count, view.finished_at),
         )
 
-    def _network_peer(self, docker: DockerSource, view: ContainerView) -> Mapping[str, Any] | None:
+    def _network_peer(self, docker: DockerSource, view: ContainerView) -> ContainerView | None:
         """The container whose network this one shares (``--net container:X``), if any."""
         if not view.network_peer_id:
             return None
         peer = docker.inspect(view.network_peer_id)
         if peer is None:
             log.warning("%s: network container %s not found", view.display, view.network_mode)
-        return peer
+            return None
+        return ContainerView(peer)

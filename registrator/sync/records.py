@@ -1,6 +1,6 @@
-"""What the daemon remembers of each container between two of its events: one record per
-container, made when the container is first seen and dropped in one place when it is gone
-(after gliderlabs/registrator's bridge: per-container state under one lock).
+"""All that registrator knows of each container on the Docker side: one record per container,
+made when the container is first seen and dropped in one place (``Records.drop``) when it is
+gone (after gliderlabs/registrator's bridge: per-container state under one lock).
 
 The flapping hold keeps its state here too: each record knows its current run (when it
 began, whether a stop signal was sent) and whether that run is held; the runs that ended
@@ -11,20 +11,31 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from registrator.adapters.docker_source import ContainerEvent
+from registrator.core.backoff import Backoff
 from registrator.core.explanation import Explained
 from registrator.core.flapping import WINDOW, Hold, Run, assess, prune
+from registrator.core.model import Service
+
+
+class Placement(NamedTuple):
+    """An awsvpc container as the ECS agent placed it (or could not)."""
+
+    task_arn: str
+    ecs_name: str  # its container name in the task definition
+    waiting: bool  # the agent could not place it at its last try
 
 
 class ContainerRecord:
     """One container's state; read and written only under ``Records``' lock."""
 
     __slots__ = (
-        "drain_until", "explained", "first_event_ns", "health", "held_at", "held_until", "kind",
-        "last_event", "name", "problems", "refusals", "run_started", "services", "stopping",
-        "withheld",
+        "drain_until", "explained", "fingerprint", "first_event_ns", "health", "held_at",
+        "held_until", "kind", "last_event", "name", "placement", "problems", "retry",
+        "run_started", "service_names", "services", "stopping", "withheld",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -36,11 +47,15 @@ class ContainerRecord:
         self.health = ""  # the health state its last health event named ("" none since start)
         self.kind = ""  # what it wanted at its last assessment (processing's verdict kind)
         self.explained: Explained | None = None  # that assessment, for /containers
-        self.refusals: dict[str, str] = {}  # service ID -> the agent's refusal of its last write
+        self.services: tuple[Service, ...] = ()  # what it wants, as last published
+        self.fingerprint = ""  # the list API's digest of it at the last listing
+        self.placement: Placement | None = None  # awsvpc only: where the ECS agent put it
+        self.retry: Backoff | None = None  # while the ECS agent cannot place it
+        # The flapping hold (core/flapping.py): its current run and whether it is held.
         self.name = ""  # the container's name, as its events give it
         self.run_started = 0.0  # when its current run began (Unix seconds, Docker's); 0: unknown
         self.stopping = False  # a stop signal was sent during the current run
-        self.services: frozenset[str] = frozenset()  # its service names, as last derived
+        self.service_names: frozenset[str] = frozenset()  # as last derived
         self.held_until = 0.0  # its current run is held until then (Unix seconds); 0: not
         self.held_at = 0.0  # when it was last held (Unix seconds): it counts as held till
         # released, removed, or WINDOW later
@@ -54,6 +69,7 @@ class Pending(NamedTuple):
     drain_until: float = 0.0
     withheld: str = ""
     problems: tuple[str, ...] = ()
+    tracked: bool = False  # it wants services (as last published)
 
 
 class Records:
@@ -91,7 +107,7 @@ class Records:
         elif event.base_action == "die" and record.run_started:
             crashed = not record.stopping and event.attributes.get("exitCode", "1") != "0"
             run = Run(
-                event.container_id, record.name, record.services, record.run_started,
+                event.container_id, record.name, record.service_names, record.run_started,
                 event.time, crashed, record.held_until > 0,
             )  # fmt: skip
             self._runs = prune([*self._runs, run], event.time)
@@ -99,11 +115,10 @@ class Records:
         elif event.base_action == "destroy":
             record.held_at = 0.0  # removed: no longer held, dropped with the rest
 
-    def stop_signal(self, container_id: str) -> bool:
+    def stop_signal(self, container_id: str) -> None:
         """A stop signal: the run, whatever it lasts, ends on purpose, not in a crash."""
         with self._lock:
             self._by_id.setdefault(container_id, ContainerRecord()).stopping = True
-            return True
 
     def hold(
         self, container_id: str, services: frozenset[str], started: float, now: float, hold: float
@@ -112,7 +127,7 @@ class Records:
         was held before this look."""
         with self._lock:
             record = self._by_id.setdefault(container_id, ContainerRecord())
-            record.services = services
+            record.service_names = services
             record.run_started = record.run_started or started
             verdict = assess(self._runs, container_id, services, started, now, hold)
             was_held = record.held_at > 0
@@ -142,22 +157,24 @@ class Records:
             if record is None:
                 return Pending()
             pending = Pending(
-                record.first_event_ns,
-                record.last_event,
-                record.drain_until,
-                record.withheld,
-                record.problems,
-            )
+                record.first_event_ns, record.last_event, record.drain_until,
+                record.withheld, record.problems, bool(record.services),
+            )  # fmt: skip
             record.first_event_ns = 0
             record.last_event = None
             return pending
 
-    def logged(self, container_id: str, withheld: str, problems: tuple[str, ...]) -> None:
-        """What was last said of a running container, so that it is said once."""
+    def settled(
+        self,
+        container_id: str,
+        services: tuple[Service, ...],
+        withheld: str,
+        problems: tuple[str, ...],
+    ) -> None:
+        """What a running container wants now, and what was last said of it (said once)."""
         with self._lock:
             record = self._by_id.setdefault(container_id, ContainerRecord())
-            record.withheld = withheld
-            record.problems = problems
+            record.services, record.withheld, record.problems = services, withheld, problems
 
     def assessed(self, container_id: str, kind: str, explained: Explained | None) -> None:
         """The container's last assessment, as the daemon's /containers shows it."""
@@ -165,24 +182,10 @@ class Records:
             record = self._by_id.setdefault(container_id, ContainerRecord())
             record.kind, record.explained = kind, explained
 
-    def written(self, container_id: str, rejected: list[tuple[str, str]], done: list[str]) -> None:
-        """Writes' results for the container's services: the agent's refusals (service ID,
-        message), and IDs written since (their refusal is over)."""
+    def assessments(self) -> list[tuple[str, Explained]]:
+        """(kind, assessment) of every container assessed and not dropped."""
         with self._lock:
-            record = self._by_id.get(container_id)
-            if record is not None:
-                record.refusals.update(rejected)
-                for service_id in done:
-                    record.refusals.pop(service_id, None)
-
-    def assessments(self) -> list[tuple[str, Explained, dict[str, str]]]:
-        """(kind, assessment, refusals) of every container assessed and not dropped."""
-        with self._lock:
-            return [
-                (r.kind, r.explained, dict(r.refusals))
-                for r in self._by_id.values()
-                if r.explained is not None
-            ]
+            return [(r.kind, r.explained) for r in self._by_id.values() if r.explained is not None]
 
     def end_drain(self, container_id: str) -> None:
         with self._lock:
@@ -190,18 +193,88 @@ class Records:
             if record is not None:
                 record.drain_until = 0.0
 
-    def drop(self, container_id: str, removed: bool = True) -> None:
+    def tracked(self) -> set[str]:
+        """The containers that want services."""
+        with self._lock:
+            return {cid for cid, record in self._by_id.items() if record.services}
+
+    def relisted(self, listed: Mapping[str, str]) -> set[str]:
+        """A listing's digests by container ID; returns the containers whose digest changed
+        since the last listing."""
+        changed: set[str] = set()
+        with self._lock:
+            for cid, digest in listed.items():
+                record = self._by_id.setdefault(cid, ContainerRecord())
+                if record.fingerprint != digest:
+                    record.fingerprint = digest
+                    changed.add(cid)
+        return changed
+
+    # --- awsvpc containers (with -ecs) -------------------------------------------------
+
+    def placed(self, container_id: str, placement: Placement) -> bool:
+        """The ECS agent's latest answer for the container; True if it waited before."""
+        with self._lock:
+            record = self._by_id.setdefault(container_id, ContainerRecord())
+            before = record.placement
+            record.placement = placement
+            return before is not None and before.waiting
+
+    def held(self, service: Service) -> bool:
+        """A service of an awsvpc container waiting for the ECS agent (e.g. registered before
+        a restart of registrator) is not removed as stale: it is not known to be wrong."""
+        meta = service.meta_dict
+        key = (meta.get("ecs_task_arn", ""), meta.get("ecs_container_name", ""))
+        if not key[0]:
+            return False  # not an ECS task's service: no need to look
+        with self._lock:
+            return any(
+                record.placement is not None
+                and record.placement.waiting
+                and record.placement[:2] == key
+                for record in self._by_id.values()
+            )
+
+    def retry_delay(self, container_id: str, low: float, high: float) -> float:
+        """The next delay of the container's own backoff (reset by ``retried``)."""
+        with self._lock:
+            record = self._by_id.setdefault(container_id, ContainerRecord())
+            if record.retry is None:
+                record.retry = Backoff(low, high)
+            return record.retry.next()
+
+    def retried(self, container_id: str) -> None:
+        """What was retried succeeded: the next retry starts over."""
+        with self._lock:
+            record = self._by_id.get(container_id)
+            if record is not None:
+                record.retry = None
+
+    # --- the end -----------------------------------------------------------------------
+
+    def drop(self, container_id: str, removed: bool = True) -> str:
         """The container is gone (or stopped for good): forget all of it but an event that
-        arrived meanwhile (its worker comes next), and, when it only exited, that it is held
-        (Docker may start it again)."""
+        arrived meanwhile (its worker comes next) and, when it only exited (Docker may start
+        it again), its hold. Returns its ECS task's ARN when no other container of that task
+        is known any longer ("" otherwise)."""
         with self._lock:
             record = self._by_id.get(container_id)
             if record is None:
-                return
-            if record.last_event is None and (removed or not record.held_at):
+                return ""
+            placement = record.placement
+            keep_hold = not removed and record.held_at > 0
+            if record.last_event is None and not keep_hold:
                 del self._by_id[container_id]
             else:
-                record.drain_until, record.withheld, record.problems = 0.0, "", ()
-                record.health, record.kind, record.explained, record.refusals = "", "", None, {}
-                if removed:
-                    record.held_at = record.held_until = 0.0
+                fresh = ContainerRecord()
+                fresh.first_event_ns, fresh.last_event = record.first_event_ns, record.last_event
+                fresh.name, fresh.service_names = record.name, record.service_names
+                fresh.run_started, fresh.stopping = record.run_started, record.stopping
+                fresh.held_at = record.held_at if keep_hold else 0.0
+                self._by_id[container_id] = fresh
+            if placement is None or any(
+                other.placement is not None and other.placement.task_arn == placement.task_arn
+                for other in self._by_id.values()
+            ):
+                return ""
+            return placement.task_arn

@@ -5,9 +5,9 @@ key added again while it is queued is coalesced (the worker reads the container'
 state anyway: level-triggered), and one added while it is being processed is queued again
 when that processing ends, so no change is lost.
 
-Waiting is a queue item too: ``add_after`` makes a key due later (a drain's grace period),
-and ``add_rate_limited`` later still each time it is retried (a placement the ECS agent
-cannot give yet), until ``forget``. No timer thread: the workers' ``get`` waits for the
+Waiting is a queue item too: ``add_after`` makes a key due later (a drain's grace period, a
+placement the ECS agent cannot give yet, retried with the backoff kept in the container's
+record, the next periodic re-list). No timer thread: the workers' ``get`` waits for the
 earliest due key.
 """
 
@@ -20,8 +20,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Generic, TypeVar
-
-from registrator.core.backoff import Backoff
 
 K = TypeVar("K", bound=Hashable)
 
@@ -48,7 +46,7 @@ class Batch(Generic[K]):
 
 
 class WorkQueue(Generic[K]):
-    def __init__(self, retry_low: float = 1.0, retry_high: float = 4.0) -> None:
+    def __init__(self) -> None:
         self._cond = threading.Condition()
         self._order: deque[K] = deque()
         self._dirty: set[K] = set()
@@ -57,9 +55,6 @@ class WorkQueue(Generic[K]):
         self._later: list[tuple[float, int, K]] = []  # (due, tie-breaker, key), a heap
         self._due: dict[K, float] = {}  # key -> its earliest due time in _later
         self._tie = itertools.count()
-        self._retry_low = retry_low
-        self._retry_high = retry_high
-        self._backoffs: dict[K, Backoff] = {}
         self._shut = False
 
     def add(self, key: K) -> None:
@@ -86,19 +81,6 @@ class WorkQueue(Generic[K]):
             self._due[key] = due
             heapq.heappush(self._later, (due, next(self._tie), key))
             self._cond.notify()  # a waiting worker may have to wake sooner
-
-    def add_rate_limited(self, key: K) -> float:
-        """Queue ``key`` again after its own backoff's next delay; returns that delay."""
-        with self._cond:
-            backoff = self._backoffs.setdefault(key, Backoff(self._retry_low, self._retry_high))
-            delay = backoff.next()
-        self.add_after(key, delay)
-        return delay
-
-    def forget(self, key: K) -> None:
-        """``key`` succeeded (or is gone): its next ``add_rate_limited`` starts over."""
-        with self._cond:
-            self._backoffs.pop(key, None)
 
     def add_batch(self, keys: Iterable[K], on_done: Callable[[], None] | None = None) -> Batch[K]:
         """Queue every key; the batch completes when all of them were processed since."""
