@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         kind = counts if isinstance(default, tuple) else type(default)
         help_text = f"{SIZE_HELP[field.name]} (default {shown(default)}, smoke {shown(smoke)})"
         p.add_argument(f"--{field.name.replace('_', '-')}", type=kind, help=help_text)
-    p.add_argument("--smoke", action="store_true", help="tiny sizes, for CI (about 95 s)")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, for CI (about 2 minutes)")
     p.add_argument(
         "--quiet-wait", type=float,
         help="before each measurement wait up to this many seconds for other work on the "
