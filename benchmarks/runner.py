@@ -17,7 +17,7 @@ from typing import Any
 
 import docker
 
-from benchmarks import report, scenarios
+from benchmarks import churn, report, scenarios
 from benchmarks.harness import REPO, CodeUnderTest, speed_probe_ms, wait_quiet
 
 # Written after every step and before the clean-up, removed once latest.json is written.
@@ -25,7 +25,7 @@ PARTIAL_RESULTS = "partial.json"
 
 SMOKE = scenarios.Sizes(
     containers=20, starts=20, burst=10, idle=5.0, resync_window=4.0, startup_runs=1,
-    scale=(10, 30), ecs_tasks=2, health_containers=5,
+    scale=(10, 30), ecs_tasks=2, health_containers=5, churn_window=6.0,
 )  # fmt: skip
 
 SIZE_HELP = {
@@ -39,6 +39,8 @@ SIZE_HELP = {
     " comma-separated (0: no scaling step)",
     "ecs_tasks": "ECS start-up: awsvpc tasks of 5 app containers (0: no ECS step)",
     "health_containers": "health sync: containers with a HEALTHCHECK (0: no health step)",
+    "churn_window": "seconds of the crash-loop and replacement loops, with the hold and with"
+    " -flap-hold 0 (0: no churn step)",
 }
 
 
@@ -57,7 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         kind = counts if isinstance(default, tuple) else type(default)
         help_text = f"{SIZE_HELP[field.name]} (default {shown(default)}, smoke {shown(smoke)})"
         p.add_argument(f"--{field.name.replace('_', '-')}", type=kind, help=help_text)
-    p.add_argument("--smoke", action="store_true", help="tiny sizes, for CI (about 50 s)")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, for CI (about 2 minutes)")
     p.add_argument(
         "--quiet-wait", type=float,
         help="before each measurement wait up to this many seconds for other work on the "
@@ -215,6 +217,9 @@ def run(
         results["resync"] = attempts(
             "resync", lambda _: scenarios.resync(bench, sizes.resync_window, idle_rate)
         )
+        if sizes.churn_window:
+            step(f"churn: crash loops for {sizes.churn_window:g}s, held and not", "churn")
+            results["churn"] = churn.churn(bench, sizes.churn_window, sizes.starts)
         empty_cpu = results["startup_empty"]["cpu_s"]
         sync = results["startup_sync"]
         sync["cpu_ms_per_container"] = round(

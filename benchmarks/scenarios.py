@@ -74,6 +74,7 @@ class Sizes:
     scale: tuple[int, ...] = (100, 1000)  # running containers for startup_scaling
     ecs_tasks: int = 10
     health_containers: int = 300
+    churn_window: float = 60.0  # seconds of each churn loop, with the hold and without
 
 
 class Bench:

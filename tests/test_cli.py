@@ -150,7 +150,8 @@ def test_resync_reports_unreachable_consul(tmp_path):
 
 VALUE_FLAGS = (
     "ip", "deregister", "resync", "retry-attempts", "retry-interval", "ttl", "ttl-refresh",
-    "agent-poll", "consul-timeout", "workers", "agent-writes", "drain-grace", "metrics-addr",
+    "agent-poll", "consul-timeout", "workers", "agent-writes", "drain-grace", "flap-hold",
+    "metrics-addr",
     "healthz-threshold", "ecs-agent-uri", "log-format", "log-level",
 )  # fmt: skip
 DAEMON_ONLY = (
@@ -239,6 +240,7 @@ def test_daemon_only_flags_are_refused_by_plan_and_resync(command, flag):
         ("workers", "0", "out of range (expected 1 or more)"),
         ("agent-writes", "many", "not a number (expected 1 or more)"),
         ("drain-grace", "inf", "out of range"),
+        ("flap-hold", "-1", "out of range (expected 0 for off, or seconds, e.g. 10)"),
         ("metrics-addr", "nonsense", "expected HOST:PORT or :PORT, e.g. 127.0.0.1:9102"),
         ("metrics-addr", "127.0.0.1:99999", "expected HOST:PORT"),
         ("healthz-threshold", "-1", "out of range"),

@@ -164,3 +164,17 @@ def test_a_rename_moves_the_services_to_the_new_name(registrator, consul, podman
     podman("rename", "before.0", "after.0")
     podman.names.append("after.0")
     consul.wait_for(lambda s: sid("after.0") in s and sid("before.0") not in s, timeout=10)
+
+
+def test_pause_takes_the_services_out_and_unpause_brings_them_back(
+    registrator, consul, podman: PodmanContainers
+):
+    """Podman sends pause and unpause too; each reaches Consul within a second of the
+    command's return."""
+    start(registrator, consul, podman.service)
+    podman.run("paused.0", "-p", "127.0.0.1::80")
+    consul.wait_for(lambda s: sid("paused.0") in s)
+    podman("pause", "paused.0")
+    consul.wait_for(lambda s: sid("paused.0") not in s, timeout=1.0)
+    podman("unpause", "paused.0")
+    consul.wait_for(lambda s: sid("paused.0") in s, timeout=1.0)

@@ -7,7 +7,7 @@ from typing import Any
 
 from registrator.core.container import ContainerView
 from registrator.core.derive import DeriveOptions
-from registrator.core.lifecycle import retained_after_exit, withheld_reason
+from registrator.core.lifecycle import PAUSED, retained_after_exit, withheld_reason
 from registrator.core.reasons import Reason, Why
 from tests.inspect_data import inspect
 
@@ -51,3 +51,11 @@ def test_the_container_setting_wins_over_the_flag() -> None:
     assert str(withheld_reason(opted_in, OPTS)) == "Docker health is starting"
     opted_out = with_health("starting", env={"SERVICE_REQUIRE_HEALTHY": "false"})
     assert withheld_reason(opted_out, OPTS._replace(require_healthy=True)) is None
+
+
+def test_a_paused_container_is_withheld_whatever_the_flags() -> None:
+    paused = with_health("healthy")
+    paused["State"]["Paused"] = True
+    for options in (OPTS, OPTS._replace(health_sync=True), OPTS._replace(require_healthy=True)):
+        assert withheld_reason(paused, options) == PAUSED
+    assert withheld_reason(inspect(), OPTS) is None

@@ -28,11 +28,14 @@ log = logging.getLogger(__name__)
 # A container ID or name as Docker allows them (names: [a-zA-Z0-9][a-zA-Z0-9_.-]*).
 CONTAINER_REFERENCE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
-# Container actions that can change a container's services ("kill" only with -drain), by
+# Container actions that can change a container's services ("kill" only with -drain, and to
+# tell a stop from a crash for the flapping hold; "pause" takes a container out), by
 # Docker's names: the daemon queues each. Docker's event filter takes them; Podman's does not
 # match its own die and remove (containers/podman #16857), so on any engine but Docker the
 # subscription asks for container events and they are filtered here.
-WATCHED_ACTIONS = ("start", "die", "destroy", "rename", "kill", "health_status")
+WATCHED_ACTIONS = (
+    "start", "die", "destroy", "rename", "kill", "health_status", "pause", "unpause",
+)  # fmt: skip
 # Podman's names (the compat API's and libpod's own) for Docker's.
 DOCKER_ACTION = {"remove": "destroy", "died": "die"}
 HEALTH_EVENT = "health_status"  # the action of Docker's health events (not a check's status)

@@ -64,6 +64,11 @@ class Metrics:
         self.services_owned = m(
             "gauge", "registrator_services_owned", "Services this registrator holds on the agent"
         )
+        self.held = m(
+            "gauge",
+            "registrator_held_containers",
+            "Containers held out of Consul: they keep dying soon after they start (-flap-hold)",
+        )
         self.events = m(
             "counter", "registrator_docker_events", "Docker events processed", ("action",)
         )

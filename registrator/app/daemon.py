@@ -36,6 +36,7 @@ from registrator.core.explanation import daemon_json
 from registrator.core.model import Service
 from registrator.core.plan import Outcome
 from registrator.sync.agent_sync import AgentSync
+from registrator.sync.holding import FlapHold
 from registrator.sync.informer import DockerInformer
 from registrator.sync.processing import NOT_FOUND, ContainerProcessor, Kind, Verdict
 from registrator.sync.records import Pending, Records
@@ -77,6 +78,7 @@ class Daemon:
         self.metrics = agent_sync.metrics
         self.records = records or Records()
         self._queue: WorkQueue[str] = WorkQueue()
+        self._hold = FlapHold(self.records, self._queue, self.metrics.held, config.flap_hold)
         self._stop = threading.Event()
         self.informer = DockerInformer(docker_factory, self, self.metrics, self._stop)
         self._threads: list[threading.Thread] = []
@@ -131,6 +133,8 @@ class Daemon:
         self.metrics.events.labels(action).inc()
         log.debug("event %s %s (%s)", event.action, event.name, short_id(event.container_id))
         if action == "kill":
+            if asks_to_stop(event):
+                self.records.stop_signal(event.container_id)  # a stop, not a crash (the hold)
             if not self.config.drain or not asks_to_stop(event):
                 return
             if self.records.start_drain(event.container_id, self.config.drain_grace):
@@ -219,7 +223,7 @@ class Daemon:
                 log.info("container %s is gone", short_id(container_id))
             else:
                 log.debug("container %s gone before it could be inspected", short_id(container_id))
-        task_arn = self.records.drop(container_id)
+        task_arn = self._hold.dropped(container_id, removed=verdict.reason == NOT_FOUND)
         placement = self.processor.placement
         if task_arn and placement is not None:
             placement.agent.forget(task_arn)
@@ -257,8 +261,9 @@ class Daemon:
             if not verdict.services and not pending.tracked:
                 reasons = verdict.explained.reasons() if verdict.explained else ()
                 log.debug("ignored %s: %s", label, "; ".join(map(str, reasons)))
-        self.records.settled(container_id, verdict.services, withheld, problems)
-        self._publish(container_id, verdict.services, pending)
+        services = self._hold.services(container_id, verdict)  # none while it flaps
+        self.records.settled(container_id, services, withheld, problems)
+        self._publish(container_id, services, pending)
 
     def _publish(self, container_id: str, services: tuple[Service, ...], pending: Pending) -> None:
         """Hand what the container wants to the sync loop; the latency metric counts from

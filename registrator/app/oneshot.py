@@ -8,8 +8,9 @@ import json
 import logging
 import os
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 from registrator.adapters.consul_agent import ConsulAgent, ConsulError, agent_trouble
 from registrator.adapters.docker_source import DockerSource, DockerUnavailable
@@ -18,6 +19,7 @@ from registrator.core.config import Config
 from registrator.core.container import display_name, short_id
 from registrator.core.derive import DeriveOptions
 from registrator.core.explanation import count_codes
+from registrator.core.flapping import seen_held
 from registrator.core.model import OWNER_META_KEY, Service
 from registrator.core.networks import join_host_port
 from registrator.core.plan import Outcome, Plan
@@ -38,13 +40,22 @@ class OneShotError(Exception):
     """Docker or Consul could not be used; the message says which and why."""
 
 
+class Loaded(NamedTuple):
+    """What every running container wants, in a sync loop (nothing written yet), and the
+    services held back (-flap-hold): neither added nor counted as wanted."""
+
+    reconciler: AgentSync
+    held: list[Service]
+
+
 def load_desired(
     config: Config,
     options: DeriveOptions,
     agent: ConsulAgent | None,
     unregistered: dict[str, tuple[Reason, ...]] | None = None,
-) -> AgentSync:
-    """A sync loop holding what every running container wants; nothing written yet. Each
+) -> Loaded:
+    """A sync loop holding what every running container wants (nothing written yet), and what
+    is held. Each
     running container that registers nothing goes into ``unregistered``, with its codes."""
     try:
         docker = DockerSource(os.environ, config.docker_host)
@@ -67,6 +78,7 @@ def load_desired(
         EcsPlacement(config.ecs_agent_uri, reconciler.metrics, Records()) if config.ecs else None
     )
     processor = ContainerProcessor(options, config.deregister, placement)
+    held: list[Service] = []
 
     def want(container_id: str) -> None:
         verdict = processor.assess(docker, container_id)
@@ -79,6 +91,12 @@ def load_desired(
         codes = verdict.explained.codes() if verdict.explained else ()
         if codes and unregistered is not None:
             unregistered[container_id] = codes
+        run = verdict.run
+        if verdict.services and seen_held(*run, time.time(), config.flap_hold):
+            log.info("%s: held: restarted %d times, up %.1fs", verdict.label, run.restarts,
+                     time.time() - run.started)  # fmt: skip
+            held.extend(verdict.services)
+            return
         reconciler.publish(container_id, verdict.services, write=False)
 
     try:
@@ -86,30 +104,33 @@ def load_desired(
             list(pool.map(want, container_ids))
     except DockerUnavailable as exc:
         raise OneShotError(f"Docker failed: {exc}") from None
-    return reconciler
+    return Loaded(reconciler, sorted(held, key=lambda service: service.id))
 
 
 def run_resync(config: Config, options: DeriveOptions, agent: ConsulAgent | None) -> int:
     """One reconcile, printed. 0 when Consul matches Docker afterwards, 1 otherwise."""
     try:
-        reconciler = load_desired(config, options, agent)
+        reconciler, held = load_desired(config, options, agent)
     except OneShotError as exc:
         print(f"registrator resync: {exc}", file=sys.stderr)
         return EXIT_ERROR
     outcome = reconciler.sync(remove_stale=True)
     legacy = reconciler.agent if isinstance(reconciler.agent, AdoptingAgent) else None
-    print_outcome(outcome, legacy)
+    print_outcome(outcome, legacy, held)
     if outcome.unavailable:
         print(f"registrator resync: Consul failed: {outcome.unavailable}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK if outcome.complete else EXIT_ERROR
 
 
-def print_outcome(outcome: Outcome, legacy: AdoptingAgent | None = None) -> None:
+def print_outcome(
+    outcome: Outcome, legacy: AdoptingAgent | None = None, held_back: list[Service] | None = None
+) -> None:
     """One line per service, then the counts, as ``plan`` names them: ``added`` where the
     agent held no service of that ID, ``updated`` where it held one that differed. Services
     taken over from gliderlabs/registrator (``-adopt``) say so, and are also counted as added
-    or removed."""
+    or removed; those of crash-looping containers (``-flap-hold``) are listed ``held`` and
+    counted when there are any."""
     adopted = set(legacy.adopted) if legacy else set()
     removed = set(legacy.removed) if legacy else set()
     n_added = n_adopted = 0
@@ -134,6 +155,8 @@ def print_outcome(outcome: Outcome, legacy: AdoptingAgent | None = None) -> None
         print(f"unchanged  {service_id}")
     for service_id, reason in outcome.rejected:
         print(f"failed     {service_id}: {reason}")
+    for service in held_back or ():
+        print(f"held       {service.id}  (keeps dying soon after it starts; -flap-hold)")
     n_updated = len(outcome.registered) + len(health_only) - n_added
     n_removed = sum(sid in removed for sid in outcome.deregistered)
     print(
@@ -141,6 +164,7 @@ def print_outcome(outcome: Outcome, legacy: AdoptingAgent | None = None) -> None
         + f", {n_updated} updated"
         + f", {len(outcome.deregistered)} removed" + (f" ({n_removed} legacy)" if n_removed else "")
         + f", {len(outcome.unchanged)} unchanged, {len(outcome.rejected)} failed"
+        + (f", {len(held_back)} held" if held_back else "")
     )  # fmt: skip
 
 
@@ -150,7 +174,7 @@ def run_plan(
     """What ``resync`` would do. 0 in sync, 2 when there are differences, 1 on errors."""
     unregistered: dict[str, tuple[Reason, ...]] = {}
     try:
-        reconciler = load_desired(config, options, agent, unregistered)
+        reconciler, held = load_desired(config, options, agent, unregistered)
         plan, actual = reconciler.preview(remove_stale=True)
     except (OneShotError, ConsulError) as exc:
         failure = str(exc) if isinstance(exc, OneShotError) else f"Consul failed: {exc}"
@@ -158,7 +182,7 @@ def run_plan(
         if as_json:  # a script reading stdout gets the cause too, not nothing
             print(json.dumps({"error": failure}, indent=2, sort_keys=True))
         return EXIT_ERROR
-    rows = plan_rows(plan, actual, reconciler.desired())
+    rows = plan_rows(plan, actual, reconciler.desired()) + [_row("held", s) for s in held]
     if as_json:
         print(json.dumps({"in_sync": plan.empty, "changes": rows}, indent=2, sort_keys=True))
     else:
@@ -241,11 +265,13 @@ def print_plan_table(rows: list[dict[str, Any]]) -> None:
             "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         )
     counts = {action: sum(r["action"] == action for r in rows) for action in
-              ("add", "adopt", "update", "remove", "unchanged")}  # fmt: skip
-    if not counts["adopt"]:
-        del counts["adopt"]  # only -adopt finds any: the summary is otherwise as without it
+              ("add", "adopt", "update", "remove", "unchanged", "held")}  # fmt: skip
+    for rare in ("adopt", "held"):  # only -adopt, -flap-hold find any: otherwise as without
+        if not counts[rare]:
+            del counts[rare]
     print(
         ", ".join(
-            f"{n} to {a}" if a != "unchanged" else f"{n} unchanged" for a, n in counts.items()
+            f"{n} to {a}" if a not in ("unchanged", "held") else f"{n} {a}"
+            for a, n in counts.items()
         )
     )

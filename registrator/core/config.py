@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit
 
+from registrator.core.flapping import DEFAULT_HOLD
+
 if TYPE_CHECKING:
     from registrator.core.tag_template import TagTemplate
-
 
 DEFAULT_CONSUL_HOST = "127.0.0.1"
 DEFAULT_CONSUL_PORT = 8500
@@ -78,6 +79,7 @@ class Config(NamedTuple):
     health_sync: bool = False
     drain: bool = False
     drain_grace: float = 15.0
+    flap_hold: float = DEFAULT_HOLD
     metrics_addr: str = ""
     health_threshold: float = 60.0
     plan_json: bool = False

@@ -6,6 +6,8 @@ alike, so the rules that use it never test types. Pure: no I/O.
 
 from __future__ import annotations
 
+import datetime
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -38,6 +40,24 @@ def as_mapping(value: Any) -> Mapping[str, Any]:
 def short_id(container_id: str) -> str:
     """The 12-character ID Docker's own commands show."""
     return container_id[:SHORT_ID_LENGTH]
+
+
+def docker_time(text: str) -> float:
+    """Docker's RFC 3339 time with nanoseconds (``2024-05-01T10:00:00.123456789Z``, or an
+    offset as Podman writes it) in Unix seconds; 0 for Docker's zero time or anything else."""
+    match = _DOCKER_TIME.fullmatch(text.strip())
+    if match is None:
+        return 0.0
+    stamp, fraction, zone = match.groups()
+    try:
+        whole = datetime.datetime.fromisoformat(stamp + ("+00:00" if zone in ("Z", "") else zone))
+    except ValueError:
+        return 0.0
+    seconds = whole.timestamp() + float(f"0.{fraction or 0}")
+    return seconds if seconds > 0 else 0.0
+
+
+_DOCKER_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?")
 
 
 def display_name(name: str, container_id: str) -> str:
@@ -270,7 +290,30 @@ class ContainerView:
 
     @property
     def running(self) -> bool:
-        return bool(self._state.get("Running"))
+        """Running, and not waiting for its restart policy's next start: Docker says
+        ``Running`` of a restarting container too, with its last run's start and no ports."""
+        return bool(self._state.get("Running")) and not self._state.get("Restarting")
+
+    @property
+    def paused(self) -> bool:
+        """Frozen by ``docker pause``: still "running", but its processes answer nothing."""
+        return bool(self._state.get("Paused"))
+
+    @property
+    def started_at(self) -> float:
+        """When its current (or last) run began, in Unix seconds (0: unknown)."""
+        return docker_time(str(self._state.get("StartedAt") or ""))
+
+    @property
+    def finished_at(self) -> float:
+        """When its last run ended, in Unix seconds (0: it never ended)."""
+        return docker_time(str(self._state.get("FinishedAt") or ""))
+
+    @property
+    def restart_count(self) -> int:
+        """How many times its restart policy restarted it since it was last started by hand."""
+        count = self.inspect.get("RestartCount")
+        return count if isinstance(count, int) else 0
 
     @property
     def exit_code(self) -> int:

@@ -173,6 +173,9 @@ FLAGS = (
          daemon_only=True),
     Flag("drain-grace", "a container still running this long after the signal is registered again", "SECONDS",
          daemon_only=True, check=_number(float, 0.001, SECONDS)),
+    Flag("flap-hold", "a container that keeps dying soon after it starts is held out of Consul "
+         "until a start stays up this long (0: off)", "SECONDS",
+         check=_number(float, 0, "0 for off, or seconds, e.g. 10")),
     Flag("metrics-addr", "serve Prometheus /metrics, /healthz and /containers here (e.g. 127.0.0.1:9102)",
          "HOST:PORT", daemon_only=True, check=_metrics, shown_default="off"),
     Flag("healthz-threshold", "/healthz fails once Docker, Consul or the ECS agent is unreachable this long",

@@ -12,6 +12,8 @@ from registrator.core.reasons import Reason, Why
 if TYPE_CHECKING:
     from registrator.core.derive import DeriveOptions
 
+PAUSED = Why(Reason.PAUSED, "paused (docker pause): its processes answer nothing")
+
 
 def retained_after_exit(container: ContainerView | Mapping[str, Any], deregister: str) -> bool:
     """With ``-deregister on-success`` a container that failed keeps its services (so its
@@ -38,6 +40,8 @@ def withheld_reason(
     it is healthy. A container without a HEALTHCHECK is not held back.
     """
     view = view_of(container)
+    if view.paused:
+        return PAUSED
     metadata, _ = view.service_keys("")
     setting = metadata.get("require_healthy", "").strip().lower()
     required = setting in TRUE_WORDS if setting else options.require_healthy

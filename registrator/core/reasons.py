@@ -33,6 +33,7 @@ class Reason(Enum):
     DRAINING = "draining"  # -drain: a stop signal's grace period runs
     ECS_PAUSE = "ecs_pause"  # the pause container of an ECS task (-ecs)
     ECS_WAITING = "ecs_waiting"  # an awsvpc task the ECS agent has not placed yet
+    PAUSED = "paused"  # docker pause: its processes are frozen
 
     @property
     def hint(self) -> str:
@@ -62,6 +63,7 @@ HINTS = {
     Reason.ECS_PAUSE: "Nothing to do: an ECS task's pause container holds no service.",
     Reason.ECS_WAITING: "Check that the ECS agent answers at -ecs-agent-uri; the task is "
     "registered as soon as it does.",
+    Reason.PAUSED: "Unpause it (docker unpause); its services are registered again at once.",
 }
 
 

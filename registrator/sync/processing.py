@@ -41,6 +41,14 @@ DRAINING = "draining after a stop signal"
 NOT_FOUND = "no such container"
 
 
+class RunFacts(NamedTuple):
+    """What the inspect says of a running container's current run (Unix seconds)."""
+
+    started: float = 0.0
+    restarts: int = 0  # by its restart policy, since it was last started by hand
+    previous_end: float = 0.0  # when its previous run ended (0: none)
+
+
 class Verdict(NamedTuple):
     kind: Kind
     label: str = ""  # "name (short id)", for log lines ("" when it could not be inspected)
@@ -51,6 +59,7 @@ class Verdict(NamedTuple):
     # code (not running, withheld, waiting) or what each port gives; None when not inspected.
     explained: Explained | None = None
     was_waiting: bool = False  # it waited for the ECS agent before this
+    run: RunFacts = RunFacts()  # its current run, for the flapping hold
 
 
 def exited_for_good(event: ContainerEvent, deregister: str) -> bool:
@@ -135,6 +144,7 @@ class ContainerProcessor:
             problems=tuple(map(str, derivation.problems)),
             explained=explain(view, None, derivation),
             was_waiting=was_waiting,
+            run=RunFacts(view.started_at, view.restart_count, view.finished_at),
         )
 
     def _network_peer(self, docker: DockerSource, view: ContainerView) -> ContainerView | None:

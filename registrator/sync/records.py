@@ -1,6 +1,11 @@
 """All that registrator knows of each container on the Docker side: one record per container,
 made when the container is first seen and dropped in one place (``Records.drop``) when it is
-gone (after gliderlabs/registrator's bridge: per-container state under one lock)."""
+gone (after gliderlabs/registrator's bridge: per-container state under one lock).
+
+The flapping hold keeps its state here too: each record knows its current run (when it
+began, whether a stop signal was sent) and whether that run is held; the runs that ended
+recently, of every container, stay beside the records for ``WINDOW`` (a replacement looks at
+its predecessors', which may be gone). Nothing of it is kept across a registrator restart."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from typing import NamedTuple
 from registrator.adapters.docker_source import ContainerEvent
 from registrator.core.backoff import Backoff
 from registrator.core.explanation import Explained
+from registrator.core.flapping import WINDOW, Hold, Run, assess, prune
 from registrator.core.model import Service
 
 
@@ -27,8 +33,9 @@ class ContainerRecord:
     """One container's state; read and written only under ``Records``' lock."""
 
     __slots__ = (
-        "drain_until", "explained", "fingerprint", "first_event_ns", "health", "kind",
-        "last_event", "placement", "problems", "retry", "services", "withheld",
+        "drain_until", "explained", "fingerprint", "first_event_ns", "health", "held_at",
+        "held_until", "kind", "last_event", "name", "placement", "problems", "retry",
+        "run_started", "service_names", "services", "stopping", "withheld",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -44,6 +51,14 @@ class ContainerRecord:
         self.fingerprint = ""  # the list API's digest of it at the last listing
         self.placement: Placement | None = None  # awsvpc only: where the ECS agent put it
         self.retry: Backoff | None = None  # while the ECS agent cannot place it
+        # The flapping hold (core/flapping.py): its current run and whether it is held.
+        self.name = ""  # the container's name, as its events give it
+        self.run_started = 0.0  # when its current run began (Unix seconds, Docker's); 0: unknown
+        self.stopping = False  # a stop signal was sent during the current run
+        self.service_names: frozenset[str] = frozenset()  # as last derived
+        self.held_until = 0.0  # its current run is held until then (Unix seconds); 0: not
+        self.held_at = 0.0  # when it was last held (Unix seconds): it counts as held till
+        # released, removed, or WINDOW later
 
 
 class Pending(NamedTuple):
@@ -63,6 +78,7 @@ class Records:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_id: dict[str, ContainerRecord] = {}
+        self._runs: list[Run] = []  # runs that ended within WINDOW, oldest first
 
     def event(self, event: ContainerEvent) -> bool:
         """An event to queue: the newest wins; the oldest one's time is the latency's start.
@@ -77,10 +93,53 @@ class Records:
                 record.health = event.health
             elif event.base_action in ("start", "die", "destroy"):
                 record.health = ""  # a new run starts its health over
+                self._follow_run(record, event)
             if not record.first_event_ns:
                 record.first_event_ns = event.time_nano or time.time_ns()
             record.last_event = event
             return True
+
+    def _follow_run(self, record: ContainerRecord, event: ContainerEvent) -> None:
+        """A start begins a run; a die ends it, and the run joins the recent ones."""
+        record.name = event.name or record.name
+        if event.base_action == "start":
+            record.run_started, record.stopping = event.time, False
+        elif event.base_action == "die" and record.run_started:
+            crashed = not record.stopping and event.attributes.get("exitCode", "1") != "0"
+            run = Run(
+                event.container_id, record.name, record.service_names, record.run_started,
+                event.time, crashed, record.held_until > 0,
+            )  # fmt: skip
+            self._runs = prune([*self._runs, run], event.time)
+            record.run_started, record.stopping, record.held_until = 0.0, False, 0.0
+        elif event.base_action == "destroy":
+            record.held_at = 0.0  # removed: no longer held, dropped with the rest
+
+    def stop_signal(self, container_id: str) -> None:
+        """A stop signal: the run, whatever it lasts, ends on purpose, not in a crash."""
+        with self._lock:
+            self._by_id.setdefault(container_id, ContainerRecord()).stopping = True
+
+    def hold(
+        self, container_id: str, services: frozenset[str], started: float, now: float, hold: float
+    ) -> tuple[Hold, bool]:
+        """Whether the container's run that began at ``started`` is held now, and whether it
+        was held before this look."""
+        with self._lock:
+            record = self._by_id.setdefault(container_id, ContainerRecord())
+            record.service_names = services
+            record.run_started = record.run_started or started
+            verdict = assess(self._runs, container_id, services, started, now, hold)
+            was_held = record.held_at > 0
+            record.held_until = verdict.until
+            record.held_at = now if verdict.held else 0.0
+            return verdict, was_held
+
+    def held_count(self, now: float) -> int:
+        """Containers held at their last start, not released nor removed since, and held
+        less than WINDOW ago (a held container that never starts again stops counting)."""
+        with self._lock:
+            return sum(r.held_at > 0 and now - r.held_at <= WINDOW for r in self._by_id.values())
 
     def start_drain(self, container_id: str, grace: float) -> bool:
         """A stop signal: withheld for ``grace`` seconds; False if already draining."""
@@ -193,20 +252,25 @@ class Records:
 
     # --- the end -----------------------------------------------------------------------
 
-    def drop(self, container_id: str) -> str:
+    def drop(self, container_id: str, removed: bool = True) -> str:
         """The container is gone (or stopped for good): forget all of it but an event that
-        arrived meanwhile (its worker comes next). Returns its ECS task's ARN when no other
-        container of that task is known any longer ("" otherwise)."""
+        arrived meanwhile (its worker comes next) and, when it only exited (Docker may start
+        it again), its hold. Returns its ECS task's ARN when no other container of that task
+        is known any longer ("" otherwise)."""
         with self._lock:
             record = self._by_id.get(container_id)
             if record is None:
                 return ""
             placement = record.placement
-            if record.last_event is None:
+            keep_hold = not removed and record.held_at > 0
+            if record.last_event is None and not keep_hold:
                 del self._by_id[container_id]
             else:
                 fresh = ContainerRecord()
                 fresh.first_event_ns, fresh.last_event = record.first_event_ns, record.last_event
+                fresh.name, fresh.service_names = record.name, record.service_names
+                fresh.run_started, fresh.stopping = record.run_started, record.stopping
+                fresh.held_at = record.held_at if keep_hold else 0.0
                 self._by_id[container_id] = fresh
             if placement is None or any(
                 other.placement is not None and other.placement.task_arn == placement.task_arn
