@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import HOSTNAME
+from tests.conftest import HOSTNAME, serve_http
 
 pytestmark = pytest.mark.docker
 
@@ -37,12 +36,8 @@ class TaskMetadata(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def metadata() -> Iterator[int]:
     TaskMetadata.asked = Counter()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TaskMetadata)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield int(server.server_address[1])
-    server.shutdown()
-    server.server_close()
+    with serve_http(TaskMetadata) as port:
+        yield port
 
 
 def test_templated_tags_are_registered_per_container(registrator, consul, containers, metadata):

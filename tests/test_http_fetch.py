@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from registrator.adapters.http_fetch import http_get
+from tests.conftest import serve_http
 
 RELEASE = threading.Event()  # /slow answers only once the test lets it
 
@@ -32,12 +33,9 @@ class Slow(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[str]:
     RELEASE.clear()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    RELEASE.set()
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_http(Slow) as port:
+        yield f"http://127.0.0.1:{port}"
+        RELEASE.set()
 
 
 def test_the_body_whatever_the_status(server: str):
