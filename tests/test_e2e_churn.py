@@ -9,12 +9,15 @@ one there is one change of that list: one consul-template render, one nginx relo
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import pytest
+import requests
 
 from tests.conftest import (
     DEREGISTER_PATH,
@@ -28,6 +31,7 @@ from tests.conftest import (
 )
 from tests.consul_double import ConsulDouble, RecordedRequest
 from tests.test_e2e_health import docker_time_ns
+from tests.test_e2e_operable import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -236,6 +240,68 @@ def test_a_container_that_crashed_4_times_then_stays_up_is_registered_after_the_
     label = r"comeback\.0 \([0-9a-f]{12}\):"
     proc.wait_log(rf"{label} service comeback-{TAG} held out of Consul: 2 restarts")
     proc.wait_log(r"comeback\.0 \([0-9a-f]{12}\): up for [0-9.]+s; released: registering")
+
+
+CRASH_2_THEN_UP = [
+    "sh", "-c",
+    "n=$(cat /n 2>/dev/null || echo 0); echo $((n + 1)) > /n; "
+    "if [ $n -lt 2 ]; then sleep 0.3; exit 1; fi; exec sleep 600",
+]  # fmt: skip
+HELD_DETAIL = r"; registered once this start stays up 10s \(-flap-hold\), at \d\d:\d\d:\d\d UTC$"
+
+
+def utc_seconds(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def test_explain_and_the_daemons_view_say_held_and_until_when(registrator, consul, containers):
+    """Issue 31's ``held``: while the third start of a container that crashed twice is held,
+    the daemon's /containers and ``explain`` (from one inspect, as ``plan``) give the code
+    ``held``, what was seen and the hold's end; once released, the service and its write."""
+    port = free_port()
+    start(registrator, consul, "-metrics-addr", f"127.0.0.1:{port}")
+    containers.run(
+        "heldview.0", "--restart", "always", "-p", "127.0.0.1::80",
+        "-e", f"SERVICE_NAME=heldview-{TAG}", command=CRASH_2_THEN_UP,
+    )  # fmt: skip
+    attrs = wait_until(lambda: run_number(containers, "heldview.0", 2), 30, "the third start")
+    until = docker_time_ns(attrs["State"]["StartedAt"]) / 1e9 + HOLD
+
+    def entry(verdict: str) -> dict[str, Any] | None:
+        answer = requests.get(f"http://127.0.0.1:{port}/containers", timeout=5)
+        found = [c for c in answer.json()["containers"] if c["name"] == "heldview.0"]
+        return found[0] if found and found[0]["verdict"] == verdict else None
+
+    daemon = wait_until(lambda: entry("withheld"), HOLD / 2, "heldview.0 held in /containers")
+    assert daemon["codes"] == ["held"], daemon
+    assert re.match(r"2 restarts in a row, each dead within [0-9.]+s of its start; ",
+                    daemon["reason"]["detail"])  # fmt: skip
+    assert re.search(HELD_DETAIL, daemon["reason"]["detail"])
+    assert abs(utc_seconds(daemon["held_until"]) - until) <= 1.0, daemon
+    [held_port] = daemon["ports"]
+    assert (held_port["reason"]["code"], held_port["service"], held_port["write"]) == (
+        "held", None, None,
+    )  # fmt: skip
+
+    uri = f"consul://127.0.0.1:{consul.port}"
+    result = run_cli("explain", "-json", "-ip", "127.0.0.1", uri, "heldview.0")
+    [explained] = json.loads(result.stdout)["containers"]
+    assert time.time() < until, "the hold ended before explain ran: the machine is too slow"
+    assert (result.returncode, explained["reason"]["code"]) == (0, "held"), result.stdout
+    assert explained["reason"]["detail"].startswith("restarted 2 times by its restart policy")
+    assert abs(utc_seconds(explained["held_until"]) - until) <= 1.0
+    assert explained["ports"][0]["reason"]["code"] == "held"
+    text = run_cli("explain", "-ip", "127.0.0.1", uri, "heldview.0").stdout
+    assert re.search(r"^  held: restarted 2 times by its restart policy, this run up ", text, re.M)
+
+    released = wait_until(lambda: entry("wants"), HOLD + 10, "heldview.0 released")
+    assert (released["codes"], released["held_until"], released["reason"]) == ([], None, None)
+    service = sid("heldview.0")
+    consul.wait_for(lambda services: service in services)
+    after = run_cli("explain", "-json", "-ip", "127.0.0.1", uri, "heldview.0")
+    [explained] = json.loads(after.stdout)["containers"]
+    assert (after.returncode, explained["reason"], explained["held_until"]) == (0, None, None)
+    assert explained["ports"][0]["agent"]["state"] == "in_step"
 
 
 def test_a_docker_restart_and_a_single_crash_register_again_within_a_second(

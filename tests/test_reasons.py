@@ -8,7 +8,8 @@ from typing import Any
 
 from registrator.core.container import ContainerView
 from registrator.core.derive import DeriveOptions, derive_services
-from registrator.core.explanation import WriteState, daemon_json, explain, to_json
+from registrator.core.explanation import WriteState, daemon_json, explain, held, to_json
+from registrator.core.flapping import held_detail
 from registrator.core.lifecycle import withheld_reason
 from registrator.core.model import Check, Service, health_check_id
 from registrator.core.plan import differences, in_step
@@ -126,6 +127,23 @@ def test_unhealthy_is_a_coded_withholding():
     assert withheld_reason(container, OPTS._replace(require_healthy=True)) == Why(
         Reason.UNHEALTHY, "Docker health is unhealthy"
     )
+
+
+def test_held_is_the_containers_reason_for_each_port_that_gave_a_service():
+    view = ContainerView(inspect(published={"80/tcp": "8080", "9000/tcp": None}))
+    said = explain(view, None, derive_services(view, OPTS._replace(internal=False)))
+    until = 1796597413.0  # 2026-12-06T22:50:13Z
+    detail = held_detail("2 restarts in a row, each dead within 0.3s of its start", until, 10)
+    assert detail.endswith("registered once this start stays up 10s (-flap-hold), at 22:50:13 UTC")
+    one = held(said, detail, until)
+    assert one.codes() == (Reason.HELD,) and one.services == ()
+    body = to_json(one, None)
+    assert body["reason"]["code"] == "held" and body["held_until"] == "2026-12-06T22:50:13Z"
+    reasons = {p["port"]: p["reason"]["code"] for p in body["ports"]}
+    assert reasons == {"80/tcp": "held", "9000/tcp": "not_published"}
+    assert to_json(said, None)["held_until"] is None
+    daemon = daemon_json("withheld", one, {})
+    assert daemon["codes"] == ["held"] and daemon["held_until"] == "2026-12-06T22:50:13Z"
 
 
 def test_differences_name_what_in_step_compares():

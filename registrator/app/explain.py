@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,7 @@ from registrator.core.flags import metrics_address
 from registrator.core.model import Service
 from registrator.core.networks import join_host_port
 from registrator.sync.ecs_placement import EcsPlacement
+from registrator.sync.holding import held_at_a_look
 from registrator.sync.processing import ContainerProcessor
 from registrator.sync.records import Records
 from registrator.sync.writes import read_actual
@@ -94,7 +96,9 @@ def gather(
     )
     processor = ContainerProcessor(options, config.deregister, placement)
     try:
-        explained = [one for cid in ids if (one := explain_one(docker, processor, cid))]
+        explained = [
+            one for cid in ids if (one := explain_one(docker, processor, cid, config.flap_hold))
+        ]
     except DockerUnavailable as exc:
         raise ExplainError(f"Docker failed: {exc}") from None
     return explained, actual
@@ -114,9 +118,12 @@ def resolve(docker: DockerSource, refs: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def explain_one(docker: DockerSource, processor: ContainerProcessor, cid: str) -> Explained | None:
-    """One container as the processor decides it now (None: it went away meanwhile)."""
-    return processor.assess(docker, cid).explained
+def explain_one(
+    docker: DockerSource, processor: ContainerProcessor, cid: str, hold: float
+) -> Explained | None:
+    """One container as the processor decides it now, held as ``plan`` holds it (None: it
+    went away meanwhile)."""
+    return held_at_a_look(processor.assess(docker, cid), time.time(), hold).explained
 
 
 def daemon_view(address: str) -> dict[str, Any]:

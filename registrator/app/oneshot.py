@@ -19,13 +19,13 @@ from registrator.core.config import Config
 from registrator.core.container import display_name, short_id
 from registrator.core.derive import DeriveOptions
 from registrator.core.explanation import count_codes
-from registrator.core.flapping import seen_held
 from registrator.core.model import OWNER_META_KEY, Service
 from registrator.core.networks import join_host_port
 from registrator.core.plan import Outcome, Plan
 from registrator.core.reasons import Reason
 from registrator.sync.agent_sync import AgentSync
 from registrator.sync.ecs_placement import EcsPlacement
+from registrator.sync.holding import held_at_a_look
 from registrator.sync.processing import WAITING, WITHHELD, ContainerProcessor
 from registrator.sync.records import Records
 
@@ -91,10 +91,9 @@ def load_desired(
         codes = verdict.explained.codes() if verdict.explained else ()
         if codes and unregistered is not None:
             unregistered[container_id] = codes
-        run = verdict.run
-        if verdict.services and seen_held(*run, time.time(), config.flap_hold):
-            log.info("%s: held: restarted %d times, up %.1fs", verdict.label, run.restarts,
-                     time.time() - run.started)  # fmt: skip
+        seen = held_at_a_look(verdict, time.time(), config.flap_hold)
+        if seen is not verdict:
+            log.info("%s: held: %s", verdict.label, seen.reason)
             held.extend(verdict.services)
             return
         reconciler.publish(container_id, verdict.services, write=False)

@@ -10,6 +10,7 @@ docs/operations.md#explain: add fields, never rename one.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, NamedTuple
 
@@ -75,6 +76,7 @@ class Explained(NamedTuple):
     why: Why | None
     ports: tuple[PortOutcome, ...]
     refused: tuple[Problem, ...]
+    held_until: float = 0.0  # held by -flap-hold until then (Unix seconds); 0: not held
 
     @property
     def display(self) -> str:
@@ -110,6 +112,21 @@ def explain(view: ContainerView, why: Why | None, derivation: Derivation | None)
     return Explained(*seen, why or derivation.skipped, derivation.ports, derivation.problems)
 
 
+def held(explained: Explained, detail: str, until: float) -> Explained:
+    """The container held out of Consul (-flap-hold) until ``until``: its own reason is
+    ``held``, and so is that of each port that would give a service."""
+    why = Why(Reason.HELD, detail)
+    ports = tuple(
+        o if o.service is None else PortOutcome(o.port, None, why) for o in explained.ports
+    )
+    return explained._replace(why=why, ports=ports, held_until=until)
+
+
+def utc_time(seconds: float) -> str:
+    """``2026-12-06T22:50:13Z``: a time in the JSON, to the second."""
+    return datetime.fromtimestamp(round(seconds), UTC).isoformat().replace("+00:00", "Z")
+
+
 def to_json(
     explained: Explained, actual: Mapping[str, Service] | None, secrets: bool = True
 ) -> dict[str, Any]:
@@ -123,6 +140,7 @@ def to_json(
         "reason": explained.why.to_json() if explained.why else None,
         "ports": [_port_json(o, actual, secrets) for o in explained.ports],
         "refused": [_refused_json(p, secrets) for p in explained.refused],
+        "held_until": utc_time(explained.held_until) if explained.held_until else None,
     }
 
 

@@ -36,6 +36,7 @@ The definitions, and why:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
@@ -151,6 +152,12 @@ def evidence(hold: Hold, container_id: str) -> str:
         parts.append(f"{len(others)} replacement{'s' if len(others) > 1 else ''} ({names})")
     longest = max((r.lasted for r in hold.streak), default=0.0)
     return f"{' and '.join(parts)} in a row, each dead within {longest:.1f}s of its start"
+
+
+def held_detail(seen: str, until: float, hold: float) -> str:
+    """The ``held`` reason's detail (explain, /containers): what was seen, what releases it."""
+    at = time.strftime("%H:%M:%S UTC", time.gmtime(until))
+    return f"{seen}; registered once this start stays up {hold:g}s (-flap-hold), at {at}"
 
 
 def held_line(

@@ -34,6 +34,7 @@ class Reason(Enum):
     ECS_PAUSE = "ecs_pause"  # the pause container of an ECS task (-ecs)
     ECS_WAITING = "ecs_waiting"  # an awsvpc task the ECS agent has not placed yet
     PAUSED = "paused"  # docker pause: its processes are frozen
+    HELD = "held"  # -flap-hold: it keeps dying soon after it starts
 
     @property
     def hint(self) -> str:
@@ -64,6 +65,8 @@ HINTS = {
     Reason.ECS_WAITING: "Check that the ECS agent answers at -ecs-agent-uri; the task is "
     "registered as soon as it does.",
     Reason.PAUSED: "Unpause it (docker unpause); its services are registered again at once.",
+    Reason.HELD: "Find why it dies (docker logs); it is registered once a start stays up for "
+    "-flap-hold (-flap-hold 0 turns the hold off).",
 }
 
 

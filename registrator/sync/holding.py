@@ -8,7 +8,8 @@ import logging
 import time
 from typing import Any
 
-from registrator.core.flapping import held_line
+from registrator.core.explanation import held
+from registrator.core.flapping import evidence, held_detail, held_line, seen_held
 from registrator.core.model import Service
 from registrator.sync.processing import Kind, Verdict
 from registrator.sync.records import Records
@@ -39,6 +40,10 @@ class FlapHold:
             level = logging.DEBUG if was_held or hold.continued else logging.WARNING
             log.log(level, "%s", held_line(verdict.label, names, hold, container_id, self._hold))
             self._queue.add_after(container_id, hold.until - now + 0.05)  # just after
+            if verdict.explained is not None:  # what /containers shows: held, and till when
+                seen = held_detail(evidence(hold, container_id), hold.until, self._hold)
+                said = held(verdict.explained, seen, hold.until)
+                self._records.assessed(container_id, Kind.WITHHELD.value, said)
         elif was_held:
             log.info("%s: up for %.1fs; released: registering", verdict.label, now - started)
         self.count(now)
@@ -54,3 +59,18 @@ class FlapHold:
     def count(self, now: float | None = None) -> None:
         """The gauge, after a hold changed or a container went."""
         self._gauge.set(self._records.held_count(time.time() if now is None else now))
+
+
+def held_at_a_look(verdict: Verdict, now: float, hold: float) -> Verdict:
+    """What one inspect tells (``plan``, ``resync`` and ``explain`` keep no history:
+    ``flapping.seen_held``): the verdict, withheld with the reason ``held`` when the restart
+    policy keeps restarting the container and this run is younger than ``hold``."""
+    run = verdict.run
+    until = seen_held(*run, now, hold) if verdict.services else 0.0
+    if not until:
+        return verdict
+    up = now - run.started
+    seen = f"restarted {run.restarts} times by its restart policy, this run up {up:.1f}s"
+    detail = held_detail(seen, until, hold)
+    explained = held(verdict.explained, detail, until) if verdict.explained else None
+    return verdict._replace(kind=Kind.WITHHELD, services=(), reason=detail, explained=explained)
