@@ -132,7 +132,7 @@ def test_unhealthy_is_a_coded_withholding():
 def test_held_is_the_containers_reason_for_each_port_that_gave_a_service():
     view = ContainerView(inspect(published={"80/tcp": "8080", "9000/tcp": None}))
     said = explain(view, None, derive_services(view, OPTS._replace(internal=False)))
-    until = 1796597413.0  # 2026-12-06T22:50:13Z
+    until = 1796597412.6  # 2026-12-06T22:50:12.6Z: the text and the JSON say :13 alike
     detail = held_detail("2 restarts in a row, each dead within 0.3s of its start", until, 10)
     assert detail.endswith("registered once this start stays up 10s (-flap-hold), at 22:50:13 UTC")
     one = held(said, detail, until)

@@ -156,7 +156,7 @@ def evidence(hold: Hold, container_id: str) -> str:
 
 def held_detail(seen: str, until: float, hold: float) -> str:
     """The ``held`` reason's detail (explain, /containers): what was seen, what releases it."""
-    at = time.strftime("%H:%M:%S UTC", time.gmtime(until))
+    at = time.strftime("%H:%M:%S UTC", time.gmtime(round(until)))  # as the JSON rounds it
     return f"{seen}; registered once this start stays up {hold:g}s (-flap-hold), at {at}"
 
 
