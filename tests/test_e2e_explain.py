@@ -105,6 +105,20 @@ def test_each_reason_code_on_real_containers(consul, containers):
     assert port_codes(by_name(body)[n["ok"]]) == {"80/tcp": "not_explicit"}
 
 
+def test_a_paused_container_is_explained_paused(consul, containers):
+    n = names("frozen")
+    containers.run(n["frozen"], "-p", "127.0.0.1::80")
+    containers.client.api.pause(n["frozen"])
+    try:
+        code, body = explain_json(consul, n["frozen"])
+    finally:
+        containers.client.api.unpause(n["frozen"])
+    frozen = by_name(body)[n["frozen"]]
+    assert (code, frozen["state"], frozen["reason"]["code"]) == (0, "paused", "paused")
+    assert port_codes(frozen) == {"80/tcp": "paused"}
+    assert body["unregistered"] == {"paused": 1}
+
+
 def test_text_names_each_port_its_reason_and_what_to_do(consul, containers):
     n = names("web", "hidden")
     containers.run(n["web"], "-p", "127.0.0.1::80", "-e", "SERVICE_NAME=web")
