@@ -243,8 +243,11 @@ class Containers:
         assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 
-    def exec(self, name: str, script: str) -> None:
-        subprocess.run(["docker", "exec", name, "sh", "-c", script], timeout=60, check=True)
+    def exec(self, name: str, script: str, detach: bool = False) -> None:
+        """Runs ``script`` in the container; ``detach`` for one that makes it exit (the
+        exit would kill the script before docker exec returns: status 137)."""
+        flags = ["-d"] if detach else []
+        subprocess.run(["docker", "exec", *flags, name, "sh", "-c", script], timeout=60, check=True)
 
     def rm(self, *names: str) -> None:
         subprocess.run(["docker", "rm", "-f", *names], capture_output=True, timeout=60, check=True)

@@ -159,7 +159,7 @@ def test_exit_code_and_deregister_mode(registrator, consul, containers, mode, co
     )
     sid = f"{HOSTNAME}:exits.0:80"
     consul.wait_for(lambda s: sid in s)
-    containers.exec("exits.0", "echo > /tmp/go")
+    containers.exec("exits.0", "echo > /tmp/go", detach=True)
     if kept:
         proc.wait_log(r"exits\.0 \([0-9a-f]{12}\) exited with 3; services kept")
         assert sid in consul.services()
