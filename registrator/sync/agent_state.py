@@ -33,12 +33,13 @@ class Desired:
         self.services: dict[str, Service] = {}  # merged: the newest claim of each ID wins
         self._claims: dict[str, set[str]] = {}
 
-    def set(self, container_id: str, wanted: Mapping[str, Service]) -> dict[str, Service]:
-        """The container now wants exactly ``wanted``; returns the services nobody wants any
-        longer (by ID, as the container wanted them)."""
+    def set(self, container_id: str, wanted: dict[str, Service]) -> dict[str, Service]:
+        """The container now wants exactly ``wanted`` (kept as given, not copied: the caller
+        hands it over); returns the services nobody wants any longer (by ID, as the
+        container wanted them)."""
         old = self.by_container.pop(container_id, {})
         if wanted:
-            self.by_container[container_id] = dict(wanted)
+            self.by_container[container_id] = wanted
         for sid, svc in wanted.items():
             self._claims.setdefault(sid, set()).add(container_id)
             self.services[sid] = svc
@@ -131,7 +132,7 @@ class AgentState:
         self.stale_removal_allowed = False
         self.consul = Reachability()
 
-    def publish(self, container_id: str, wanted: Mapping[str, Service]) -> dict[str, Service]:
+    def publish(self, container_id: str, wanted: dict[str, Service]) -> dict[str, Service]:
         """The container wants ``wanted`` now; returns the services nobody wants any longer."""
         gone = self.desired.set(container_id, wanted)
         self.retired.update(gone)
