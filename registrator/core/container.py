@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -285,8 +286,11 @@ class ContainerView:
 
     @property
     def status(self) -> str:
-        """Docker's word for the state: running, exited, paused, created, ..."""
-        return str(self._state.get("Status") or ("running" if self.running else "exited"))
+        """Docker's word for the state: running, exited, paused, created, ... (interned: the
+        daemon keeps it for every container, in its explanation)."""
+        return sys.intern(
+            str(self._state.get("Status") or ("running" if self.running else "exited"))
+        )
 
     @property
     def running(self) -> bool:
@@ -331,4 +335,4 @@ class ContainerView:
     def health_status(self) -> str | None:
         """Docker's health status; None when the container has no HEALTHCHECK."""
         health = as_mapping(self._state.get("Health"))
-        return str(health.get("Status") or "") if health else None
+        return sys.intern(str(health.get("Status") or "")) if health else None
