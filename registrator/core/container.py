@@ -142,7 +142,7 @@ def view_of(container: ContainerView | Mapping[str, Any]) -> ContainerView:
 class ContainerView:
     """Typed, read-only access to an inspected container; what a rule needs, read once."""
 
-    __slots__ = ("_config", "_env", "_labels", "_service", "_settings", "_state", "inspect")
+    __slots__ = ("_config", "_env", "_labels", "_service", "_settings", "_state", "inspect", "name")
 
     def __init__(self, inspect: Mapping[str, Any]) -> None:
         self.inspect = inspect
@@ -152,6 +152,9 @@ class ContainerView:
         self._labels: dict[str, str] | None = None
         self._env: tuple[str, ...] | None = None
         self._service: tuple[tuple[str, str], ...] | None = None
+        # The name without Docker's leading '/', made once: the services and the explanation
+        # the daemon keeps of the container share it.
+        self.name = str(inspect.get("Name") or "").lstrip("/")
 
     @property
     def id(self) -> str:
@@ -160,11 +163,6 @@ class ContainerView:
     @property
     def short_id(self) -> str:
         return short_id(self.id)
-
-    @property
-    def name(self) -> str:
-        """The name without Docker's leading '/'."""
-        return str(self.inspect.get("Name") or "").lstrip("/")
 
     @property
     def display(self) -> str:
