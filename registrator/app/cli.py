@@ -274,7 +274,6 @@ def _serve(
     from registrator.adapters.metrics import Metrics, MetricsServer, PrometheusMetrics
     from registrator.app.daemon import Daemon
     from registrator.sync.agent_sync import AgentSync
-    from registrator.sync.ecs_placement import EcsPlacement
     from registrator.sync.processing import ContainerProcessor
     from registrator.sync.records import Records
 
@@ -290,7 +289,11 @@ def _serve(
             return 1
         server.start()
     records = Records()
-    placement = EcsPlacement(config.ecs_agent_uri, metrics, records) if config.ecs else None
+    placement = None
+    if config.ecs:  # its modules (the ECS agent's client) only then: about 75 KB of memory
+        from registrator.sync.ecs_placement import EcsPlacement
+
+        placement = EcsPlacement(config.ecs_agent_uri, metrics, records)
     agent_sync = AgentSync(
         adopting(agent, config.adopt),
         owner=config.hostname,

@@ -7,8 +7,8 @@ Threads, each with one job (docs/development.md#architecture):
   two at once, so its events apply in order), assess it (``ContainerProcessor``), keep the
   result in its record, publish what it wants to the sync loop (``AgentSync``, the only
   owner of the agent side) and send the write the loop hands back;
-- agent-sync: the loop's clock, a comparison with the agent every ``agent_poll`` seconds;
-  its pool (``agent-sync-write-N``) reads the agent and sends what no worker carries.
+- agent-sync: the loop's clock, a comparison with the agent every ``agent_poll`` seconds,
+  and the reads of the agent; its pool (``agent-sync-write-N``) sends what no worker carries.
 
 Waiting goes through the queue: a drain's grace period is the container queued again after
 it, an awsvpc container the ECS agent cannot place yet is requeued with the backoff in its

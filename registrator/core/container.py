@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -141,7 +142,7 @@ def view_of(container: ContainerView | Mapping[str, Any]) -> ContainerView:
 class ContainerView:
     """Typed, read-only access to an inspected container; what a rule needs, read once."""
 
-    __slots__ = ("_config", "_env", "_labels", "_service", "_settings", "_state", "inspect")
+    __slots__ = ("_config", "_env", "_labels", "_service", "_settings", "_state", "inspect", "name")
 
     def __init__(self, inspect: Mapping[str, Any]) -> None:
         self.inspect = inspect
@@ -151,6 +152,9 @@ class ContainerView:
         self._labels: dict[str, str] | None = None
         self._env: tuple[str, ...] | None = None
         self._service: tuple[tuple[str, str], ...] | None = None
+        # The name without Docker's leading '/', made once: the services and the explanation
+        # the daemon keeps of the container share it.
+        self.name = str(inspect.get("Name") or "").lstrip("/")
 
     @property
     def id(self) -> str:
@@ -159,11 +163,6 @@ class ContainerView:
     @property
     def short_id(self) -> str:
         return short_id(self.id)
-
-    @property
-    def name(self) -> str:
-        """The name without Docker's leading '/'."""
-        return str(self.inspect.get("Name") or "").lstrip("/")
 
     @property
     def display(self) -> str:
@@ -285,8 +284,11 @@ class ContainerView:
 
     @property
     def status(self) -> str:
-        """Docker's word for the state: running, exited, paused, created, ..."""
-        return str(self._state.get("Status") or ("running" if self.running else "exited"))
+        """Docker's word for the state: running, exited, paused, created, ... (interned: the
+        daemon keeps it for every container, in its explanation)."""
+        return sys.intern(
+            str(self._state.get("Status") or ("running" if self.running else "exited"))
+        )
 
     @property
     def running(self) -> bool:
@@ -331,4 +333,4 @@ class ContainerView:
     def health_status(self) -> str | None:
         """Docker's health status; None when the container has no HEALTHCHECK."""
         health = as_mapping(self._state.get("Health"))
-        return str(health.get("Status") or "") if health else None
+        return sys.intern(str(health.get("Status") or "")) if health else None

@@ -25,33 +25,31 @@ HEALTH_REFRESH = 12 * 3600.0
 
 
 class Desired:
-    """What every container wants, merged by service ID; with the containers claiming each
-    ID, so that an ID two containers want goes only when neither does."""
+    """What every container wants, merged by service ID: the newest claim of an ID wins, and
+    an ID two containers want goes only when neither does."""
 
     def __init__(self) -> None:
-        self.by_container: dict[str, dict[str, Service]] = {}
-        self.services: dict[str, Service] = {}  # merged: the newest claim of each ID wins
-        self._claims: dict[str, set[str]] = {}
+        self.by_container: dict[str, dict[str, Service]] = {}  # in the order they published
+        self.services: dict[str, Service] = {}  # merged
 
-    def set(self, container_id: str, wanted: Mapping[str, Service]) -> dict[str, Service]:
-        """The container now wants exactly ``wanted``; returns the services nobody wants any
-        longer (by ID, as the container wanted them)."""
+    def set(self, container_id: str, wanted: dict[str, Service]) -> dict[str, Service]:
+        """The container now wants exactly ``wanted`` (kept as given, not copied: the caller
+        hands it over); returns the services nobody wants any longer (by ID, as the
+        container wanted them)."""
         old = self.by_container.pop(container_id, {})
         if wanted:
-            self.by_container[container_id] = dict(wanted)
-        for sid, svc in wanted.items():
-            self._claims.setdefault(sid, set()).add(container_id)
-            self.services[sid] = svc
+            self.by_container[container_id] = wanted
+        self.services.update(wanted)
         gone: dict[str, Service] = {}
         for sid, svc in old.items():
             if sid in wanted:
                 continue
-            claims = self._claims[sid]
-            claims.discard(container_id)
-            if claims:
-                self.services[sid] = self.by_container[next(iter(claims))][sid]
+            # Another container's claim, the newest first: a scan rather than an index of
+            # the claims (a set per service ID, 216 bytes each), as an ID is seldom shared.
+            other = next((w[sid] for w in reversed(self.by_container.values()) if sid in w), None)
+            if other is not None:
+                self.services[sid] = other
             else:
-                del self._claims[sid]
                 del self.services[sid]
                 gone[sid] = svc
         return gone
@@ -131,7 +129,7 @@ class AgentState:
         self.stale_removal_allowed = False
         self.consul = Reachability()
 
-    def publish(self, container_id: str, wanted: Mapping[str, Service]) -> dict[str, Service]:
+    def publish(self, container_id: str, wanted: dict[str, Service]) -> dict[str, Service]:
         """The container wants ``wanted`` now; returns the services nobody wants any longer."""
         gone = self.desired.set(container_id, wanted)
         self.retired.update(gone)

@@ -8,7 +8,7 @@ whether a service ID needs a write. The writes a round hands out are carried by 
 that ran it (the first) and the write pool (the others), at most ``max_writes`` at once and
 never two for one ID (a change for an ID in flight waits for its result); each result comes
 back as a message. Reads of the agent (a full comparison: start-up, every ``poll`` seconds,
-``resync``) run on the pool, so that no event waits for one. It never removes a service it
+``resync``) run on the loop's clock thread, so that no event waits for one. It never removes a service it
 does not own.
 """
 
@@ -74,7 +74,7 @@ class AgentSync:
         self._state = AgentState()
         self._clock = PollClock(poll)
         self._loop: Loop[Write] = Loop(
-            self._end_round, self._send, self.max_writes + 1,
+            self._end_round, self._send, self.max_writes,
             lambda: self._clock.next, self._tick, "agent-sync",
         )  # fmt: skip
         self.thread = self._loop.thread

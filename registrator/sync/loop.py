@@ -34,6 +34,7 @@ class Inbox:
     def __init__(self) -> None:
         self._cond = threading.Condition()  # guards only these fields: the rounds own the rest
         self._messages: list[Message] = []
+        self._jobs: list[Message] = []  # for the clock's thread (reads of the agent)
         self._turn_taken = False
         self._closed = False
 
@@ -59,14 +60,21 @@ class Inbox:
                 self._cond.notify_all()
             return messages
 
-    def sleep(self, until: float) -> bool:
-        """For the loop's clock: wait until the monotonic time ``until`` (inf: until woken);
-        False once closed."""
+    def give(self, job: Message) -> None:
+        """A job for the clock's thread, which runs it as it wakes."""
+        with self._cond:
+            self._jobs.append(job)
+            self._cond.notify_all()
+
+    def sleep(self, until: float) -> list[Message] | None:
+        """For the loop's clock: wait until the monotonic time ``until`` (inf: until woken)
+        unless a job is given; the jobs given, None once closed."""
         with self._cond:
             wait = until - time.monotonic()
-            if not self._closed and wait > 0:
+            if not self._closed and not self._jobs and wait > 0:
                 self._cond.wait(None if wait == math.inf else wait)
-            return not self._closed
+            jobs, self._jobs = self._jobs, []
+            return None if self._closed else jobs
 
     def wake(self) -> None:
         """The clock's next time changed: the sleeper looks at it again."""
@@ -84,7 +92,7 @@ class Loop(Generic[W]):
     ``end_round()``, which hands out writes (``W``). A carrier sends them itself (a worker,
     a caller who waits, a pool thread); ``send(write)`` returns the message that folds its
     result in. ``clock()`` says when the next timed message (``tick``) is due; the clock
-    runs on a thread of its own, ``name``."""
+    runs on a thread of its own, ``name``, which also runs the jobs ``submit`` gives it."""
 
     def __init__(
         self,
@@ -101,7 +109,7 @@ class Loop(Generic[W]):
         self._clock = clock
         self._tick = tick
         self._pool = Pool(pool_size, f"{name}-write")
-        self._spread = pool_size - 1  # the pool threads started for writes nobody carries
+        self._spread = pool_size  # the pool threads started for writes nobody carries
         # Writes handed out, waiting for a carrier (a deque: atomic appends and pops; only a
         # round appends, while it holds the turn).
         self._ready: collections.deque[W] = collections.deque()
@@ -134,8 +142,9 @@ class Loop(Generic[W]):
         return answer[0]
 
     def submit(self, job: Callable[[], None]) -> None:
-        """Work for the pool that is not a write (a read of the agent)."""
-        self._pool.submit(job)
+        """Work that is not a write (a read of the agent), for the clock's thread: one at a
+        time, as the reads are, and no thread (its stack, its malloc arena) more for it."""
+        self._inbox.give(job)
 
     def wake(self) -> None:
         """The clock's next time changed."""
@@ -169,7 +178,15 @@ class Loop(Generic[W]):
 
     def _clock_loop(self) -> None:
         ticked = math.nan
-        while self._inbox.sleep(math.inf if self._clock() == ticked else self._clock()):
+        while True:
+            jobs = self._inbox.sleep(math.inf if self._clock() == ticked else self._clock())
+            if jobs is None:
+                return
+            for job in jobs:
+                try:
+                    job()
+                except Exception:
+                    log.exception("sync loop: unexpected error")
             due = self._clock()
             if due != ticked and time.monotonic() >= due:
                 ticked = due

@@ -17,10 +17,10 @@ from registrator.core.explanation import Explained, explain
 from registrator.core.lifecycle import keeps_services, retained_after_exit, withheld_reason
 from registrator.core.model import Service
 from registrator.core.reasons import Reason, Why
-from registrator.sync.ecs_placement import EcsPlacement
 
 if TYPE_CHECKING:
     from registrator.core.tag_template import Fetch
+    from registrator.sync.ecs_placement import EcsPlacement  # imported only with -ecs
 
 log = logging.getLogger(__name__)
 
