@@ -8,8 +8,8 @@ whether a service ID needs a write. The writes a round hands out are carried by 
 that ran it (the first) and the write pool (the others), at most ``max_writes`` at once and
 never two for one ID (a change for an ID in flight waits for its result); each result comes
 back as a message. Reads of the agent (a full comparison: start-up, every ``poll`` seconds,
-``resync``) run on the loop's clock thread, so that no event waits for one. It never removes a service it
-does not own.
+``resync``) run on the loop's clock thread, so that no event waits for one. It never removes
+a service it does not own.
 """
 
 from __future__ import annotations
