@@ -36,6 +36,7 @@ class Inbox:
         self._messages: list[Message] = []
         self._jobs: list[Message] = []  # for the clock's thread (reads of the agent)
         self._turn_taken = False
+        self._waiting = 0  # publishers waiting for the turn
         self._closed = False
 
     def post(self, message: Message, wait: bool = False) -> bool:
@@ -46,18 +47,22 @@ class Inbox:
             while self._turn_taken:
                 if not wait:
                     return False
+                self._waiting += 1
                 self._cond.wait()
+                self._waiting -= 1
             self._turn_taken = True
             return True
 
     def take(self) -> list[Message]:
         """For the thread holding the turn: the messages posted since its last take; none
-        gives the turn back."""
+        gives the turn back (and wakes only a publisher waiting for it: waking the clock's
+        thread too, at every event, cost two thread switches for nothing)."""
         with self._cond:
             messages, self._messages = self._messages, []
             if not messages:
                 self._turn_taken = False
-                self._cond.notify_all()
+                if self._waiting:
+                    self._cond.notify_all()
             return messages
 
     def give(self, job: Message) -> None:
