@@ -273,6 +273,9 @@ def test_explain_and_the_daemons_view_say_held_and_until_when(registrator, consu
         return found[0] if found and found[0]["verdict"] == verdict else None
 
     daemon = wait_until(lambda: entry("withheld"), HOLD / 2, "heldview.0 held in /containers")
+    metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    gauge = re.search(r"^registrator_held_containers (\S+)$", metrics, re.M)
+    assert gauge and float(gauge[1]) >= 1, metrics  # other sessions' loops may be held too
     assert daemon["codes"] == ["held"], daemon
     assert re.match(r"2 restarts in a row, each dead within [0-9.]+s of its start; ",
                     daemon["reason"]["detail"])  # fmt: skip

@@ -39,6 +39,9 @@ class _Plain:
     def observe(self, value: float) -> None:
         self.value = value
 
+    def set_function(self, function: Callable[[], float]) -> None:
+        """A gauge computed when scraped: nobody scrapes this one."""
+
     def labels(self, *values: str) -> _Plain:
         child = self._children.get(values)
         if child is None:

@@ -223,7 +223,7 @@ class Daemon:
                 log.info("container %s is gone", short_id(container_id))
             else:
                 log.debug("container %s gone before it could be inspected", short_id(container_id))
-        task_arn = self._hold.dropped(container_id, removed=verdict.reason == NOT_FOUND)
+        task_arn = self.records.drop(container_id, removed=verdict.reason == NOT_FOUND)
         placement = self.processor.placement
         if task_arn and placement is not None:
             placement.agent.forget(task_arn)

@@ -24,8 +24,10 @@ class FlapHold:
     def __init__(self, records: Records, queue: WorkQueue[str], gauge: Any, hold: float) -> None:
         self._records = records
         self._queue = queue
-        self._gauge = gauge  # registrator_held_containers
         self._hold = hold
+        # registrator_held_containers, counted when scraped: a count at each event would
+        # look at every record (benchmarks/README.md)
+        gauge.set_function(lambda: records.held_count(time.time()))
 
     def services(self, container_id: str, verdict: Verdict) -> tuple[Service, ...]:
         """The services to publish: none while the container is held. Said once (a warning
@@ -46,19 +48,7 @@ class FlapHold:
                 self._records.assessed(container_id, Kind.WITHHELD.value, said)
         elif was_held:
             log.info("%s: up for %.1fs; released: registering", verdict.label, now - started)
-        self.count(now)
         return () if hold.held else verdict.services
-
-    def dropped(self, container_id: str, removed: bool) -> str:
-        """The container exited or is gone: its record goes (``Records.drop``: its hold stays
-        when it only exited, as Docker may start it again); the gauge follows."""
-        task_arn = self._records.drop(container_id, removed)
-        self.count()
-        return task_arn
-
-    def count(self, now: float | None = None) -> None:
-        """The gauge, after a hold changed or a container went."""
-        self._gauge.set(self._records.held_count(time.time() if now is None else now))
 
 
 def held_at_a_look(verdict: Verdict, now: float, hold: float) -> Verdict:
