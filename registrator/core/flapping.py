@@ -106,7 +106,7 @@ def streak(
 
 
 def assess(
-    runs: Iterable[Run],
+    runs: Sequence[Run],
     container_id: str,
     services: frozenset[str],
     started: float,
@@ -118,6 +118,8 @@ def assess(
     short crashed runs in a row, until it has lasted ``hold`` (0 turns the hold off)."""
     if hold <= 0 or started <= 0 or now >= started + hold:
         return Hold()
+    if sum(run.crashed for run in runs) < FLAP_RUNS:
+        return Hold()  # too few crashes on the whole host: no need to sort out whose
     found = streak(runs, container_id, services, started, hold, window)
     if len(found) < FLAP_RUNS:
         return Hold()

@@ -86,7 +86,7 @@ def make_plan(
     for sid, svc in sorted(desired.items()):
         if needs_register(svc, actual.get(sid), refused.get(sid), sid in again):
             register.append(svc)
-        elif refused.get(sid) != svc:
+        elif sid not in refused or refused[sid] != svc:
             unchanged.append(sid)
     stale = set(actual) - set(desired)
     if removable is not None:
