@@ -156,13 +156,24 @@ def run_number(containers: Any, name: str, restarts: int) -> dict[str, Any] | No
 
 OBSERVED = 60.0  # seconds, as the issue's table
 CRASH_SOON = ["sh", "-c", "sleep 0.3; exit 1"]  # dies 0.3 s after each start
-# Dies 0.3 s after each of its first 4 starts, then stays up (the container's file system,
-# and the count in it, survive its restarts).
-CRASH_4_THEN_UP = [
-    "sh", "-c",
-    "n=$(cat /n 2>/dev/null || echo 0); echo $((n + 1)) > /n; "
-    "if [ $n -lt 4 ]; then sleep 0.3; exit 1; fi; exec sleep 600",
-]  # fmt: skip
+
+
+def crash_then_up(crashes: int) -> list[str]:
+    """Dies 0.3 s after each of its first ``crashes`` starts, then stays up (the container's
+    file system, and the count in it, survive its restarts)."""
+    return [
+        "sh", "-c",
+        "n=$(cat /n 2>/dev/null || echo 0); echo $((n + 1)) > /n; "
+        f"if [ $n -lt {crashes} ]; then sleep 0.3; exit 1; fi; exec sleep 600",
+    ]  # fmt: skip
+
+
+def run_restarting(containers: Any, name: str, command: list[str]) -> None:
+    """``name`` under --restart always, its service named after it (this session's own)."""
+    containers.run(
+        name, "--restart", "always", "-p", "127.0.0.1::80",
+        "-e", f"SERVICE_NAME={name.partition('.')[0]}-{TAG}", command=command,
+    )  # fmt: skip
 
 
 def test_a_crash_loop_and_an_ecs_like_replacement_hold_within_the_targets(
@@ -217,10 +228,7 @@ def test_a_container_that_crashed_4_times_then_stays_up_is_registered_after_the_
     that start, and nothing written between; meanwhile plan and resync show it held."""
     proc = start(registrator, consul)
     consul.clear_requests()
-    containers.run(
-        "comeback.0", "--restart", "always", "-p", "127.0.0.1::80",
-        "-e", f"SERVICE_NAME=comeback-{TAG}", command=CRASH_4_THEN_UP,
-    )  # fmt: skip
+    run_restarting(containers, "comeback.0", crash_then_up(4))
     service = sid("comeback.0")
 
     attrs = wait_until(lambda: run_number(containers, "comeback.0", 4), 30, "the fifth start")
@@ -242,11 +250,6 @@ def test_a_container_that_crashed_4_times_then_stays_up_is_registered_after_the_
     proc.wait_log(r"comeback\.0 \([0-9a-f]{12}\): up for [0-9.]+s; released: registering")
 
 
-CRASH_2_THEN_UP = [
-    "sh", "-c",
-    "n=$(cat /n 2>/dev/null || echo 0); echo $((n + 1)) > /n; "
-    "if [ $n -lt 2 ]; then sleep 0.3; exit 1; fi; exec sleep 600",
-]  # fmt: skip
 HELD_DETAIL = r"; registered once this start stays up 10s \(-flap-hold\), at \d\d:\d\d:\d\d UTC$"
 
 
@@ -260,10 +263,7 @@ def test_explain_and_the_daemons_view_say_held_and_until_when(registrator, consu
     ``held``, what was seen and the hold's end; once released, the service and its write."""
     port = free_port()
     start(registrator, consul, "-metrics-addr", f"127.0.0.1:{port}")
-    containers.run(
-        "heldview.0", "--restart", "always", "-p", "127.0.0.1::80",
-        "-e", f"SERVICE_NAME=heldview-{TAG}", command=CRASH_2_THEN_UP,
-    )  # fmt: skip
+    run_restarting(containers, "heldview.0", crash_then_up(2))
     attrs = wait_until(lambda: run_number(containers, "heldview.0", 2), 30, "the third start")
     until = docker_time_ns(attrs["State"]["StartedAt"]) / 1e9 + HOLD
 
@@ -323,11 +323,7 @@ def test_a_docker_restart_and_a_single_crash_register_again_within_a_second(
         again = write_after(consul, service, REGISTER_PATH, started - int(1e9))
         assert (again - started) / 1e9 < WITHIN
 
-    once = ["sh", "-c", "[ -f /done ] && exec sleep 600; touch /done; sleep 0.3; exit 1"]
-    containers.run(
-        "once.0", "--restart", "always", "-p", "127.0.0.1::80",
-        "-e", f"SERVICE_NAME=once-{TAG}", command=once,
-    )  # fmt: skip
+    run_restarting(containers, "once.0", crash_then_up(1))
     crashed = sid("once.0")
 
     attrs = wait_until(lambda: run_number(containers, "once.0", 1), 15, "the start after the crash")
