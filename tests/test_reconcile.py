@@ -9,6 +9,8 @@ import threading
 from collections.abc import Iterable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from registrator.adapters.consul_agent import (
     ConsulAgent,
@@ -19,6 +21,7 @@ from registrator.adapters.consul_agent import (
 from registrator.core.config import ConsulEndpoint
 from registrator.core.model import OWNER_META_KEY, Check, Service, freeze_meta
 from registrator.core.plan import Outcome, make_plan
+from registrator.sync.agent_state import Desired
 from registrator.sync.agent_sync import AgentSync
 from tests.conftest import wait_until
 from tests.consul_double import ConsulDouble, RecordedRequest
@@ -64,6 +67,34 @@ def test_plan_registers_missing_and_changed_removes_only_removable():
     assert [s.id for s in plan.register] == ["b"]
     assert plan.deregister == ("old",)
     assert plan.unchanged == ("a",)
+
+
+publications = st.lists(
+    st.tuples(
+        st.sampled_from(["c1", "c2", "c3"]),
+        st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(1, 3), max_size=3),
+    ),
+    max_size=20,
+)
+
+
+@given(publications)
+def test_a_service_id_two_containers_want_goes_only_when_neither_does(
+    steps: list[tuple[str, dict[str, int]]],
+) -> None:
+    """The newest claim of an ID wins; an ID goes when its last claim does."""
+    desired = Desired()
+    claims: dict[str, dict[str, int]] = {}  # container -> {service ID: port}, in order
+    for container_id, ports in steps:
+        wanted = {sid: svc(sid, port=port) for sid, port in ports.items()}
+        before = set(desired.services)
+        gone = desired.set(container_id, dict(wanted))
+        claims.pop(container_id, None)
+        if ports:
+            claims[container_id] = ports
+        newest = {sid: port for claimed in claims.values() for sid, port in claimed.items()}
+        assert {sid: s.port for sid, s in desired.services.items()} == newest
+        assert set(gone) == before - set(newest)
 
 
 def test_service_read_back_from_the_agent_equals_the_derived_one():

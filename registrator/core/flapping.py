@@ -36,13 +36,15 @@ The definitions, and why:
 
 from __future__ import annotations
 
+import collections
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 DEFAULT_HOLD = 10.0  # seconds; Docker resets its restart backoff after a run of 10 s
 FLAP_RUNS = 2  # short crashed runs in a row that hold the next start
 WINDOW = 300.0  # seconds between two runs of one streak at most (Docker's max backoff: 60)
+KEEP = 256  # recent runs kept at most
 
 
 class Run(NamedTuple):
@@ -59,6 +61,34 @@ class Run(NamedTuple):
     @property
     def lasted(self) -> float:
         return self.ended - self.started
+
+
+class RecentRuns:
+    """The runs that may still count (ended within ``window``, the newest ``keep`` at most),
+    oldest first, and how many of them crashed. The count is kept as runs come and go: every
+    start looks at it, and a host without crashes then costs no look at the runs."""
+
+    def __init__(self, runs: Iterable[Run] = (), window: float = WINDOW, keep: int = KEEP):
+        self._runs: collections.deque[Run] = collections.deque()
+        self._window, self._keep = window, keep
+        self.crashes = 0
+        for run in runs:
+            self._runs.append(run)
+            self.crashes += run.crashed
+
+    def add(self, run: Run, now: float) -> None:
+        """A run ended (runs come in the order Docker's ``die`` events do: by their end)."""
+        self._runs.append(run)
+        self.crashes += run.crashed
+        runs = self._runs
+        while runs and (len(runs) > self._keep or now - runs[0].ended > self._window):
+            self.crashes -= runs.popleft().crashed
+
+    def __iter__(self) -> Iterator[Run]:
+        return iter(self._runs)
+
+    def __len__(self) -> int:
+        return len(self._runs)
 
 
 class Hold(NamedTuple):
@@ -106,7 +136,7 @@ def streak(
 
 
 def assess(
-    runs: Sequence[Run],
+    runs: RecentRuns,
     container_id: str,
     services: frozenset[str],
     started: float,
@@ -118,7 +148,7 @@ def assess(
     short crashed runs in a row, until it has lasted ``hold`` (0 turns the hold off)."""
     if hold <= 0 or started <= 0 or now >= started + hold:
         return Hold()
-    if sum(run.crashed for run in runs) < FLAP_RUNS:
+    if runs.crashes < FLAP_RUNS:
         return Hold()  # too few crashes on the whole host: no need to sort out whose
     found = streak(runs, container_id, services, started, hold, window)
     if len(found) < FLAP_RUNS:
@@ -133,12 +163,6 @@ def seen_held(started: float, restarts: int, previous_end: float, now: float, ho
     if hold <= 0 or started <= 0 or restarts < FLAP_RUNS or now >= started + hold:
         return 0.0
     return started + hold if 0 < started - previous_end <= WINDOW else 0.0
-
-
-def prune(runs: Sequence[Run], now: float, window: float = WINDOW, keep: int = 256) -> list[Run]:
-    """The runs that may still count: ended within ``window``, the newest ``keep`` at most."""
-    recent = [r for r in runs if now - r.ended <= window]
-    return recent[-keep:]
 
 
 def evidence(hold: Hold, container_id: str) -> str:

@@ -31,6 +31,10 @@ class Desired:
     def __init__(self) -> None:
         self.by_container: dict[str, dict[str, Service]] = {}  # in the order they published
         self.services: dict[str, Service] = {}  # merged
+        # Service IDs more than one container wants, and how many do: an ID is seldom shared,
+        # so this is mostly empty (an index of every claim cost 216 bytes per ID), and only
+        # the end of a shared claim looks for the others.
+        self.shared: dict[str, int] = {}
 
     def set(self, container_id: str, wanted: dict[str, Service]) -> dict[str, Service]:
         """The container now wants exactly ``wanted`` (kept as given, not copied: the caller
@@ -39,16 +43,21 @@ class Desired:
         old = self.by_container.pop(container_id, {})
         if wanted:
             self.by_container[container_id] = wanted
+        for sid in wanted:
+            if sid in self.services and sid not in old:
+                self.shared[sid] = self.shared.get(sid, 1) + 1
         self.services.update(wanted)
         gone: dict[str, Service] = {}
         for sid, svc in old.items():
             if sid in wanted:
                 continue
-            # Another container's claim, the newest first: a scan rather than an index of
-            # the claims (a set per service ID, 216 bytes each), as an ID is seldom shared.
-            other = next((w[sid] for w in reversed(self.by_container.values()) if sid in w), None)
-            if other is not None:
-                self.services[sid] = other
+            claims = self.shared.pop(sid, 1) - 1
+            if claims:  # another container's claim, the newest first
+                if claims > 1:
+                    self.shared[sid] = claims
+                self.services[sid] = next(
+                    w[sid] for w in reversed(self.by_container.values()) if sid in w
+                )
             else:
                 del self.services[sid]
                 gone[sid] = svc

@@ -17,7 +17,7 @@ from typing import NamedTuple
 from registrator.adapters.docker_source import ContainerEvent
 from registrator.core.backoff import Backoff
 from registrator.core.explanation import Explained
-from registrator.core.flapping import WINDOW, Hold, Run, assess, prune
+from registrator.core.flapping import WINDOW, Hold, RecentRuns, Run, assess
 from registrator.core.model import Service
 
 
@@ -78,7 +78,7 @@ class Records:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_id: dict[str, ContainerRecord] = {}
-        self._runs: list[Run] = []  # runs that ended within WINDOW, oldest first
+        self._runs = RecentRuns()
 
     def event(self, event: ContainerEvent) -> bool:
         """An event to queue: the newest wins; the oldest one's time is the latency's start.
@@ -110,7 +110,7 @@ class Records:
                 event.container_id, record.name, record.service_names, record.run_started,
                 event.time, crashed, record.held_until > 0,
             )  # fmt: skip
-            self._runs = prune([*self._runs, run], event.time)
+            self._runs.add(run, event.time)
             record.run_started, record.stopping, record.held_until = 0.0, False, 0.0
         elif event.base_action == "destroy":
             record.held_at = 0.0  # removed: no longer held, dropped with the rest
