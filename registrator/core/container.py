@@ -7,7 +7,6 @@ alike, so the rules that use it never test types. Pure: no I/O.
 from __future__ import annotations
 
 import datetime
-import re
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
@@ -44,21 +43,16 @@ def short_id(container_id: str) -> str:
 
 
 def docker_time(text: str) -> float:
-    """Docker's RFC 3339 time with nanoseconds (``2024-05-01T10:00:00.123456789Z``, or an
-    offset as Podman writes it) in Unix seconds; 0 for Docker's zero time or anything else."""
-    match = _DOCKER_TIME.fullmatch(text.strip())
-    if match is None:
-        return 0.0
-    stamp, fraction, zone = match.groups()
+    """Docker's RFC 3339 time (``2024-05-01T10:00:00.123456789Z``, or with an offset as Podman
+    writes it) in Unix seconds, to the microsecond; 0 for Docker's zero time or anything else."""
     try:
-        whole = datetime.datetime.fromisoformat(stamp + ("+00:00" if zone in ("Z", "") else zone))
+        stamp = datetime.datetime.fromisoformat(text.strip())
     except ValueError:
         return 0.0
-    seconds = whole.timestamp() + float(f"0.{fraction or 0}")
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=datetime.UTC)
+    seconds = stamp.timestamp()
     return seconds if seconds > 0 else 0.0
-
-
-_DOCKER_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?")
 
 
 def display_name(name: str, container_id: str) -> str:
