@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import NamedTuple
 
 DEFAULT_HOLD = 10.0  # seconds; Docker resets its restart backoff after a run of 10 s
@@ -52,7 +52,7 @@ class Run(NamedTuple):
 
     container_id: str
     name: str  # the container's name, for the log
-    services: frozenset[str]  # its service names, when its services were known
+    services: Collection[str]  # its service names, when its services were known
     started: float
     ended: float
     crashed: bool  # died by itself: no stop signal was sent during the run
@@ -106,7 +106,9 @@ class Hold(NamedTuple):
 def related(runs: Iterable[Run], container_id: str, services: frozenset[str]) -> list[Run]:
     """The runs that speak about this container: its own, and those of containers that
     share a service name with it; newest end first."""
-    chosen = [r for r in runs if r.container_id == container_id or r.services & services]
+    chosen = [
+        r for r in runs if r.container_id == container_id or not services.isdisjoint(r.services)
+    ]
     return sorted(chosen, key=lambda r: r.ended, reverse=True)
 
 

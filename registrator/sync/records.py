@@ -55,7 +55,8 @@ class ContainerRecord:
         self.name = ""  # the container's name, as its events give it
         self.run_started = 0.0  # when its current run began (Unix seconds, Docker's); 0: unknown
         self.stopping = False  # a stop signal was sent during the current run
-        self.service_names: frozenset[str] = frozenset()  # as last derived
+        # as last derived; a tuple (a name or two) is a fifth of a frozenset's size
+        self.service_names: tuple[str, ...] = ()
         self.held_until = 0.0  # its current run is held until then (Unix seconds); 0: not
         self.held_at = 0.0  # when it was last held (Unix seconds): it counts as held till
         # released, removed, or WINDOW later
@@ -127,7 +128,7 @@ class Records:
         was held before this look."""
         with self._lock:
             record = self._by_id.setdefault(container_id, ContainerRecord())
-            record.service_names = services
+            record.service_names = tuple(services)
             record.run_started = record.run_started or started
             verdict = assess(self._runs, container_id, services, started, now, hold)
             was_held = record.held_at > 0
