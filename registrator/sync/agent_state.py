@@ -100,9 +100,12 @@ class Ticket:
         self.down_count = 0  # times Consul was found down, as its read came back
         self.listed = False  # planned once Docker was listed (stale services may go)
         self.on_done = on_done
-        self.done = threading.Event()
+        # Only a ticket someone waits for has an Event (2 us each): one with a callback, or
+        # that nobody follows, is not waited for.
+        self.done = threading.Event() if on_done is None and follow else None
 
     def wait(self, timeout: float | None = None) -> Outcome:
+        assert self.done is not None, "a ticket with a callback, or unfollowed, is not waited for"
         if not self.done.wait(timeout):
             raise TimeoutError("the change was not applied in time")
         return self.outcome
@@ -114,7 +117,8 @@ class Ticket:
         outcome.rejected.sort()
         if self.on_done is not None:
             self.on_done(outcome)
-        self.done.set()
+        if self.done is not None:
+            self.done.set()
 
 
 class AgentState:

@@ -81,13 +81,21 @@ class Records:
         self._by_id: dict[str, ContainerRecord] = {}
         self._runs = RecentRuns()
 
+    def _record(self, container_id: str) -> ContainerRecord:
+        """The container's record, made on first use (with the lock held; ``setdefault``
+        would make a record at every call)."""
+        record = self._by_id.get(container_id)
+        if record is None:
+            record = self._by_id[container_id] = ContainerRecord()
+        return record
+
     def event(self, event: ContainerEvent) -> bool:
         """An event to queue: the newest wins; the oldest one's time is the latency's start.
         False for a health event naming the state the last one named: Podman sends one per
         probe (containers/podman #24003), Docker one per change, and only a change needs an
         inspect."""
         with self._lock:
-            record = self._by_id.setdefault(event.container_id, ContainerRecord())
+            record = self._record(event.container_id)
             if event.health:
                 if event.health == record.health:
                     return False
@@ -119,7 +127,7 @@ class Records:
     def stop_signal(self, container_id: str) -> None:
         """A stop signal: the run, whatever it lasts, ends on purpose, not in a crash."""
         with self._lock:
-            self._by_id.setdefault(container_id, ContainerRecord()).stopping = True
+            self._record(container_id).stopping = True
 
     def hold(
         self, container_id: str, services: frozenset[str], started: float, now: float, hold: float
@@ -127,7 +135,7 @@ class Records:
         """Whether the container's run that began at ``started`` is held now, and whether it
         was held before this look."""
         with self._lock:
-            record = self._by_id.setdefault(container_id, ContainerRecord())
+            record = self._record(container_id)
             record.service_names = tuple(services)
             record.run_started = record.run_started or started
             verdict = assess(self._runs, container_id, services, started, now, hold)
@@ -145,7 +153,7 @@ class Records:
     def start_drain(self, container_id: str, grace: float) -> bool:
         """A stop signal: withheld for ``grace`` seconds; False if already draining."""
         with self._lock:
-            record = self._by_id.setdefault(container_id, ContainerRecord())
+            record = self._record(container_id)
             if record.drain_until:
                 return False
             record.drain_until = time.monotonic() + grace
@@ -174,13 +182,13 @@ class Records:
     ) -> None:
         """What a running container wants now, and what was last said of it (said once)."""
         with self._lock:
-            record = self._by_id.setdefault(container_id, ContainerRecord())
+            record = self._record(container_id)
             record.services, record.withheld, record.problems = services, withheld, problems
 
     def assessed(self, container_id: str, kind: str, explained: Explained | None) -> None:
         """The container's last assessment, as the daemon's /containers shows it."""
         with self._lock:
-            record = self._by_id.setdefault(container_id, ContainerRecord())
+            record = self._record(container_id)
             record.kind, record.explained = kind, explained
 
     def assessments(self) -> list[tuple[str, Explained]]:
@@ -205,7 +213,7 @@ class Records:
         changed: set[str] = set()
         with self._lock:
             for cid, digest in listed.items():
-                record = self._by_id.setdefault(cid, ContainerRecord())
+                record = self._record(cid)
                 if record.fingerprint != digest:
                     record.fingerprint = digest
                     changed.add(cid)
@@ -216,7 +224,7 @@ class Records:
     def placed(self, container_id: str, placement: Placement) -> bool:
         """The ECS agent's latest answer for the container; True if it waited before."""
         with self._lock:
-            record = self._by_id.setdefault(container_id, ContainerRecord())
+            record = self._record(container_id)
             before = record.placement
             record.placement = placement
             return before is not None and before.waiting
@@ -239,7 +247,7 @@ class Records:
     def retry_delay(self, container_id: str, low: float, high: float) -> float:
         """The next delay of the container's own backoff (reset by ``retried``)."""
         with self._lock:
-            record = self._by_id.setdefault(container_id, ContainerRecord())
+            record = self._record(container_id)
             if record.retry is None:
                 record.retry = Backoff(low, high)
             return record.retry.next()
