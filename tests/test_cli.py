@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -368,19 +366,3 @@ def test_explain_takes_containers_after_the_uri():
         parse("explain", "-daemon", "9102", "consul://")
     with pytest.raises(UsageError, match="unrecognized arguments: -daemon"):
         parse("plan", "-daemon", ":9102", "consul://")
-
-
-def test_the_daemon_loads_no_character_set_guesser_and_warns_of_none() -> None:
-    """requests would load charset_normalizer and its 90 codecs (3.8 MB) to guess the
-    encoding of answers that are all JSON; registrator keeps it out, silently."""
-    script = (
-        "import sys, requests, registrator.app.daemon\n"
-        "response = requests.models.Response()\n"
-        "response._content = 'caf\\u00e9'.encode()\n"
-        "print(sys.modules.get('charset_normalizer') is None, response.text)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-c", "import registrator\n" + script],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
-    )  # fmt: skip
-    assert (result.returncode, result.stdout, result.stderr) == (0, "True café\n", "")
