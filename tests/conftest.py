@@ -139,12 +139,24 @@ _SUMMARY_ITEM = re.compile(
 )
 
 
+def _without_pointer(stdout: str) -> list[str]:
+    """The output's lines but plan's closing pointer to explain, which it prints only when a
+    running container (any on the engine) registers nothing."""
+    lines = stdout.splitlines()
+    if lines and lines[-1].endswith("says why)"):
+        lines.pop()
+    return lines
+
+
+def plan_rows(stdout: str) -> list[str]:
+    """The rows of ``plan``'s table: between its header and its summary line."""
+    return _without_pointer(stdout)[1:-1]
+
+
 def ours_summary(stdout: str, names: Collection[str]) -> str:
     """The last line of ``plan``'s table or ``resync``'s output, its counts less the rows of
     services of containers the test did not create, printed as the command prints it."""
-    lines = stdout.splitlines()
-    if lines and lines[-1].endswith("says why)"):  # plan's pointer to explain
-        lines.pop()
+    lines = _without_pointer(stdout)
     counts = {key: int(n) for n, key in _SUMMARY_ITEM.findall(lines[-1])}
     assert counts, f"no summary line: {stdout}"
     decrement = {

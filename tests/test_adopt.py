@@ -20,7 +20,7 @@ from registrator.adapters.legacy import AdoptingAgent, is_legacy_service
 from registrator.core.config import ConsulEndpoint
 from registrator.core.model import OWNER_META_KEY, Check, Service, freeze_meta
 from registrator.sync.agent_sync import AgentSync
-from tests.conftest import HOSTNAME, foreign, ours_requests, ours_summary, run_cli
+from tests.conftest import HOSTNAME, foreign, ours_requests, ours_summary, plan_rows, run_cli
 from tests.consul_double import ConsulDouble, RecordedRequest
 from tests.go_registrator import go_registrations, go_split_tags
 from tests.test_reconcile import set_container
@@ -429,7 +429,7 @@ def test_plan_and_resync_adopt(consul: ConsulDouble, seeded: Seeded) -> None:
 
     table = plan(consul, "-adopt")
     assert table.returncode == 2, table.stdout + table.stderr
-    rows = {tuple(line.split()[:2]) for line in table.stdout.splitlines()[1:-1]}
+    rows = {tuple(line.split()[:2]) for line in plan_rows(table.stdout)}
     rows = {row for row in rows if not foreign(row[1], MINE)}
     assert rows == {("adopt", web_id), ("adopt", dns_id), ("remove", seeded.dead)}
     assert ours_summary(table.stdout, MINE) == (
@@ -482,7 +482,7 @@ def test_plan_and_resync_adopt(consul: ConsulDouble, seeded: Seeded) -> None:
 
     # In step: plan says so, and a resync writes nothing.
     after = plan(consul, "-adopt")
-    settled = all(line.startswith("unchanged") for line in after.stdout.splitlines()[1:-1])
+    settled = all(line.startswith("unchanged") for line in plan_rows(after.stdout))
     assert after.returncode == (0 if settled else 2), after.stdout  # others may have changed
     assert ours_summary(after.stdout, MINE) == "0 to add, 0 to update, 0 to remove, 2 unchanged"
     consul.clear_requests()

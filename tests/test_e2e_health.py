@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from registrator.core.model import health_check_id
-from tests.conftest import HOSTNAME, Probed, ours_summary, run_cli, wait_until
+from tests.conftest import HOSTNAME, Probed, ours_summary, plan_rows, run_cli, wait_until
 from tests.consul_double import ConsulDouble
 
 pytestmark = pytest.mark.docker
@@ -230,7 +230,7 @@ def test_turning_health_sync_on_rewrites_only_containers_with_a_healthcheck(
 
     # Turned off again: plan would update hc.0 alone (its check goes).
     plan = run_cli("plan", "-ip", "127.0.0.1", uri)
-    rows = {line.split()[1]: line.split()[0] for line in plan.stdout.splitlines()[1:-1]}
+    rows = {line.split()[1]: line.split()[0] for line in plan_rows(plan.stdout)}
     assert {s: rows.get(s) for s in (*untouched, sid("hc.0"))} == {
         sid("plain.0"): "unchanged",
         sid("keyed.0"): "unchanged",

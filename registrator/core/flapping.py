@@ -68,7 +68,7 @@ class RecentRuns:
     oldest first, and how many of them crashed. The count is kept as runs come and go: every
     start looks at it, and a host without crashes then costs no look at the runs."""
 
-    def __init__(self, runs: Iterable[Run] = (), window: float = WINDOW, keep: int = KEEP):
+    def __init__(self, runs: Iterable[Run] = (), window: float = WINDOW, keep: int = KEEP) -> None:
         self._runs: collections.deque[Run] = collections.deque()
         self._window, self._keep = window, keep
         self.crashes = 0
