@@ -59,8 +59,13 @@ class Answer(NamedTuple):
 
     code: int
     headers: http.client.HTTPMessage
-    body: str
     content: bytes
+
+    @property
+    def body(self) -> str:
+        """The text, decoded when read (python-consul2 reads it for an error's message):
+        decoded with every answer, it was a second copy of each listing read."""
+        return self.content.decode("utf-8", "replace")
 
 
 class AgentHTTP:
@@ -136,7 +141,7 @@ class AgentHTTP:
             raise
         status, message, content = response
         self._give_back(conn)
-        return Answer(status, message, content.decode("utf-8", "replace"), content)
+        return Answer(status, message, content)
 
     @staticmethod
     def _exchange(

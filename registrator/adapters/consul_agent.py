@@ -12,6 +12,7 @@ registrator's first word to the agent (benchmarks/README.md#why-the-code-is-as-i
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.client
 import json
 import logging
@@ -113,6 +114,8 @@ class ConsulAgent:
         self._http = AgentHTTP(endpoint, timeout, token)
         self._token = token
         self._policy = write_policy or WritePolicy()
+        # The last listings decoded, by the digest of their bytes (the bytes themselves would
+        # be one more copy of each listing, kept between reads).
         self._last_listing: tuple[bytes, dict[str, Service]] | None = None
         self._last_checks: tuple[bytes, dict[str, AgentCheck]] | None = None
 
@@ -156,12 +159,12 @@ class ConsulAgent:
         """Every service on the agent, by ID. The agent is read every -agent-poll seconds
         and seldom changes: an answer identical to the last one is not decoded again."""
         content = self._call("listing services", self._http.get, _body, SERVICES_PATH)
-        last = self._last_listing
-        if last is not None and last[0] == content:
+        digest, last = _digest(content), self._last_listing
+        if last is not None and last[0] == digest:
             return dict(last[1])
         body = _objects("listing services", content)
         services = {sid: Service.from_agent(value) for sid, value in body.items()}
-        self._last_listing = (content, services)
+        self._last_listing = (digest, services)
         return dict(services)
 
     def checks(self) -> dict[str, AgentCheck]:
@@ -169,8 +172,8 @@ class ConsulAgent:
         with the services at every comparison; an answer identical to the last is not decoded
         again."""
         content = self._call("listing checks", self._http.get, _body, CHECKS_PATH)
-        last = self._last_checks
-        if last is not None and last[0] == content:
+        digest, last = _digest(content), self._last_checks
+        if last is not None and last[0] == digest:
             return dict(last[1])
         checks = {
             cid: AgentCheck(
@@ -180,7 +183,7 @@ class ConsulAgent:
             )
             for cid, value in _objects("listing checks", content).items()
         }
-        self._last_checks = (content, checks)
+        self._last_checks = (digest, checks)
         return dict(checks)
 
     def deregister_check(self, check_id: str) -> bool:
@@ -245,6 +248,11 @@ class ConsulAgent:
 
         put = self._http.put
         return bool(self._policy.run(lambda: self._call(what, put, gone_or_raise, path, data=data)))
+
+
+def _digest(content: bytes) -> bytes:
+    """What tells two listings apart (128 bits: no two listings are expected to share it)."""
+    return hashlib.blake2b(content, digest_size=16).digest()
 
 
 def _objects(what: str, content: bytes) -> dict[str, dict[str, Any]]:
