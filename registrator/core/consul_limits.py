@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Mapping
 
-from registrator.core.model import OWNER_META_KEY
+from registrator.core.model import OWNER_META_KEY, weights
 
 # How a bad value is reported: (the SERVICE_* key, what is wrong and what was done).
 ReportProblem = Callable[[str, str], None]
@@ -96,11 +96,11 @@ def valid_meta(
 def valid_weights(metadata: Mapping[str, str], report: ReportProblem) -> tuple[int, int]:
     """``SERVICE_WEIGHT_PASSING`` and ``SERVICE_WEIGHT_WARNING``: whole numbers >= 1
     (Consul's defaults, 1 and 1, otherwise)."""
-    weights = []
+    given = []
     for key in ("weight_passing", "weight_warning"):
         value = metadata.get(key, "").strip()
         if value and (not value.isdigit() or int(value) < 1):
             report(f"SERVICE_{key.upper()}", f"{value!r} is not a whole number >= 1; using 1")
             value = ""
-        weights.append(int(value) if value else 1)
-    return weights[0], weights[1]
+        given.append(int(value) if value else 1)
+    return weights(given[0], given[1])

@@ -87,6 +87,11 @@ class Check(NamedTuple):
 DEFAULT_WEIGHTS = (1, 1)  # Consul's: Passing 1, Warning 1
 
 
+def weights(passing: int, warning: int) -> tuple[int, int]:
+    """A service's weights; Consul's defaults as the one shared tuple, not one per service."""
+    return DEFAULT_WEIGHTS if passing == warning == 1 else (passing, warning)
+
+
 class AgentCheck(NamedTuple):
     """One check as ``/v1/agent/checks`` lists it: what registrator compares."""
 
@@ -237,7 +242,7 @@ class Service(NamedTuple):
     def from_agent(cls, body: Mapping[str, Any]) -> Service:
         """Build from one value of ``GET /v1/agent/services``."""
         meta = body.get("Meta") or {}
-        weights = body.get("Weights") or {}
+        given = body.get("Weights") or {}
         return cls(
             id=str(body.get("ID", "")),
             name=str(body.get("Service", "")),
@@ -245,7 +250,7 @@ class Service(NamedTuple):
             port=int(body.get("Port") or 0),
             tags=tuple(str(t) for t in body.get("Tags") or ()),
             meta=tuple(sorted((str(k), str(v)) for k, v in meta.items())),
-            weights=(int(weights.get("Passing", 1)), int(weights.get("Warning", 1))),
+            weights=weights(int(given.get("Passing", 1)), int(given.get("Warning", 1))),
             enable_tag_override=bool(body.get("EnableTagOverride")),
         )
 
