@@ -17,6 +17,7 @@ from registrator.app.daemon import Daemon
 from registrator.core.derive import DeriveOptions
 from registrator.sync.agent_sync import AgentSync
 from registrator.sync.processing import ContainerProcessor
+from registrator.sync.records import Records
 from tests.conftest import wait_until
 from tests.consul_double import ConsulDouble
 from tests.inspect_data import inspect
@@ -117,11 +118,13 @@ def double() -> Iterator[ConsulDouble]:
         yield running
 
 
-def start_daemon(double: ConsulDouble, docker: FakeDocker, *flags: str) -> Daemon:
+def start_daemon(
+    double: ConsulDouble, docker: FakeDocker, *flags: str, records: Records | None = None
+) -> Daemon:
     conf = config(double.port, *flags)
     agent_sync = AgentSync(agent_for(double), HOST, metrics=None, poll=conf.agent_poll)
     processor = ContainerProcessor(DeriveOptions(hostname=HOST, host_ip="10.0.0.7"), "always")
-    daemon = Daemon(conf, processor, agent_sync, lambda: cast(DockerSource, docker))
+    daemon = Daemon(conf, processor, agent_sync, lambda: cast(DockerSource, docker), None, records)
     daemon.start()
     return daemon
 
@@ -151,6 +154,18 @@ def test_start_up_registers_every_running_container_then_writes_nothing_at_rest(
     reads = lambda: sum(r.path == "/v1/agent/services" for r in double.requests())  # noqa: E731
     wait_until(lambda: reads() >= 3, 10, "three comparisons with the agent")
     assert double.writes() == []
+
+
+def test_assessments_are_kept_only_when_served(double, daemons):
+    """/containers (with -metrics-addr) shows each container's last assessment; without it
+    nobody can ask for one, and none is kept."""
+    docker = FakeDocker(web(1), inspect(name="plain", container_id=container_id(3)))
+    for keep, shown in ((True, ["plain", "web.1"]), (False, [])):
+        daemons.append(daemon := start_daemon(double, docker, records=Records(keep)))
+        wait_until(daemon.synced.is_set, 10, "synced")
+        view = daemon.containers_view()
+        assert [entry["name"] for entry in view["containers"]] == shown
+        assert view["consul_reachable"] is True
 
 
 def test_start_die_and_destroy_follow_the_events(double, daemons):

@@ -293,7 +293,7 @@ def _serve(
             log.error("cannot serve metrics on %s: %s", config.metrics_addr, exc.strerror)
             return 1
         server.start()
-    records = Records()
+    records = Records(keep_assessments=server is not None)  # for /containers only
     placement = None
     if config.ecs:  # its modules (the ECS agent's client) only then: about 75 KB of memory
         from registrator.sync.ecs_placement import EcsPlacement

@@ -76,10 +76,13 @@ class Pending(NamedTuple):
 class Records:
     """Every container's record, by container ID."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_assessments: bool = True) -> None:
         self._lock = threading.Lock()
         self._by_id: dict[str, ContainerRecord] = {}
         self._runs = RecentRuns()
+        # Each container's last assessment (its explanation: the largest part of a record) is
+        # kept only when someone can ask for it: the daemon's /containers, with -metrics-addr.
+        self._keep_assessments = keep_assessments
 
     def _record(self, container_id: str) -> ContainerRecord:
         """The container's record, made on first use (with the lock held; ``setdefault``
@@ -187,6 +190,8 @@ class Records:
 
     def assessed(self, container_id: str, kind: str, explained: Explained | None) -> None:
         """The container's last assessment, as the daemon's /containers shows it."""
+        if not self._keep_assessments:
+            return
         with self._lock:
             record = self._record(container_id)
             record.kind, record.explained = kind, explained
