@@ -219,7 +219,7 @@ def _headers(
         if not key.startswith("check_header_"):
             continue
         raw_name = key[len("check_header_") :].replace("_", "-")
-        if not HEADER_NAME_RE.match(raw_name):
+        if not HEADER_NAME_RE.fullmatch(raw_name):
             report(f"SERVICE_{key.upper()}", f"{raw_name!r} is not a header name; ignored")
         elif "\n" in value or "\r" in value:
             report(f"SERVICE_{key.upper()}", "a header value with a line break; ignored")

@@ -31,7 +31,7 @@ PRINTABLE_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 
 def valid_duration(value: str, positive: bool = True) -> bool:
     """True when Consul would parse ``value`` (and it is > 0, when ``positive``)."""
-    if not GO_DURATION_RE.match(value):
+    if not GO_DURATION_RE.fullmatch(value):
         return False
     return not positive or (not value.startswith("-") and any(c in "123456789" for c in value))
 
@@ -46,7 +46,7 @@ def valid_service_id(wanted: str, default: str, report: ReportProblem) -> str:
     """SERVICE_ID, unless Consul could not address it (it travels in URL paths)."""
     if not wanted:
         return default
-    if len(wanted) > SERVICE_ID_MAX or not SERVICE_ID_RE.match(wanted):
+    if len(wanted) > SERVICE_ID_MAX or not SERVICE_ID_RE.fullmatch(wanted):
         report(
             "SERVICE_ID",
             f"{wanted[:80]!r} is not a usable service ID (printable, no '/', '?', '#' or '%', "
@@ -59,7 +59,7 @@ def valid_service_id(wanted: str, default: str, report: ReportProblem) -> str:
 def valid_tags(tags: list[str], report: ReportProblem) -> list[str]:
     kept = []
     for tag in tags:
-        if len(tag.encode()) > TAG_MAX or not PRINTABLE_RE.match(tag):
+        if len(tag.encode()) > TAG_MAX or not PRINTABLE_RE.fullmatch(tag):
             report("SERVICE_TAGS", f"tag {tag[:40]!r}... is unprintable or too long; dropped")
         else:
             kept.append(tag)
@@ -78,7 +78,7 @@ def valid_meta(
             continue
         if key == OWNER_META_KEY:
             report(env_key, "reserved for registrator's ownership mark; dropped")
-        elif not META_KEY_RE.match(key):
+        elif not META_KEY_RE.fullmatch(key):
             report(env_key, "Meta key has characters Consul refuses; dropped")
         elif len(key) > META_KEY_MAX:
             report(env_key, f"Meta key longer than {META_KEY_MAX} characters; dropped")

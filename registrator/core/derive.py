@@ -283,7 +283,7 @@ class _ContainerServices:
         if name:
             if is_group and "name" not in from_port:
                 name = f"{name}-{port.exposed_port}"
-            if not DNS_LABEL_RE.match(name):
+            if not DNS_LABEL_RE.fullmatch(name):
                 self.problem(
                     key,
                     f"{name[:80]!r} is not usable as a DNS label (1-63 letters, digits and '-', "
