@@ -131,6 +131,28 @@ def test_listings_read_again_show_every_change_on_the_agent():
         assert agent.services() == {} and agent.checks() == {}
 
 
+def test_a_service_the_agent_holds_as_wanted_is_given_as_the_wanted_one():
+    """What the daemon keeps of a listing shares the wanted services' strings, and is still
+    what the agent holds: the listing's checks (none), and with tag override the agent's
+    own tags."""
+    with ConsulDouble() as double:
+        agent = agent_for(double)
+        plain = svc("a")
+        checked = svc("b")._replace(checks=(Check(ttl="1m"),))
+        override = svc("c")._replace(enable_tag_override=True)
+        for service in (plain, checked, override):
+            agent.register(service)
+        like = {"a": plain, "b": checked, "c": override, "d": svc("d")}
+        listed = agent.owned_services(OWNER, like)
+        assert sorted(listed) == ["a", "b", "c"]
+        assert listed["a"] is plain
+        assert listed["b"] == checked and listed["b"].checks == ()
+        assert listed["b"].tags is checked.tags and listed["b"].meta is checked.meta
+        assert listed["c"] == override and listed["c"] is not override
+        agent.register(plain._replace(port=81))  # not as wanted: the agent's own
+        assert agent.owned_services(OWNER, like)["a"].port == 81
+
+
 def test_services_compare_by_what_the_agent_gives_back():
     derived = Service(
         id="x", name="web", port=80, meta=freeze_meta({OWNER_META_KEY: OWNER}),

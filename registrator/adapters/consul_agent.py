@@ -17,7 +17,7 @@ import http.client
 import json
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import SimpleNamespace
 from typing import Any, NamedTuple, TypeVar
 
@@ -155,15 +155,19 @@ class ConsulAgent:
         leader = self._call(what, json.loads, answer.content)
         return leader if isinstance(leader, str) else ""
 
-    def services(self) -> dict[str, Service]:
+    def services(self, like: Mapping[str, Service] | None = None) -> dict[str, Service]:
         """Every service on the agent, by ID. The agent is read every -agent-poll seconds
-        and seldom changes: an answer identical to the last one is not decoded again."""
+        and seldom changes: an answer identical to the last one is not decoded again. A
+        service the agent holds just as ``like`` has it is given as that one (``shared``)."""
         content = self._call("listing services", self._http.get, _body, SERVICES_PATH)
         digest, last = _digest(content), self._last_listing
         if last is not None and last[0] == digest:
             return dict(last[1])
         body = _objects("listing services", content)
-        services = {sid: Service.from_agent(value) for sid, value in body.items()}
+        like = like or {}
+        services = {
+            sid: shared(Service.from_agent(value), like.get(sid)) for sid, value in body.items()
+        }
         self._last_listing = (digest, services)
         return dict(services)
 
@@ -191,11 +195,13 @@ class ConsulAgent:
         path = f"/v1/agent/check/deregister/{check_id}"
         return self._put_known(f"deregistering check {check_id}", path)
 
-    def owned_services(self, owner: str) -> dict[str, Service]:
+    def owned_services(
+        self, owner: str, like: Mapping[str, Service] | None = None
+    ) -> dict[str, Service]:
         """The services registrator on host ``owner`` registered: the only ones it may remove."""
         return {
             sid: svc
-            for sid, svc in self.services().items()
+            for sid, svc in self.services(like).items()
             if svc.meta_dict.get(OWNER_META_KEY) == owner
         }
 
@@ -248,6 +254,17 @@ class ConsulAgent:
 
         put = self._http.put
         return bool(self._policy.run(lambda: self._call(what, put, gone_or_raise, path, data=data)))
+
+
+def shared(listed: Service, wanted: Service | None) -> Service:
+    """``listed`` (as the agent lists it: no checks) or, when the agent holds exactly what
+    registrator wants, ``wanted`` in that form: the two would be equal copies of each
+    string, kept as long as the listing is, which is most of what the daemon keeps of a
+    service. With tag override the agent's tags may differ from the wanted ones while the
+    two compare equal: the listed service is kept."""
+    if wanted is None or wanted.enable_tag_override or wanted != listed:
+        return listed
+    return wanted._replace(checks=()) if wanted.checks else wanted
 
 
 def _digest(content: bytes) -> bytes:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 
 from registrator.adapters.consul_agent import ConsulAgent
 from registrator.adapters.logs import fields
@@ -57,10 +58,12 @@ class AdoptingAgent:
         self.adopted: list[str] = []
         self.removed: list[str] = []
 
-    def owned_services(self, owner: str) -> dict[str, Service]:
+    def owned_services(
+        self, owner: str, like: Mapping[str, Service] | None = None
+    ) -> dict[str, Service]:
         owned: dict[str, Service] = {}
         legacy: set[str] = set()
-        for sid, service in self._agent.services().items():
+        for sid, service in self._agent.services(like).items():
             if service.meta_dict.get(OWNER_META_KEY) == owner:
                 owned[sid] = service
             elif is_legacy_service(service, owner):

@@ -259,11 +259,12 @@ class AgentSync:
         snapshot = dict(state.known) if self.agent is None else None
         started = state.writes_done
 
-        def answered(actual: dict[str, Service], error: ConsulError | None) -> None:
+        def done(actual: dict[str, Service], error: ConsulError | None) -> None:
             # the writes it hands out go to the pool: in parallel, as many as allowed
             self._loop.post(functools.partial(self._on_read, actual, error, started), carry=False)
 
-        self._loop.submit(functools.partial(read, self.agent, self.owner, snapshot, answered))
+        wanted = dict(state.desired.services)  # a copy: the read runs on another thread
+        self._loop.submit(functools.partial(read, self.agent, self.owner, snapshot, done, wanted))
 
     def _on_read(self, actual: dict[str, Service], error: ConsulError | None, started: int) -> None:
         state = self._state

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 from registrator.adapters.consul_agent import ConsulError, ConsulRejected, ConsulUnavailable
@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 
 
 class Agent(Protocol):
-    def owned_services(self, owner: str) -> dict[str, Service]: ...
+    def owned_services(
+        self, owner: str, like: Mapping[str, Service] | None = None
+    ) -> dict[str, Service]: ...
     def register(self, service: Service) -> None: ...
     def deregister(self, service_id: str) -> bool: ...
     def checks(self) -> dict[str, AgentCheck]: ...
@@ -68,13 +70,14 @@ def read(
     owner: str,
     snapshot: dict[str, Service] | None,
     done: Callable[[dict[str, Service], ConsulError | None], None],
+    like: Mapping[str, Service] | None = None,
 ) -> None:
     """On a pool thread: what the agent holds (``snapshot`` in a dry run), then ``done``."""
     error: ConsulError | None = None
     actual = snapshot or {}
     if agent is not None:
         try:
-            actual = read_actual(agent, owner)
+            actual = read_actual(agent, owner, like)
         except ConsulError as exc:
             error = exc
     done(actual, error)
@@ -109,11 +112,14 @@ def send_register(agent: Agent, service: Service, write: Write) -> tuple[bool, b
     return registered, False
 
 
-def read_actual(agent: Agent, owner: str) -> dict[str, Service]:
+def read_actual(
+    agent: Agent, owner: str, like: Mapping[str, Service] | None = None
+) -> dict[str, Service]:
     """The owned services on the agent, each with the checks it holds of those registrator
     gives it (their IDs and statuses): a second read, so that a check left over or lost is
-    seen as a difference like any other. Raises ConsulError."""
-    actual = agent.owned_services(owner)
+    seen as a difference like any other. ``like``: the services wanted, which those the
+    agent holds as wanted share their strings with. Raises ConsulError."""
+    actual = agent.owned_services(owner, like)
     held: dict[str, list[Check]] = {}
     for check_id, (sid, status, output) in agent.checks().items():
         svc = actual.get(sid)
