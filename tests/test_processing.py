@@ -3,6 +3,7 @@ its newest event, its inspect and the drain state. Docker here is a dict of reco
 
 from __future__ import annotations
 
+import gc
 from typing import Any, cast
 
 from registrator.adapters.docker_source import ContainerEvent, DockerSource
@@ -50,6 +51,20 @@ def test_a_running_container_wants_its_services():
     assert verdict.kind == WANTS
     assert [s.id for s in verdict.services] == ["h1:web.0:80"]
     assert verdict.label == f"web.0 ({WEB_ID[:12]})"
+
+
+def test_an_assessment_leaves_no_cycle_behind():
+    """What an assessment made is freed as it ends: a reference cycle would keep the
+    container's whole inspect until the collector runs (several at a time at start-up)."""
+    two_ports = inspect(name="web.0", published={"80/tcp": "32768", "443/tcp": ""})
+    gc.collect()
+    gc.disable()
+    try:
+        for container in (WEB, two_ports, inspect(name="web.0", env={"SERVICE_IGNORE": "1"})):
+            assess(RecordedDocker(container))
+            assert gc.collect() == 0
+    finally:
+        gc.enable()
 
 
 def test_a_destroy_or_final_die_needs_no_inspect():

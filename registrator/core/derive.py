@@ -157,7 +157,6 @@ class _ContainerServices:
         self.port = ""  # the port being derived ("8080/tcp")
         self.why: Why | None = None  # why that port gives no service
         self._templated: list[str] | None = None  # the -tags template's, once per container
-        self.addresses = ServiceAddresses(container, peer, options, self)
 
     def templated_tags(self) -> list[str]:
         """The ``-tags`` template's tags for this container, evaluated once (so each URL
@@ -195,6 +194,9 @@ class _ContainerServices:
     def derive(self, candidates: list[PortCandidate]) -> Derivation:
         published = [c for c in candidates if self.options.internal or c.bindings]
         is_group = len(published) > 1
+        # Not kept on self: the rules report to self, and the cycle would keep the container's
+        # inspect until the collector runs (several inspects at a time at start-up).
+        addresses = ServiceAddresses(self.container, self.peer, self.options, self)
         services: list[Service] = []
         outcomes: list[PortOutcome] = []
         for candidate in candidates:
@@ -203,7 +205,7 @@ class _ContainerServices:
             if candidate not in published:
                 self.skip(Reason.NOT_PUBLISHED, f"port {self.port} is exposed, not published")
             else:
-                service = self.service_for_port(candidate, is_group)
+                service = self.service_for_port(candidate, is_group, addresses)
             if service is not None and any(s.id == service.id for s in services):
                 message = (
                     f"{service.id!r} is used by several ports; port {self.port} not registered"
@@ -217,7 +219,9 @@ class _ContainerServices:
             outcomes.append(PortOutcome(self.port, service, why))
         return Derivation(tuple(services), tuple(self.problems), tuple(outcomes))
 
-    def service_for_port(self, port: PortCandidate, is_group: bool) -> Service | None:
+    def service_for_port(
+        self, port: PortCandidate, is_group: bool, addresses: ServiceAddresses
+    ) -> Service | None:
         options, container = self.options, self.container
         metadata, from_port = container.service_keys(port.exposed_port)
         if metadata.get("ignore", ""):
@@ -230,7 +234,7 @@ class _ContainerServices:
         name = self.service_name(metadata, from_port, port, is_group)
         if name is None:
             return None
-        located = self.addresses.address(port, metadata, from_port)
+        located = addresses.address(port, metadata, from_port)
         if located is None:
             return None
         address, port_number = located
