@@ -142,15 +142,15 @@ def test_a_service_the_agent_holds_as_wanted_is_given_as_the_wanted_one():
         override = svc("c")._replace(enable_tag_override=True)
         for service in (plain, checked, override):
             agent.register(service)
-        like = {"a": plain, "b": checked, "c": override, "d": svc("d")}
-        listed = agent.owned_services(OWNER, like)
+        wanted = {"a": plain, "b": checked, "c": override, "d": svc("d")}
+        listed = agent.owned_services(OWNER, wanted)
         assert sorted(listed) == ["a", "b", "c"]
         assert listed["a"] is plain
         assert listed["b"] == checked and listed["b"].checks == ()
         assert listed["b"].tags is checked.tags and listed["b"].meta is checked.meta
         assert listed["c"] == override and listed["c"] is not override
         agent.register(plain._replace(port=81))  # not as wanted: the agent's own
-        assert agent.owned_services(OWNER, like)["a"].port == 81
+        assert agent.owned_services(OWNER, wanted)["a"].port == 81
 
 
 def test_services_compare_by_what_the_agent_gives_back():

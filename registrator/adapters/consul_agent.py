@@ -155,18 +155,18 @@ class ConsulAgent:
         leader = self._call(what, json.loads, answer.content)
         return leader if isinstance(leader, str) else ""
 
-    def services(self, like: Mapping[str, Service] | None = None) -> dict[str, Service]:
+    def services(self, wanted: Mapping[str, Service] | None = None) -> dict[str, Service]:
         """Every service on the agent, by ID. The agent is read every -agent-poll seconds
         and seldom changes: an answer identical to the last one is not decoded again. A
-        service the agent holds just as ``like`` has it is given as that one (``shared``)."""
+        service the agent holds just as registrator ``wanted`` it is given as that one."""
         content = self._call("listing services", self._http.get, _body, SERVICES_PATH)
         digest, last = _digest(content), self._last_listing
         if last is not None and last[0] == digest:
             return dict(last[1])
         body = _objects("listing services", content)
-        like = like or {}
+        wanted = wanted or {}
         services = {
-            sid: shared(Service.from_agent(value), like.get(sid)) for sid, value in body.items()
+            sid: shared(Service.from_agent(value), wanted.get(sid)) for sid, value in body.items()
         }
         self._last_listing = (digest, services)
         return dict(services)
@@ -196,12 +196,12 @@ class ConsulAgent:
         return self._put_known(f"deregistering check {check_id}", path)
 
     def owned_services(
-        self, owner: str, like: Mapping[str, Service] | None = None
+        self, owner: str, wanted: Mapping[str, Service] | None = None
     ) -> dict[str, Service]:
         """The services registrator on host ``owner`` registered: the only ones it may remove."""
         return {
             sid: svc
-            for sid, svc in self.services(like).items()
+            for sid, svc in self.services(wanted).items()
             if svc.meta_dict.get(OWNER_META_KEY) == owner
         }
 
@@ -257,11 +257,10 @@ class ConsulAgent:
 
 
 def shared(listed: Service, wanted: Service | None) -> Service:
-    """``listed`` (as the agent lists it: no checks) or, when the agent holds exactly what
-    registrator wants, ``wanted`` in that form: the two would be equal copies of each
-    string, kept as long as the listing is, which is most of what the daemon keeps of a
-    service. With tag override the agent's tags may differ from the wanted ones while the
-    two compare equal: the listed service is kept."""
+    """What is kept of a listed service: the wanted one (without checks: a listing has
+    none) when the agent holds it just as registrator wants it, so that its strings are
+    kept once, not twice; else the listed one. With tag override the two compare equal even
+    when the agent's tags differ: the listed one is kept."""
     if wanted is None or wanted.enable_tag_override or wanted != listed:
         return listed
     return wanted._replace(checks=()) if wanted.checks else wanted

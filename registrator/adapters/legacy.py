@@ -59,11 +59,11 @@ class AdoptingAgent:
         self.removed: list[str] = []
 
     def owned_services(
-        self, owner: str, like: Mapping[str, Service] | None = None
+        self, owner: str, wanted: Mapping[str, Service] | None = None
     ) -> dict[str, Service]:
         owned: dict[str, Service] = {}
         legacy: set[str] = set()
-        for sid, service in self._agent.services(like).items():
+        for sid, service in self._agent.services(wanted).items():
             if service.meta_dict.get(OWNER_META_KEY) == owner:
                 owned[sid] = service
             elif is_legacy_service(service, owner):

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 class Agent(Protocol):
     def owned_services(
-        self, owner: str, like: Mapping[str, Service] | None = None
+        self, owner: str, wanted: Mapping[str, Service] | None = None
     ) -> dict[str, Service]: ...
     def register(self, service: Service) -> None: ...
     def deregister(self, service_id: str) -> bool: ...
@@ -70,14 +70,14 @@ def read(
     owner: str,
     snapshot: dict[str, Service] | None,
     done: Callable[[dict[str, Service], ConsulError | None], None],
-    like: Mapping[str, Service] | None = None,
+    wanted: Mapping[str, Service] | None = None,
 ) -> None:
     """On a pool thread: what the agent holds (``snapshot`` in a dry run), then ``done``."""
     error: ConsulError | None = None
     actual = snapshot or {}
     if agent is not None:
         try:
-            actual = read_actual(agent, owner, like)
+            actual = read_actual(agent, owner, wanted)
         except ConsulError as exc:
             error = exc
     done(actual, error)
@@ -113,13 +113,13 @@ def send_register(agent: Agent, service: Service, write: Write) -> tuple[bool, b
 
 
 def read_actual(
-    agent: Agent, owner: str, like: Mapping[str, Service] | None = None
+    agent: Agent, owner: str, wanted: Mapping[str, Service] | None = None
 ) -> dict[str, Service]:
     """The owned services on the agent, each with the checks it holds of those registrator
     gives it (their IDs and statuses): a second read, so that a check left over or lost is
-    seen as a difference like any other. ``like``: the services wanted, which those the
-    agent holds as wanted share their strings with. Raises ConsulError."""
-    actual = agent.owned_services(owner, like)
+    seen as a difference like any other. Those held as ``wanted`` are given as the wanted
+    ones (``consul_agent.shared``). Raises ConsulError."""
+    actual = agent.owned_services(owner, wanted)
     held: dict[str, list[Check]] = {}
     for check_id, (sid, status, output) in agent.checks().items():
         svc = actual.get(sid)
