@@ -481,12 +481,15 @@ def test_a_generic_service_id_on_several_ports_keeps_the_first_and_says_so():
 def test_a_final_newline_is_refused_as_consul_refuses_it():
     """Consul's checks are Go regexps, whose ``$`` is the end of the text; Python's would
     also match before a final newline (found by test_properties: the agent refused it)."""
-    labels = {"SERVICE_NOTE\n": "x", "SERVICE_ID": "id\n", "SERVICE_CHECK_TTL": "30s\n"}
+    labels = {
+        "SERVICE_NOTE\n": "x", "SERVICE_ID": "id\n", "SERVICE_CHECK_TTL": "30s\n",
+        "SERVICE_CHECK_1_TTL\n": "30s",
+    }  # fmt: skip
     derivation = derive_services(inspect(published={"80/tcp": "8080"}, labels=labels), OPTS)
     (svc,) = derivation.services
     assert (svc.id, svc.checks, "note\n" in svc.meta_dict) == ("host1:app.0:80", (), False)
     assert sorted(p.key for p in derivation.problems) == [
-        "SERVICE_CHECK_TTL", "SERVICE_ID", "SERVICE_NOTE\n",
+        "SERVICE_CHECK_1_TTL\n", "SERVICE_CHECK_TTL", "SERVICE_ID", "SERVICE_NOTE\n",
     ]  # fmt: skip
 
 

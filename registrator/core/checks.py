@@ -69,7 +69,7 @@ def build_checks(
     never renames another."""
     groups: dict[int, dict[str, str]] = {}
     for key, value in attrs.items():
-        indexed = INDEXED_KEY_RE.match(key)
+        indexed = INDEXED_KEY_RE.fullmatch(key)
         if indexed:
             groups.setdefault(int(indexed.group(1)), {})["check_" + indexed.group(2)] = value
         elif key.startswith("check_"):
