@@ -280,7 +280,7 @@ def _serve(
 
     # A thread that waits for the GIL gets it within 1 ms instead of 5: a full comparison
     # with the agent (hundreds of services read and compared) would otherwise hold an
-    # event's worker back for up to 12 ms (benchmarks/README.md, issue 29).
+    # event's worker back (benchmarks/README.md, "Why the code is as it is").
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     metrics = Metrics(ecs=config.ecs)
     server = None
@@ -295,7 +295,7 @@ def _serve(
         server.start()
     records = Records(keep_assessments=server is not None)  # for /containers only
     placement = None
-    if config.ecs:  # its modules (the ECS agent's client) only then: about 75 KB of memory
+    if config.ecs:  # its modules (the ECS agent's client) only then: less memory without
         from registrator.sync.ecs_placement import EcsPlacement
 
         placement = EcsPlacement(config.ecs_agent_uri, metrics, records)

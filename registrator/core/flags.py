@@ -92,7 +92,7 @@ def _text(text: str) -> str:
 def _tags(text: str) -> tuple[str, ...] | TagTemplate:
     """A comma list; with ``{{`` a Go template (gliderlabs/registrator v7.4), parsed now so
     that one which does not parse stops the start (TemplateError is a ValueError). The
-    template modules are imported only then: they cost about 1.2 MB of memory."""
+    template modules are imported only then, for the memory they take."""
     from registrator.core.tag_template import TagTemplate, is_template
 
     if is_template(text):

@@ -100,8 +100,8 @@ class Ticket:
         self.down_count = 0  # times Consul was found down, as its read came back
         self.listed = False  # planned once Docker was listed (stale services may go)
         self.on_done = on_done
-        # Only a ticket someone waits for has an Event (2 us each): one with a callback, or
-        # that nobody follows, is not waited for.
+        # Only a ticket someone waits for has an Event: one with a callback, or that nobody
+        # follows, is not waited for.
         self.done = threading.Event() if on_done is None and follow else None
 
     def wait(self, timeout: float | None = None) -> Outcome:
