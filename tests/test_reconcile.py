@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable
 
@@ -23,7 +25,7 @@ from registrator.core.model import OWNER_META_KEY, Check, Service, freeze_meta
 from registrator.core.plan import Outcome, make_plan
 from registrator.sync.agent_state import Desired
 from registrator.sync.agent_sync import AgentSync
-from tests.conftest import wait_until
+from tests.conftest import REGISTER_PATH, REPO, wait_until
 from tests.consul_double import ConsulDouble, RecordedRequest
 
 OWNER = "host1"
@@ -381,6 +383,49 @@ def test_unreachable_and_failing_agents_are_unavailable():
         double.stop()
         with pytest.raises(ConsulUnavailable, match="unreachable"):
             agent.ping()
+
+
+def test_a_write_the_agent_fails_is_tried_again_as_many_times_as_the_policy_says():
+    with ConsulDouble() as double:
+        agent = agent_for(double)  # 2 attempts
+        double.fail("error", status=500, body="rpc error", every=2, paths=REGISTER_PATH)
+        agent.register(svc("a"))  # the 1st register: answered
+        agent.register(svc("b"))  # the 2nd fails, the 3rd (its second attempt) is answered
+        assert set(double.services()) == {"a", "b"}
+        double.fail("error", status=500, body="rpc error", paths=REGISTER_PATH)
+        with pytest.raises(ConsulUnavailable):
+            agent.register(svc("c"))
+        assert [written_id(r) for r in double.writes()] == ["a", "b", "b", "c", "c"]
+
+
+# A process of its own: the test's own process has long imported tenacity (hypothesis).
+RETRY_LIBRARY_PROBE = """
+import sys
+from registrator.adapters.consul_agent import ConsulAgent, WritePolicy
+from registrator.core.config import ConsulEndpoint
+from registrator.core.model import Service
+
+endpoint = ConsulEndpoint("http", "127.0.0.1", int(sys.argv[1]))
+agent = ConsulAgent(endpoint, timeout=5, write_policy=WritePolicy(3, 0.05))
+for service_id in sys.argv[2:]:
+    agent.register(Service(service_id, "web", "127.0.0.1", 80))
+    print(service_id, "tenacity" in sys.modules, flush=True)
+"""
+
+
+def test_the_retry_library_is_loaded_only_once_a_write_has_failed():
+    """Most writes succeed at once; tenacity (with dataclasses and inspect, which it loads:
+    about 1.3 MB) is imported for the first retry."""
+    with ConsulDouble() as double:
+        double.fail("error", status=500, body="rpc error", every=2, paths=REGISTER_PATH)
+        probe = subprocess.run(
+            [sys.executable, "-c", RETRY_LIBRARY_PROBE, str(double.port), "a", "b"],
+            capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
+        )  # fmt: skip
+        assert probe.returncode == 0, probe.stderr
+        assert probe.stdout.splitlines() == ["a False", "b True"]
+        assert [written_id(r) for r in double.writes()] == ["a", "b", "b"]
+        assert set(double.services()) == {"a", "b"}
 
 
 @pytest.mark.parametrize(

@@ -72,13 +72,27 @@ class WritePolicy(NamedTuple):
 
     def run(self, call: Callable[[], _T]) -> _T:
         """``call()``, again after a random wait of up to 0.05 s, 0.1 s, 0.2 s ... (at most
-        ``max_wait``) while the agent is unavailable, ``attempts`` times in all."""
-        from tenacity import (  # at the first write: the start-up's ping does not wait for it
+        ``max_wait``) while the agent is unavailable, ``attempts`` times in all.
+
+        The first attempt is made here: tenacity (which loads ``dataclasses`` and
+        ``inspect``) is imported only once a write has failed, and most never do."""
+        try:
+            return call()
+        except ConsulUnavailable as exc:
+            if self.attempts <= 1:
+                raise
+            first: list[ConsulUnavailable] = [exc]
+        from tenacity import (
             Retrying,
             retry_if_exception_type,
             stop_after_attempt,
             wait_random_exponential,
         )
+
+        def attempt() -> _T:  # tenacity's first attempt is the one that failed above
+            if first:
+                raise first.pop()
+            return call()
 
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
@@ -86,7 +100,7 @@ class WritePolicy(NamedTuple):
             retry=retry_if_exception_type(ConsulUnavailable),
             reraise=True,
         )
-        return retrying(call)
+        return retrying(attempt)
 
 
 def _service_endpoint(http: AgentHTTP, token: str) -> Any:
