@@ -414,8 +414,8 @@ for service_id in sys.argv[2:]:
 
 
 def test_the_retry_library_is_loaded_only_once_a_write_has_failed():
-    """Most writes succeed at once; tenacity (with dataclasses and inspect, which it loads:
-    about 1.3 MB) is imported for the first retry."""
+    """Most writes succeed at once; tenacity (and dataclasses and inspect, which it loads)
+    is imported for the first retry."""
     with ConsulDouble() as double:
         double.fail("error", status=500, body="rpc error", every=2, paths=REGISTER_PATH)
         probe = subprocess.run(

@@ -295,7 +295,7 @@ def _serve(
         server.start()
     records = Records(keep_assessments=server is not None)  # for /containers only
     placement = None
-    if config.ecs:  # its modules (the ECS agent's client) only then: less memory without
+    if config.ecs:  # its modules (the ECS agent's client) are imported only then: memory
         from registrator.sync.ecs_placement import EcsPlacement
 
         placement = EcsPlacement(config.ecs_agent_uri, metrics, records)
